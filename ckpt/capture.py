@@ -1,0 +1,354 @@
+"""Turning a call of a decorated function into checkpoint parts in the store."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import os
+import pickle
+import sys
+import threading
+import time
+import traceback
+import types
+import warnings
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from . import environment
+from .errors import CkptWarning
+from .fileformat import VERSION, PartWriter
+from .keys import load_key
+from .source import source_hash
+from .store import CALL_SUFFIX, DEFAULT_KEEP, ERROR_SUFFIX, Store, find_store_path, name_key
+from .values import Pickled, describe, pickle_value
+
+_guard = threading.local()
+
+
+class Target:
+    """What the decorator knows of the function it wraps, worked out on first save."""
+
+    def __init__(self, function: Callable[..., Any], name: str | None, keep: int | None) -> None:
+        self.function = function
+        self.name = name or function.__qualname__
+        self.key = name_key(self.name)
+        self.keep = keep
+
+    @functools.cached_property
+    def signature(self) -> inspect.Signature | None:
+        """The function's signature, if it has one."""
+        try:
+            return inspect.signature(self.function)
+        except (TypeError, ValueError):
+            return None
+
+    @functools.cached_property
+    def module_name(self) -> str:
+        """The module to import to find the function again (not `__main__` if avoidable)."""
+        name = getattr(self.function, "__module__", None) or "__main__"
+        module = sys.modules.get(name)
+        spec = getattr(module, "__spec__", None)
+        if name == "__main__" and spec is not None and spec.name:
+            return str(spec.name)  # run with `python -m package.module`
+        return name
+
+    @functools.cached_property
+    def location(self) -> dict[str, Any]:
+        """How to find the function again: module, qualname, file, line, source hash."""
+        code = getattr(self.function, "__code__", None)
+        filename = code.co_filename if code is not None else None
+        if filename and not os.path.isabs(filename) and os.path.exists(filename):
+            filename = os.path.abspath(filename)
+        qualname = self.function.__qualname__
+        return {
+            "module": self.module_name,
+            "qualname": qualname,
+            "file": filename,
+            "line": code.co_firstlineno if code is not None else None,
+            "source_hash": source_hash(filename, qualname) if filename else None,
+            "main": getattr(self.function, "__module__", None) == "__main__",
+            "coroutine": inspect.iscoroutinefunction(self.function),
+        }
+
+    @functools.cached_property
+    def by_value(self) -> bytes:
+        """The function pickled by value, when it cannot be imported by name.
+
+        A closure, a lambda or a function typed into a REPL has no importable
+        definition; replay then falls back to this copy.
+        """
+        if self._importable():
+            return pickle.dumps(None)
+        return pickle_value(self.function).inband
+
+    def _importable(self) -> bool:
+        if "<locals>" in self.function.__qualname__ or self.location["main"]:
+            return False
+        found: Any = sys.modules.get(self.module_name)
+        for part in self.function.__qualname__.split("."):
+            found = getattr(found, part, None)
+        while found is not None and found is not self.function:
+            found = getattr(found, "__wrapped__", None)
+        return found is self.function
+
+    @functools.cached_property
+    def packages(self) -> dict[str, str]:
+        """Versions of the distributions the function's module imported."""
+        module = sys.modules.get(getattr(self.function, "__module__", "") or "")
+        return environment.package_versions(module)
+
+    def keep_count(self) -> int:
+        """How many checkpoints of this name to keep."""
+        if self.keep is not None:
+            return self.keep
+        try:
+            return max(int(os.environ.get("PYCKPT_KEEP", DEFAULT_KEEP)), 1)
+        except ValueError:
+            return DEFAULT_KEEP
+
+
+@dataclass
+class Saved:
+    """A call part on disk, which an error part may complete."""
+
+    store: Store
+    id: str
+    stamp: int
+    tag: bytes
+    started: float
+
+
+_KINDS = {
+    inspect.Parameter.POSITIONAL_ONLY: "positional_only",
+    inspect.Parameter.POSITIONAL_OR_KEYWORD: "positional_or_keyword",
+    inspect.Parameter.VAR_POSITIONAL: "var_positional",
+    inspect.Parameter.KEYWORD_ONLY: "keyword_only",
+    inspect.Parameter.VAR_KEYWORD: "var_keyword",
+}
+
+
+def bind_arguments(
+    target: Target, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> list[tuple[str, str, Any]]:
+    """The call's arguments as (name, kind, value), defaults applied."""
+    if target.signature is not None:
+        try:
+            bound = target.signature.bind(*args, **kwargs)
+        except TypeError:
+            pass  # the call itself is about to fail the same way
+        else:
+            bound.apply_defaults()
+            parameters = target.signature.parameters
+            return [
+                (name, _KINDS[parameters[name].kind], value)
+                for name, value in bound.arguments.items()
+            ]
+    return [("args", "var_positional", args), ("kwargs", "var_keyword", dict(kwargs))]
+
+
+def _write_part(
+    store: Store, final: Path, summary: dict[str, Any], detail: dict[str, Any],
+    records: Iterable[Pickled],
+) -> bytes:
+    temporary, stream = store.open_temporary()
+    try:
+        with stream:
+            writer = PartWriter(stream, load_key())
+            writer.write_header(summary, detail)
+            for record in records:
+                writer.write_record(record.inband, record.buffers)
+            tag = writer.finish()
+            if os.environ.get("PYCKPT_FSYNC") == "1":
+                stream.flush()
+                os.fsync(stream.fileno())
+        os.replace(temporary, final)
+    except BaseException:
+        _unlink_quietly(temporary)
+        raise
+    return tag
+
+
+def _unlink_quietly(path: Path) -> None:
+    try:
+        path.unlink()
+    except OSError:
+        pass
+
+
+def _write_call(
+    target: Target, arguments: list[tuple[str, str, Any]], trigger: str, started: float
+) -> Saved:
+    store = Store(find_store_path())
+    checkpoint_id, stamp = _new_identity()
+    pickled = [pickle_value(value) for _, _, value in arguments]
+    location = target.location
+    summary = {
+        "format": VERSION, "part": "call", "id": checkpoint_id, "name": target.name,
+        "trigger": trigger, "created": stamp / 1e9,
+        "function": f"{location['module']}:{location['qualname']}",
+    }
+    detail = {
+        "function": location,
+        "arguments": [
+            {"name": name, "kind": kind, **record.description}
+            for (name, kind, _), record in zip(arguments, pickled)
+        ],
+        "metadata": {
+            **environment.process_metadata(),
+            "packages": target.packages,
+            "git_commit": _git_commit(location["file"]),
+            "ckpt_format": VERSION,
+        },
+    }
+    function_record = Pickled(target.by_value, [], {})
+    final = store.filename(target.key, stamp, checkpoint_id, CALL_SUFFIX)
+    tag = _write_part(store, final, summary, detail, [function_record, *pickled])
+    return Saved(store, checkpoint_id, stamp, tag, started)
+
+
+def _git_commit(filename: str | None) -> str | None:
+    if not filename or not os.path.exists(filename):
+        return None
+    return environment.git_commit(os.path.dirname(filename))
+
+
+def _new_identity() -> tuple[str, int]:
+    from .store import new_id
+
+    return new_id(), time.time_ns()
+
+
+def exception_summary(exc: BaseException, skip_frames: int) -> dict[str, Any]:
+    """Type, message and formatted traceback (with its cause/context chain)."""
+    tb = exc.__traceback__
+    for _ in range(skip_frames):
+        tb = tb.tb_next if tb is not None else None
+    try:
+        message = str(exc)
+    except Exception:  # a user's __str__ may fail
+        message = "<message unavailable>"
+    kind = type(exc)
+    module = kind.__module__
+    return {
+        "type": kind.__qualname__ if module == "builtins" else f"{module}.{kind.__qualname__}",
+        "message": message,
+        "traceback": "".join(traceback.format_exception(kind, exc, tb)),
+    }
+
+
+def _frames(exc: BaseException, skip_frames: int) -> list[types.FrameType]:
+    tb = exc.__traceback__
+    for _ in range(skip_frames):
+        tb = tb.tb_next if tb is not None else None
+    frames = []
+    while tb is not None:
+        frames.append(tb.tb_frame)
+        tb = tb.tb_next
+    return frames
+
+
+def _write_error(
+    target: Target, saved: Saved, exc: BaseException, skip_frames: int
+) -> None:
+    frames = _frames(exc, skip_frames)
+    pickled: list[Pickled] = []
+    frame_details = []
+    for frame in frames:
+        names = []
+        for local_name, value in list(frame.f_locals.items()):
+            record = pickle_value(value)
+            pickled.append(record)
+            names.append({"name": local_name, **record.description})
+        frame_details.append({
+            "function": frame.f_code.co_name, "qualname": _qualname(frame),
+            "file": frame.f_code.co_filename, "line": frame.f_lineno, "locals": names,
+        })
+    summary_exc = exception_summary(exc, skip_frames)
+    summary = {
+        "format": VERSION, "part": "error", "id": saved.id, "name": target.name,
+        "created": time.time(), "call_tag": saved.tag.hex(),
+        "exception": {"type": summary_exc["type"], "message": summary_exc["message"][:200]},
+    }
+    duration = None if saved.started == 0 else time.perf_counter() - saved.started
+    detail = {"exception": summary_exc, "duration": duration, "frames": frame_details}
+    final = saved.store.filename(target.key, saved.stamp, saved.id, ERROR_SUFFIX)
+    _write_part(saved.store, final, summary, detail, pickled)
+
+
+def _qualname(frame: types.FrameType) -> str:
+    return str(getattr(frame.f_code, "co_qualname", frame.f_code.co_name))
+
+
+def _warn(action: str, target: Target, exc: BaseException) -> None:
+    warnings.warn(
+        f"ckpt: could not {action} checkpoint {target.name!r}: {type(exc).__name__}: {exc}",
+        CkptWarning,
+        stacklevel=4,
+    )
+
+
+def _prune(target: Target, saved: Saved) -> None:
+    saved.store.prune(target.key, target.keep_count(), protect=saved.id)
+
+
+def save_call(
+    target: Target, args: tuple[Any, ...], kwargs: dict[str, Any],
+    active: Callable[..., Any] | None,
+) -> Saved | None:
+    """Save a call before it runs; never raises into the caller."""
+    if getattr(_guard, "busy", False):
+        return None  # a decorated function called while we pickle: don't recurse
+    _guard.busy = True
+    try:
+        if active is not None and not _ask(active, target, args, kwargs):
+            return None
+        started = time.perf_counter()
+        saved = _write_call(target, bind_arguments(target, args, kwargs), "call", started)
+        _prune(target, saved)
+        return saved
+    except Exception as exc:
+        _warn("save", target, exc)
+        return None
+    finally:
+        _guard.busy = False
+
+
+def _ask(active: Callable[..., Any], target: Target, args: Any, kwargs: Any) -> bool:
+    try:
+        return bool(active(*args, **kwargs))
+    except Exception as exc:
+        _warn("decide whether to save (the `active` predicate raised)", target, exc)
+        return False
+
+
+def save_error(
+    target: Target, saved: Saved | None, args: tuple[Any, ...], kwargs: dict[str, Any],
+    exc: BaseException, skip_frames: int = 1,
+) -> None:
+    """Complete (or, with no call part, create) a checkpoint for a raised exception.
+
+    `skip_frames` drops the decorator's own frames from the traceback. Never
+    raises into the caller: the user's exception is what propagates.
+    """
+    if getattr(_guard, "busy", False):
+        return
+    _guard.busy = True
+    try:
+        fresh = saved is None
+        if saved is None:
+            arguments = bind_arguments(target, args, kwargs)
+            saved = _write_call(target, arguments, "error", 0.0)
+        try:
+            _write_error(target, saved, exc, skip_frames)
+        except Exception:
+            if fresh:  # a call part saved only for this error would mislead alone
+                _unlink_quietly(saved.store.filename(target.key, saved.stamp, saved.id, CALL_SUFFIX))
+            raise
+        _prune(target, saved)
+    except Exception as exc_saving:
+        _warn("save", target, exc_saving)
+    finally:
+        _guard.busy = False

@@ -1,0 +1,212 @@
+"""A checkpoint read back from the store: arguments, locals, exception, and a way to call again."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from .errors import CkptError, CorruptCheckpointError
+from .fileformat import Part, read_part
+from .keys import load_key
+from .store import Entry, Store, find_store_path
+from .values import Unpicklable, unpickle_value
+
+
+@dataclass
+class Frame:
+    """One frame of the saved traceback, with its locals."""
+
+    function: str
+    file: str
+    line: int
+    locals: dict[str, Any]
+
+
+@dataclass
+class ExceptionSummary:
+    """The exception a call raised, as text (the object itself is not kept)."""
+
+    type: str
+    message: str
+    traceback: str
+
+    def __str__(self) -> str:
+        return f"{self.type}: {self.message}" if self.message else self.type
+
+
+@dataclass
+class Checkpoint:
+    """One saved invocation of a decorated function.
+
+    Attributes:
+        id: unique id.
+        name: the name it is filed under.
+        trigger: ``call`` (saved when called) or ``error`` (the call raised).
+        created: seconds since the epoch when it was called.
+        arguments: parameter name to value, defaults applied.
+        frames: the saved frames, the decorated function's first, innermost last.
+        exception: what the call raised, or None.
+        metadata: where and how it was taken (host, python, argv, packages...).
+        location: how the function is found again (module, qualname, file...).
+    """
+
+    id: str
+    name: str
+    trigger: str
+    created: float
+    arguments: dict[str, Any]
+    kinds: dict[str, str] = field(repr=False)
+    frames: list[Frame] = field(repr=False)
+    exception: ExceptionSummary | None
+    metadata: dict[str, Any] = field(repr=False)
+    location: dict[str, Any] = field(repr=False)
+    saved_function: Callable[..., Any] | None = field(repr=False, default=None)
+
+    @property
+    def args(self) -> tuple[Any, ...]:
+        """The positional values of the call."""
+        values: list[Any] = []
+        for name, value in self.arguments.items():
+            kind = self.kinds[name]
+            if kind in ("positional_only", "positional_or_keyword"):
+                values.append(value)
+            elif kind == "var_positional":
+                values.extend(value)
+        return tuple(values)
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        """The keyword values of the call."""
+        values: dict[str, Any] = {}
+        for name, value in self.arguments.items():
+            kind = self.kinds[name]
+            if kind == "keyword_only":
+                values[name] = value
+            elif kind == "var_keyword":
+                values.update(value)
+        return values
+
+    @property
+    def locals(self) -> dict[str, Any]:
+        """The locals of the decorated function's frame at the error ({} if none)."""
+        return self.frames[0].locals if self.frames else {}
+
+    @property
+    def function(self) -> Callable[..., Any]:
+        """The function as it is now (imported by name), else the copy saved by value."""
+        found = _import_function(self.location)
+        if found is not None:
+            return found
+        if self.saved_function is not None:
+            return self.saved_function
+        raise CkptError(
+            f"{self.location['module']}:{self.location['qualname']} no longer exists",
+            hint="it was renamed or deleted since the checkpoint was taken",
+        )
+
+    def call(self) -> Any:
+        """Call the current function with the saved arguments."""
+        return self.function(*self.args, **self.kwargs)
+
+
+def _import_function(location: dict[str, Any]) -> Callable[..., Any] | None:
+    module_name = location["module"]
+    try:
+        module = sys.modules.get(module_name) or importlib.import_module(module_name)
+    except Exception:
+        return None
+    found: Any = module
+    for part in location["qualname"].split("."):
+        found = getattr(found, part, None)
+        if found is None:
+            return None
+    return unwrap(found) if callable(found) else None
+
+
+def unwrap(function: Any) -> Any:
+    """The user's function under our decorator (other decorators are kept)."""
+    if isinstance(function, (staticmethod, classmethod)):
+        function = function.__func__
+    target = getattr(function, "__ckpt_target__", None)
+    return target.function if target is not None else function
+
+
+def _load_values(part: Part, start: int, names: list[str], strict: bool) -> dict[str, Any]:
+    values = {}
+    for name, record in zip(names, part.records[start:]):
+        try:
+            values[name] = unpickle_value(record.inband, record.buffers)
+        except Exception as exc:
+            if strict:
+                raise CorruptCheckpointError(
+                    f"argument {name!r} cannot be loaded: {type(exc).__name__}: {exc}",
+                    hint="a module or class it needs may have been renamed or removed",
+                ) from exc
+            values[name] = Unpicklable("?", "?", f"cannot be loaded: {type(exc).__name__}: {exc}")
+    return values
+
+
+def read_checkpoint(entry: Entry) -> Checkpoint:
+    """Read, verify and unpickle a checkpoint from its store entry."""
+    if entry.problem:
+        raise CorruptCheckpointError(f"checkpoint {entry.id}: {entry.problem}")
+    key = load_key(create=False)
+    call = read_part(str(entry.call_path), key)
+    error = read_part(str(entry.error_path), key) if entry.error_path else None
+    if error is not None and error.summary.get("call_tag") != call.tag.hex():
+        raise CorruptCheckpointError(f"checkpoint {entry.id}: its two parts do not belong together")
+    if call.summary.get("id") != entry.id:
+        raise CorruptCheckpointError(f"checkpoint {entry.id}: its file was renamed or swapped")
+    parameters = call.detail["arguments"]
+    names = [parameter["name"] for parameter in parameters]
+    arguments = _load_values(call, 1, names, strict=True)
+    saved_function = unpickle_value(call.records[0].inband, []) if call.records else None
+    return Checkpoint(
+        id=entry.id, name=entry.name, trigger=entry.trigger, created=entry.created,
+        arguments=arguments, kinds={p["name"]: p["kind"] for p in parameters},
+        frames=_load_frames(error), exception=_exception(error),
+        metadata=call.detail.get("metadata", {}), location=call.detail["function"],
+        saved_function=saved_function,
+    )
+
+
+def _exception(error: Part | None) -> ExceptionSummary | None:
+    if error is None:
+        return None
+    exc = error.detail["exception"]
+    return ExceptionSummary(exc["type"], exc["message"], exc["traceback"])
+
+
+def _load_frames(error: Part | None) -> list[Frame]:
+    if error is None:
+        return []
+    frames, start = [], 0
+    for frame in error.detail["frames"]:
+        names = [local["name"] for local in frame["locals"]]
+        values = _load_values(error, start, names, strict=False)
+        start += len(names)
+        frames.append(Frame(frame["function"], frame["file"], frame["line"], values))
+    return frames
+
+
+def load(name_or_id: str | None = None, *, directory: str | Path | None = None) -> Checkpoint:
+    """Load a checkpoint: by id, by name (the newest), or the newest of all.
+
+    Args:
+        name_or_id: a checkpoint's name, id or id prefix; None for the newest.
+        directory: the store to read (default: the store this process would use).
+
+    Raises:
+        CkptError: nothing matches, or the checkpoint is corrupt or untrusted.
+    """
+    store = Store(Path(directory) if directory is not None else find_store_path())
+    return read_checkpoint(store.find(name_or_id))
+
+
+def checkpoints(*, directory: str | Path | None = None) -> list[Entry]:
+    """Every checkpoint in the store, oldest first and newest last (nothing unpickled)."""
+    store = Store(Path(directory) if directory is not None else find_store_path())
+    return store.entries()

@@ -1,0 +1,175 @@
+"""The `ckpt` / `cdip` command line: one small function per subcommand."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Callable
+
+from . import display
+from .errors import EXIT_OK, EXIT_USAGE, CkptError
+from .store import DEFAULT_KEEP, Store, find_store_path, init_store
+
+
+def _store(args: argparse.Namespace) -> Store:
+    return Store(Path(args.dir) if args.dir else find_store_path())
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    """Create a .pyckpt store in the current directory (kept out of git)."""
+    path, created = init_store(Path.cwd())
+    print(f"{'created' if created else 'already exists:'} {path}")
+    return EXIT_OK
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    """List checkpoints, oldest first; with NAME, show one in detail."""
+    store = _store(args)
+    if args.name is not None:
+        lines, data = display.detail(store.find(args.name))
+        print(json.dumps(data, indent=2, default=str) if args.json else "\n".join(lines))
+        return EXIT_OK
+    entries = store.entries()
+    if args.json:
+        print(json.dumps([display.entry_json(entry) for entry in entries], indent=2))
+        return EXIT_OK
+    total = sum(entry.size for entry in entries)
+    print(f"store: {store.path} ({len(entries)} checkpoint(s), {display.human_size(total)})")
+    if not entries:
+        exists = "" if store.path.is_dir() else " (the directory does not exist yet)"
+        print(f"no checkpoints yet{exists}: decorate a function with @ckpt.ckpt and run it")
+        return EXIT_OK
+    print("\n".join(display.listing(entries)))
+    return EXIT_OK
+
+
+def cmd_rm(args: argparse.Namespace) -> int:
+    """Delete checkpoints: an id, or a name's newest (--all: every one of that name)."""
+    store = _store(args)
+    doomed = {}
+    for name_or_id in args.names:
+        entry = store.find(name_or_id)
+        matches = [entry]
+        if args.all:
+            matches = [e for e in store.entries() if e.name == entry.name]
+        doomed.update({e.id: e for e in matches})
+    for entry in doomed.values():
+        store.remove(entry)
+        print(f"removed {entry.id}  {entry.name}")
+    return EXIT_OK
+
+
+def cmd_clear(args: argparse.Namespace) -> int:
+    """Delete every checkpoint in the store."""
+    store = _store(args)
+    entries = store.entries()
+    if not entries:
+        print(f"no checkpoints in {store.path}")
+        return EXIT_OK
+    if not args.yes and not _confirm(f"delete all {len(entries)} checkpoint(s) in {store.path}?"):
+        print("nothing deleted")
+        return EXIT_USAGE
+    for entry in entries:
+        store.remove(entry)
+    print(f"removed {len(entries)} checkpoint(s)")
+    return EXIT_OK
+
+
+def _confirm(question: str) -> bool:
+    if not sys.stdin.isatty():
+        raise CkptError(f"{question} (no terminal to ask)", hint="add --yes to confirm")
+    try:
+        answer = input(f"{question} [y/N] ")
+    except EOFError:
+        return False
+    return answer.strip().lower() in ("y", "yes")
+
+
+def cmd_gc(args: argparse.Namespace) -> int:
+    """Keep the newest N checkpoints per name; remove broken files and leftovers."""
+    store = _store(args)
+    keep = args.keep if args.keep is not None else _env_keep()
+    entries = store.entries()
+    removed = [entry for entry in entries if entry.problem]
+    for entry in removed:
+        store.remove(entry)
+    for key in sorted({entry.key for entry in entries if not entry.problem}):
+        removed += store.prune(key, keep)
+    leftovers = store.stale_temporaries() + store.orphans()
+    for path in leftovers:
+        path.unlink(missing_ok=True)
+    print(f"removed {len(removed)} checkpoint(s) and {len(leftovers)} leftover file(s)")
+    return EXIT_OK
+
+
+def _env_keep() -> int:
+    try:
+        return max(int(os.environ.get("PYCKPT_KEEP", DEFAULT_KEEP)), 1)
+    except ValueError:
+        return DEFAULT_KEEP
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def build_parser(prog: str) -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog=prog, description="Save failing function calls; replay them with today's code.")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--dir", metavar="PATH", help="the store (default: PYCKPT_DIR, "
+                        "a .pyckpt upward from here, else the user state directory)")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def add(name: str, handler: Callable[[argparse.Namespace], int]) -> argparse.ArgumentParser:
+        doc = (handler.__doc__ or "").strip()
+        sub = commands.add_parser(name, parents=[common], help=doc, description=doc)
+        sub.set_defaults(handler=handler)
+        return sub
+
+    add("init", cmd_init)
+    info = add("info", cmd_info)
+    info.add_argument("name", nargs="?", metavar="NAME|ID")
+    info.add_argument("--json", action="store_true", help="machine-readable output")
+    rm = add("rm", cmd_rm)
+    rm.add_argument("names", nargs="+", metavar="NAME|ID")
+    rm.add_argument("--all", action="store_true", help="every checkpoint of each name")
+    clear = add("clear", cmd_clear)
+    clear.add_argument("--yes", "-y", action="store_true", help="do not ask")
+    gc = add("gc", cmd_gc)
+    gc.add_argument("--keep", type=_positive, metavar="N",
+                    help=f"checkpoints kept per name (default PYCKPT_KEEP or {DEFAULT_KEEP})")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit status."""
+    prog = os.path.basename(sys.argv[0]) if argv is None else "cdip"
+    if prog not in ("ckpt", "cdip"):
+        prog = "python -m ckpt"
+    parser = build_parser(prog)
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        return int(args.handler(args))
+    except CkptError as exc:
+        print(f"{prog}: error: {exc.message}", file=sys.stderr)
+        if exc.hint:
+            print(f"hint: {exc.hint}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # `cdip info | head`: the reader left; say nothing more.
+        sys.stderr.close()
+        return EXIT_OK

@@ -1,0 +1,179 @@
+"""Turning store entries and checkpoint headers into text for people and JSON for scripts."""
+
+from __future__ import annotations
+
+import datetime
+import time
+from typing import Any
+
+from .fileformat import read_headers
+from .source import source_hash
+from .store import Entry
+
+
+def human_size(size: int) -> str:
+    """1536 -> '1.5 KiB'."""
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+def age(created: float, now: float | None = None) -> str:
+    """How long ago, coarsely: '12s ago', '3m ago', '2h ago', '5d ago'."""
+    seconds = int(max((now if now is not None else time.time()) - created, 0))
+    if seconds < 60:
+        return f"{seconds}s ago"
+    if seconds < 3600:
+        return f"{seconds // 60}m ago"
+    if seconds < 86400:
+        return f"{seconds // 3600}h ago"
+    return f"{seconds // 86400}d ago"
+
+
+def local_time(created: float) -> str:
+    """'2026-11-24 16:30:05' in local time."""
+    return datetime.datetime.fromtimestamp(created).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def iso_time(created: float) -> str:
+    """ISO 8601 in UTC, for JSON."""
+    return datetime.datetime.fromtimestamp(created, datetime.timezone.utc).isoformat()
+
+
+def exception_text(entry: Entry) -> str:
+    """'ValueError: bad value' or '' (the problem, for a broken entry)."""
+    if entry.problem:
+        return entry.problem
+    if not entry.error_summary:
+        return ""
+    exc = entry.error_summary.get("exception", {})
+    message = " ".join(str(exc.get("message", "")).split())
+    return f"{exc.get('type', '?')}: {message}" if message else str(exc.get("type", "?"))
+
+
+def shorten(text: str, width: int) -> str:
+    """Cut to `width` characters with an ellipsis."""
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def entry_json(entry: Entry) -> dict[str, Any]:
+    """The stable JSON schema of one listed checkpoint (see README)."""
+    exception = None
+    if entry.error_summary:
+        exc = entry.error_summary.get("exception", {})
+        exception = {"type": exc.get("type"), "message": exc.get("message")}
+    return {
+        "id": entry.id,
+        "name": entry.name,
+        "trigger": entry.trigger,
+        "created": iso_time(entry.created),
+        "function": entry.summary.get("function"),
+        "exception": exception,
+        "size": entry.size,
+        "path": str(entry.call_path),
+        "problem": entry.problem,
+    }
+
+
+def table(rows: list[list[str]]) -> list[str]:
+    """Left-aligned columns, two spaces apart; the last column is not padded."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip()
+        for row in rows
+    ]
+
+
+def listing(entries: list[Entry], now: float | None = None) -> list[str]:
+    """The rows of `cdip info`, oldest first."""
+    rows = [["ID", "NAME", "TRIGGER", "CREATED", "EXCEPTION", "FUNCTION", "SIZE"]]
+    for entry in entries:
+        rows.append([
+            entry.id,
+            shorten(entry.name, 40),
+            "BROKEN" if entry.problem else entry.trigger,
+            f"{local_time(entry.created)} ({age(entry.created, now)})",
+            shorten(exception_text(entry), 50),
+            shorten(str(entry.summary.get("function", "?")), 50),
+            human_size(entry.size),
+        ])
+    return table(rows)
+
+
+def source_status(location: dict[str, Any]) -> str:
+    """Whether the function's source changed since capture, read without importing it."""
+    recorded = location.get("source_hash")
+    filename = location.get("file")
+    if not recorded or not filename:
+        return "unknown (no source file at capture)"
+    now = source_hash(filename, location["qualname"])
+    if now is None:
+        return f"not found in {filename} (renamed or deleted since?)"
+    return "unchanged since capture" if now == recorded else "changed since capture"
+
+
+def _value_rows(values: list[dict[str, Any]]) -> list[str]:
+    if not values:
+        return ["  (none)"]
+    rows = []
+    for value in values:
+        shape = value.get("shape")
+        if shape is not None:
+            size = f"shape {tuple(shape)} {value.get('dtype', '')}".rstrip()
+        elif "len" in value:
+            size = f"len {value['len']}"
+        else:
+            size = ""
+        note = f"  [unpicklable: {value['unpicklable']}]" if value.get("unpicklable") else ""
+        rows.append(["  " + value["name"], value.get("type", "?"), size, value["repr"] + note])
+    return table(rows)
+
+
+def detail(entry: Entry) -> tuple[list[str], dict[str, Any]]:
+    """`cdip info NAME`: the lines for people and the JSON object for scripts."""
+    summary, call_detail = read_headers(str(entry.call_path))
+    error_detail: dict[str, Any] = {}
+    if entry.error_path is not None:
+        error_detail = read_headers(str(entry.error_path))[1]
+    location = call_detail.get("function", {})
+    status = source_status(location)
+    lines = [
+        f"id:        {entry.id}",
+        f"name:      {entry.name}",
+        f"trigger:   {entry.trigger}",
+        f"created:   {local_time(entry.created)} ({age(entry.created)})",
+        f"function:  {summary.get('function')}  ({location.get('file')}:{location.get('line')})",
+        f"source:    {status}",
+        f"size:      {human_size(entry.size)}",
+        "",
+        "arguments:",
+        *_value_rows(call_detail.get("arguments", [])),
+    ]
+    if error_detail:
+        exc = error_detail["exception"]
+        lines += ["", f"exception: {exception_text(entry)}", "", exc["traceback"].rstrip()]
+        frames = error_detail.get("frames", [])
+        if frames:
+            frame = frames[0]
+            lines += ["", f"locals at the error ({frame['qualname']}, line {frame['line']}):"]
+            lines += _value_rows(frame["locals"])
+            if len(frames) > 1:
+                lines.append(f"  (+ {len(frames) - 1} inner frame(s) saved; see --json)")
+    lines += ["", "metadata:", *_metadata_rows(call_detail.get("metadata", {}))]
+    data = {**entry_json(entry), "source": status, "location": location,
+            "arguments": call_detail.get("arguments", []),
+            "metadata": call_detail.get("metadata", {}), **error_detail}
+    return lines, data
+
+
+def _metadata_rows(metadata: dict[str, Any]) -> list[str]:
+    shown = ["host", "user", "pid", "python", "executable", "platform", "cwd", "argv",
+             "git_commit"]
+    rows = [[f"  {key}", str(metadata.get(key))] for key in shown if key in metadata]
+    packages = metadata.get("packages") or {}
+    if packages:
+        rows.append(["  packages", ", ".join(f"{k}=={v}" for k, v in sorted(packages.items()))])
+    return table(rows) if rows else ["  (none)"]

@@ -1,0 +1,130 @@
+"""Where and how a checkpoint was taken: host, interpreter, packages, git commit."""
+
+from __future__ import annotations
+
+import functools
+import getpass
+import os
+import platform
+import socket
+import sys
+import types
+from pathlib import Path
+from typing import Any
+
+
+@functools.lru_cache(maxsize=1)
+def _process_constants() -> dict[str, Any]:
+    try:
+        user = getpass.getuser()
+    except Exception:  # no passwd entry in some containers
+        user = str(os.getuid()) if hasattr(os, "getuid") else "?"
+    return {
+        "host": socket.gethostname(),
+        "user": user,
+        "python": platform.python_version(),
+        "implementation": sys.implementation.name,
+        "executable": sys.executable,
+        "platform": platform.platform(),
+    }
+
+
+def process_metadata() -> dict[str, Any]:
+    """Metadata of this process now (no environment variables: they hold secrets)."""
+    return {
+        **_process_constants(),
+        "pid": os.getpid(),
+        "cwd": _cwd(),
+        "argv": list(sys.argv),
+        "path": list(sys.path),
+    }
+
+
+def _cwd() -> str:
+    try:
+        return os.getcwd()
+    except OSError:  # the working directory was deleted
+        return ""
+
+
+@functools.lru_cache(maxsize=None)
+def _distributions() -> dict[str, list[str]]:
+    from importlib import metadata
+
+    return dict(metadata.packages_distributions())
+
+
+def _version(distribution: str) -> str | None:
+    from importlib import metadata
+
+    try:
+        return metadata.version(distribution)
+    except Exception:  # a broken dist-info must not break a save
+        return None
+
+
+def package_versions(module: types.ModuleType | None) -> dict[str, str]:
+    """Versions of the distributions whose top-level packages `module` imported."""
+    if module is None:
+        return {}
+    tops = set()
+    for value in list(vars(module).values()):
+        name = value.__name__ if isinstance(value, types.ModuleType) else None
+        name = name or getattr(value, "__module__", None)
+        if isinstance(name, str) and name:
+            tops.add(name.partition(".")[0])
+    own = getattr(module, "__name__", "").partition(".")[0]
+    tops.discard(own)
+    versions = {}
+    for top in sorted(tops):
+        for distribution in _distributions().get(top, []):
+            version = _version(distribution)
+            if version:
+                versions[distribution] = version
+    return versions
+
+
+@functools.lru_cache(maxsize=64)
+def git_commit(directory: str) -> str | None:
+    """The commit checked out in the git work tree holding `directory`, if any.
+
+    Read from `.git` directly: running git would cost a process per save.
+    """
+    for folder in [Path(directory), *Path(directory).parents]:
+        dotgit = folder / ".git"
+        if dotgit.is_file():  # a worktree or submodule: "gitdir: <path>"
+            text = dotgit.read_text(errors="replace").strip()
+            if not text.startswith("gitdir:"):
+                return None
+            dotgit = (folder / text.partition(":")[2].strip()).resolve()
+        if dotgit.is_dir():
+            return _resolve_head(dotgit)
+    return None
+
+
+def _resolve_head(gitdir: Path) -> str | None:
+    try:
+        head = (gitdir / "HEAD").read_text().strip()
+    except OSError:
+        return None
+    if not head.startswith("ref:"):
+        return head or None
+    ref = head.partition(":")[2].strip()
+    common = gitdir
+    commondir = gitdir / "commondir"
+    if commondir.is_file():
+        common = (gitdir / commondir.read_text().strip()).resolve()
+    for base in (gitdir, common):
+        try:
+            return (base / ref).read_text().strip()
+        except OSError:
+            pass
+    try:
+        packed = (common / "packed-refs").read_text()
+    except OSError:
+        return None
+    for line in packed.splitlines():
+        sha, _, name = line.partition(" ")
+        if name == ref:
+            return sha
+    return None  # a branch with no commits yet

@@ -1,0 +1,100 @@
+"""The per-user secret key that signs and verifies checkpoints."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import stat
+import sys
+from pathlib import Path
+
+from .errors import CkptError
+
+KEY_SIZE = 32
+
+
+def key_path() -> Path:
+    """Where the key lives: `$PYCKPT_KEY_FILE`, else the user's config directory."""
+    explicit = os.environ.get("PYCKPT_KEY_FILE")
+    if explicit:
+        return Path(explicit)
+    return _user_config_dir() / "key"
+
+
+def _user_config_dir() -> Path:
+    if sys.platform.startswith("linux"):
+        # What platformdirs answers on Linux, without paying for its import.
+        base = os.environ.get("XDG_CONFIG_HOME", "").strip() or os.path.expanduser("~/.config")
+        return Path(base) / "pyckpt"
+    import platformdirs
+
+    return Path(platformdirs.user_config_dir("pyckpt", appauthor=False))
+
+
+def load_key(create: bool = True) -> bytes:
+    """Return this user's key, creating it on first use (mode 0600).
+
+    Raises:
+        CkptError: the key file is missing (and `create` is false), unsafe or
+            unreadable.
+    """
+    path = key_path()
+    try:
+        return _read_key(path)
+    except FileNotFoundError:
+        if not create:
+            raise CkptError(
+                f"no checkpoint key at {path}: nothing was ever saved as this user",
+                hint="checkpoints from elsewhere are adopted with `cdip import`",
+            ) from None
+    return _create_key(path)
+
+
+def _read_key(path: Path) -> bytes:
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    try:
+        info = os.fstat(fd)
+        _check_key_file(path, info)
+        key = os.read(fd, KEY_SIZE + 1)
+    finally:
+        os.close(fd)
+    if len(key) != KEY_SIZE:
+        raise CkptError(
+            f"the checkpoint key {path} is damaged ({len(key)} bytes, expected {KEY_SIZE})",
+            hint="delete it to start afresh; checkpoints signed with it will no longer load",
+        )
+    return key
+
+
+def _check_key_file(path: Path, info: os.stat_result) -> None:
+    if not stat.S_ISREG(info.st_mode):
+        raise CkptError(f"the checkpoint key {path} is not a regular file")
+    if hasattr(os, "getuid") and info.st_uid != os.getuid():
+        raise CkptError(
+            f"the checkpoint key {path} belongs to another user",
+            hint="point PYCKPT_KEY_FILE at a key of your own",
+        )
+    if info.st_mode & 0o077:
+        raise CkptError(
+            f"the checkpoint key {path} is readable by others (mode {info.st_mode & 0o777:o})",
+            hint=f"run `chmod 600 {path}`",
+        )
+
+
+def _create_key(path: Path) -> bytes:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, secrets.token_bytes(KEY_SIZE))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    try:
+        # link() refuses to replace: when two processes race, one key wins.
+        os.link(temporary, path)
+    except FileExistsError:
+        pass
+    finally:
+        os.unlink(temporary)
+    return _read_key(path)

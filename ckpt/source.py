@@ -1,0 +1,61 @@
+"""Finding a function's source text by file and qualified name, without importing it."""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+from typing import Union
+
+_Def = Union[ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef]
+
+
+def _children(node: ast.AST) -> list[_Def]:
+    found: list[_Def] = []
+    for child in ast.iter_child_nodes(node):
+        if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            found.append(child)
+        elif not isinstance(child, (ast.Lambda, ast.expr)):
+            # a def inside if/try/with/for still belongs to the same scope
+            found.extend(_children(child))
+    return found
+
+
+def find_definition(tree: ast.Module, qualname: str) -> _Def | None:
+    """The def or class statement that `qualname` names in `tree` (the last one wins)."""
+    scope: ast.AST = tree
+    parts = [part for part in qualname.split(".") if part != "<locals>"]
+    found: _Def | None = None
+    for part in parts:
+        matches = [node for node in _children(scope) if node.name == part]
+        if not matches:
+            return None
+        found = matches[-1]
+        scope = found
+    return found
+
+
+def function_source(text: str, qualname: str) -> str | None:
+    """The source of `qualname` in module text `text`, decorators included."""
+    try:
+        tree = ast.parse(text)
+    except (SyntaxError, ValueError):
+        return None
+    node = find_definition(tree, qualname)
+    if node is None or not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        return None
+    first = min([node.lineno] + [d.lineno for d in node.decorator_list])
+    lines = text.splitlines()
+    return "\n".join(lines[first - 1 : node.end_lineno])
+
+
+def source_hash(path: str, qualname: str) -> str | None:
+    """A short hash of the function's source as it is in `path` now, or None."""
+    try:
+        with open(path, encoding="utf-8") as stream:
+            text = stream.read()
+    except (OSError, UnicodeDecodeError):
+        return None
+    source = function_source(text, qualname)
+    if source is None:
+        return None
+    return hashlib.sha256(source.encode()).hexdigest()[:16]

@@ -1,0 +1,299 @@
+"""The directory that holds checkpoints: where it is, how files are named and replaced."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import secrets
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from .errors import CkptError, CorruptCheckpointError, NotFoundError
+from .fileformat import read_summary
+
+STORE_DIRNAME = ".pyckpt"
+CALL_SUFFIX = ".call"
+ERROR_SUFFIX = ".error"
+TEMP_PREFIX = ".tmp-"
+DEFAULT_KEEP = 5
+MIN_ID_PREFIX = 4
+
+GITIGNORE = "# Created by ckpt: checkpoints hold data, keep them out of git.\n*\n"
+CACHEDIR_TAG = (
+    "Signature: 8a477f597d28d172789f06886806bc55\n"
+    "# This file is a cache directory tag created by ckpt.\n"
+    "# For information about cache directory tags see https://bford.info/cachedir/\n"
+)
+
+
+def find_store_path() -> Path:
+    """The store for this process, by the three rules of the design, in order."""
+    explicit = os.environ.get("PYCKPT_DIR")
+    if explicit:
+        return Path(explicit).expanduser()
+    try:
+        here = Path.cwd()
+    except OSError:
+        here = None
+    if here is not None:
+        for folder in [here, *here.parents]:
+            candidate = folder / STORE_DIRNAME
+            if candidate.is_dir():
+                return candidate
+    return _user_state_dir()
+
+
+def _user_state_dir() -> Path:
+    if sys.platform.startswith("linux"):
+        # What platformdirs answers on Linux, without paying for its import.
+        base = os.environ.get("XDG_STATE_HOME", "").strip() or os.path.expanduser("~/.local/state")
+        return Path(base) / "pyckpt"
+    import platformdirs
+
+    return Path(platformdirs.user_state_dir("pyckpt", appauthor=False))
+
+
+def init_store(directory: Path) -> tuple[Path, bool]:
+    """Create `.pyckpt` in `directory` (idempotent); return it and whether it is new."""
+    path = directory / STORE_DIRNAME
+    created = not path.exists()
+    path.mkdir(mode=0o700, exist_ok=True)
+    for filename, text in ((".gitignore", GITIGNORE), ("CACHEDIR.TAG", CACHEDIR_TAG)):
+        if not (path / filename).exists():
+            (path / filename).write_text(text)
+    return path, created
+
+
+def name_key(name: str) -> str:
+    """A file-name-safe key for a checkpoint name; distinct names never share one."""
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)[:60].strip(".") or "_"
+    return f"{slug}-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
+
+
+def new_id() -> str:
+    """A short random id (48 bits: collisions are negligible at any store size)."""
+    return secrets.token_hex(6)
+
+
+@dataclass
+class Entry:
+    """One checkpoint in the store, as listing sees it (nothing unpickled)."""
+
+    id: str
+    key: str
+    stamp: int
+    call_path: Path
+    error_path: Path | None
+    summary: dict[str, Any]
+    error_summary: dict[str, Any] | None
+    problem: str | None = None
+
+    @property
+    def name(self) -> str:
+        """The name it is filed under."""
+        return str(self.summary.get("name", self.key))
+
+    @property
+    def trigger(self) -> str:
+        """`error` once the call raised and was saved, else what it was saved by."""
+        if self.error_path is not None:
+            return "error"
+        return str(self.summary.get("trigger", "call"))
+
+    @property
+    def created(self) -> float:
+        """Seconds since the epoch when the call was made."""
+        return self.stamp / 1e9
+
+    @property
+    def paths(self) -> list[Path]:
+        """Every file of this checkpoint."""
+        return [self.call_path] + ([self.error_path] if self.error_path else [])
+
+    @property
+    def size(self) -> int:
+        """Bytes on disk."""
+        total = 0
+        for path in self.paths:
+            try:
+                total += path.stat().st_size
+            except OSError:
+                pass
+        return total
+
+
+def _parse_filename(filename: str) -> tuple[str, int, str, str] | None:
+    base, dot, suffix = filename.rpartition(".")
+    parts = base.split("~")
+    if not dot or len(parts) != 3 or not parts[1].isdigit():
+        return None
+    return parts[0], int(parts[1]), parts[2], "." + suffix
+
+
+class Store:
+    """A directory of checkpoints."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def filename(self, key: str, stamp: int, checkpoint_id: str, suffix: str) -> Path:
+        """The final path of one part of a checkpoint."""
+        return self.path / f"{key}~{stamp:020d}~{checkpoint_id}{suffix}"
+
+    def _scan(self) -> Iterator[tuple[str, int, str, str, Path]]:
+        try:
+            names = os.listdir(self.path)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise CkptError(f"cannot read the store {self.path}: {exc.strerror}") from exc
+        for filename in names:
+            parsed = _parse_filename(filename)
+            if parsed is not None and parsed[3] in (CALL_SUFFIX, ERROR_SUFFIX):
+                yield (*parsed, self.path / filename)
+
+    def entries(self, key: str | None = None) -> list[Entry]:
+        """Every checkpoint (optionally of one name key), oldest first."""
+        calls: dict[str, tuple[str, int, Path]] = {}
+        errors: dict[str, Path] = {}
+        for entry_key, stamp, checkpoint_id, suffix, path in self._scan():
+            if key is not None and entry_key != key:
+                continue
+            if suffix == CALL_SUFFIX:
+                calls[checkpoint_id] = (entry_key, stamp, path)
+            else:
+                errors[checkpoint_id] = path
+        found = []
+        for checkpoint_id, (entry_key, stamp, path) in calls.items():
+            entry = _read_entry(checkpoint_id, entry_key, stamp, path, errors.get(checkpoint_id))
+            if entry is not None:
+                found.append(entry)
+        found.sort(key=lambda entry: (entry.stamp, entry.id))
+        return found
+
+    def orphans(self) -> list[Path]:
+        """Error parts whose call part is gone."""
+        calls = {parsed[2] for parsed in self._scan() if parsed[3] == CALL_SUFFIX}
+        return [p[4] for p in self._scan() if p[3] == ERROR_SUFFIX and p[2] not in calls]
+
+    def find(self, name_or_id: str | None) -> Entry:
+        """The checkpoint an id, an id prefix or a name (its newest) designates.
+
+        Raises:
+            NotFoundError: nothing matches, or an id prefix is ambiguous.
+        """
+        entries = self.entries()
+        if not entries:
+            raise NotFoundError(
+                f"no checkpoints in {self.path}",
+                hint="decorate a function with @ckpt.ckpt and run your program",
+            )
+        if name_or_id is None:
+            return entries[-1]
+        for entry in entries:
+            if entry.id == name_or_id:
+                return entry
+        named = [entry for entry in entries if entry.name == name_or_id]
+        if named:
+            return named[-1]
+        if len(name_or_id) >= MIN_ID_PREFIX:
+            prefixed = [entry for entry in entries if entry.id.startswith(name_or_id)]
+            if len(prefixed) == 1:
+                return prefixed[0]
+            if len(prefixed) > 1:
+                raise NotFoundError(
+                    f"{name_or_id!r} is the start of {len(prefixed)} checkpoint ids",
+                    hint="give more characters of the id",
+                )
+        raise NotFoundError(
+            f"no checkpoint named {name_or_id!r} in {self.path}",
+            hint="`cdip info` lists the names and ids there are",
+        )
+
+    def open_temporary(self) -> tuple[Path, IO[bytes]]:
+        """A new private temporary file in the store, for an atomic write."""
+        if not self.path.is_dir():
+            self.path.mkdir(parents=True, mode=0o700, exist_ok=True)
+        path = self.path / f"{TEMP_PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        return path, os.fdopen(fd, "wb")
+
+    def remove(self, entry: Entry) -> None:
+        """Delete a checkpoint; one removed meanwhile by someone else is fine."""
+        for path in entry.paths:
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                pass
+
+    def prune(self, key: str, keep: int, protect: str | None = None) -> list[Entry]:
+        """Delete all but the newest `keep` checkpoints of a name; return the deleted."""
+        entries = self.entries(key)
+        doomed = [entry for entry in entries[: max(len(entries) - keep, 0)] if entry.id != protect]
+        for entry in doomed:
+            self.remove(entry)
+        return doomed
+
+    def stale_temporaries(self, min_age: float = 3600.0) -> list[Path]:
+        """Leftovers of interrupted writes: temporaries of dead processes, or old ones."""
+        stale = []
+        try:
+            names = os.listdir(self.path)
+        except OSError:
+            return []
+        for filename in names:
+            if not filename.startswith(TEMP_PREFIX):
+                continue
+            path = self.path / filename
+            pid_text = filename[len(TEMP_PREFIX) :].partition("-")[0]
+            try:
+                age = time.time() - path.stat().st_mtime
+            except OSError:
+                continue
+            if not _pid_alive(int(pid_text) if pid_text.isdigit() else -1) or age > min_age:
+                stale.append(path)
+        return stale
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _read_entry(
+    checkpoint_id: str, key: str, stamp: int, call_path: Path, error_path: Path | None
+) -> Entry | None:
+    """Read both summaries; None when the checkpoint was deleted meanwhile."""
+    problem = None
+    summary: dict[str, Any] = {}
+    error_summary = None
+    try:
+        summary = read_summary(str(call_path))
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        problem = f"unreadable: {exc.strerror}"
+    except CorruptCheckpointError as exc:
+        problem = exc.message
+    if error_path is not None and problem is None:
+        try:
+            error_summary = read_summary(str(error_path))
+        except FileNotFoundError:
+            error_path = None
+        except OSError as exc:
+            problem = f"unreadable: {exc.strerror}"
+        except CorruptCheckpointError as exc:
+            problem = exc.message
+    return Entry(checkpoint_id, key, stamp, call_path, error_path, summary, error_summary, problem)
