@@ -6,9 +6,9 @@ from .errors import CkptError, CkptWarning
 from .values import Unpicklable
 
 __all__ = [
+    "Checkpoint",
     "CkptError",
     "CkptWarning",
-    "Checkpoint",
     "Unpicklable",
     "checkpoints",
     "ckpt",

@@ -23,9 +23,10 @@ from .fileformat import VERSION, PartWriter
 from .keys import load_key
 from .source import source_hash
 from .store import CALL_SUFFIX, DEFAULT_KEEP, ERROR_SUFFIX, Store, find_store_path, name_key
-from .values import Pickled, describe, pickle_value
+from .values import Pickled, pickle_value, type_name
 
 _guard = threading.local()
+_DECORATOR_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "decorator.py")
 
 
 class Target:
@@ -33,7 +34,9 @@ class Target:
 
     def __init__(self, function: Callable[..., Any], name: str | None, keep: int | None) -> None:
         self.function = function
-        self.name = name or function.__qualname__
+        # a callable object (functools.partial, an instance) may have no __qualname__
+        self.qualname = str(getattr(function, "__qualname__", type(function).__qualname__))
+        self.name = name or self.qualname
         self.key = name_key(self.name)
         self.keep = keep
 
@@ -62,7 +65,7 @@ class Target:
         filename = code.co_filename if code is not None else None
         if filename and not os.path.isabs(filename) and os.path.exists(filename):
             filename = os.path.abspath(filename)
-        qualname = self.function.__qualname__
+        qualname = self.qualname
         return {
             "module": self.module_name,
             "qualname": qualname,
@@ -85,10 +88,10 @@ class Target:
         return pickle_value(self.function).inband
 
     def _importable(self) -> bool:
-        if "<locals>" in self.function.__qualname__ or self.location["main"]:
+        if "<locals>" in self.qualname or self.location["main"]:
             return False
         found: Any = sys.modules.get(self.module_name)
-        for part in self.function.__qualname__.split("."):
+        for part in self.qualname.split("."):
             found = getattr(found, part, None)
         while found is not None and found is not self.function:
             found = getattr(found, "__wrapped__", None)
@@ -221,39 +224,58 @@ def _new_identity() -> tuple[str, int]:
     return new_id(), time.time_ns()
 
 
-def exception_summary(exc: BaseException, skip_frames: int) -> dict[str, Any]:
-    """Type, message and formatted traceback (with its cause/context chain)."""
+def _is_ours(filename: str) -> bool:
+    return filename == _DECORATOR_FILE
+
+
+def _user_tracebacks(exc: BaseException, skip_frames: int) -> list[types.TracebackType]:
+    """The traceback entries below the decorator, without our wrappers' frames."""
     tb = exc.__traceback__
     for _ in range(skip_frames):
         tb = tb.tb_next if tb is not None else None
+    entries = []
+    while tb is not None:
+        if not _is_ours(tb.tb_frame.f_code.co_filename):
+            entries.append(tb)
+        tb = tb.tb_next
+    return entries
+
+
+def _format_exception(exc: BaseException, skip_frames: int) -> str:
+    tb = exc.__traceback__
+    for _ in range(skip_frames):
+        tb = tb.tb_next if tb is not None else None
+    formatted = traceback.TracebackException(type(exc), exc, tb)
+    seen = set()
+    pending = [formatted]
+    while pending:  # the exception and its __cause__/__context__ chain
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        kept = [frame for frame in current.stack if not _is_ours(frame.filename)]
+        current.stack = traceback.StackSummary.from_list(kept)
+        pending += [c for c in (current.__cause__, current.__context__) if c is not None]
+    return "".join(formatted.format())
+
+
+def exception_summary(exc: BaseException, skip_frames: int) -> dict[str, Any]:
+    """Type, message and formatted traceback (with its cause/context chain)."""
     try:
         message = str(exc)
     except Exception:  # a user's __str__ may fail
         message = "<message unavailable>"
-    kind = type(exc)
-    module = kind.__module__
     return {
-        "type": kind.__qualname__ if module == "builtins" else f"{module}.{kind.__qualname__}",
+        "type": type_name(exc),
         "message": message,
-        "traceback": "".join(traceback.format_exception(kind, exc, tb)),
+        "traceback": _format_exception(exc, skip_frames),
     }
-
-
-def _frames(exc: BaseException, skip_frames: int) -> list[types.FrameType]:
-    tb = exc.__traceback__
-    for _ in range(skip_frames):
-        tb = tb.tb_next if tb is not None else None
-    frames = []
-    while tb is not None:
-        frames.append(tb.tb_frame)
-        tb = tb.tb_next
-    return frames
 
 
 def _write_error(
     target: Target, saved: Saved, exc: BaseException, skip_frames: int
 ) -> None:
-    frames = _frames(exc, skip_frames)
+    frames = [tb.tb_frame for tb in _user_tracebacks(exc, skip_frames)]
     pickled: list[Pickled] = []
     frame_details = []
     for frame in frames:
@@ -345,7 +367,8 @@ def save_error(
             _write_error(target, saved, exc, skip_frames)
         except Exception:
             if fresh:  # a call part saved only for this error would mislead alone
-                _unlink_quietly(saved.store.filename(target.key, saved.stamp, saved.id, CALL_SUFFIX))
+                call_path = saved.store.filename(target.key, saved.stamp, saved.id, CALL_SUFFIX)
+                _unlink_quietly(call_path)
             raise
         _prune(target, saved)
     except Exception as exc_saving:

@@ -47,7 +47,7 @@ def _cwd() -> str:
         return ""
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _distributions() -> dict[str, list[str]]:
     from importlib import metadata
 

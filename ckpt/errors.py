@@ -28,7 +28,14 @@ class NotFoundError(CkptError):
 
 
 class CorruptCheckpointError(CkptError):
-    """A checkpoint file is truncated, altered, of another format or unreadable."""
+    """A checkpoint file is truncated, altered, of another format or unreadable.
+
+    `reason` is the short cause alone (no path), for listings.
+    """
+
+    def __init__(self, message: str, hint: str = "", reason: str = "") -> None:
+        super().__init__(message, hint)
+        self.reason = reason or message
 
 
 class CkptWarning(UserWarning):

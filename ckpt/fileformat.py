@@ -115,6 +115,7 @@ def _corrupt(path: str, what: str) -> CorruptCheckpointError:
     return CorruptCheckpointError(
         f"{path} is not a valid checkpoint ({what})",
         hint="delete it with `cdip rm`, or run `cdip gc` to remove broken files",
+        reason=what,
     )
 
 
@@ -126,6 +127,7 @@ def _check_magic(path: str, head: bytes) -> None:
         raise CorruptCheckpointError(
             f"{path} uses checkpoint format {version}; this ckpt reads format {VERSION}",
             hint="replay it with the ckpt version that wrote it, or upgrade ckpt",
+            reason=f"format {version}, not {VERSION}",
         )
 
 
@@ -262,5 +264,6 @@ def read_part(path: str, key: bytes) -> Part:
         raise CorruptCheckpointError(
             f"{path} does not verify: it was altered, or written under another key",
             hint="only replay checkpoints you trust; adopt one from elsewhere with `cdip import`",
+            reason="does not verify",
         )
     return Part(summary, detail, records, tag)

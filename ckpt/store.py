@@ -286,7 +286,7 @@ def _read_entry(
     except OSError as exc:
         problem = f"unreadable: {exc.strerror}"
     except CorruptCheckpointError as exc:
-        problem = exc.message
+        problem = exc.reason
     if error_path is not None and problem is None:
         try:
             error_summary = read_summary(str(error_path))
@@ -295,5 +295,5 @@ def _read_entry(
         except OSError as exc:
             problem = f"unreadable: {exc.strerror}"
         except CorruptCheckpointError as exc:
-            problem = exc.message
+            problem = exc.reason
     return Entry(checkpoint_id, key, stamp, call_path, error_path, summary, error_summary, problem)

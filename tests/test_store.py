@@ -1,0 +1,138 @@
+"""Where the store is, `ckpt init`, retention and naming."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+
+import ckpt
+from ckpt.store import Store, find_store_path, name_key
+from conftest import run_python
+
+SAVE_ONE = "import ckpt\nckpt.ckpt(lambda x: x)(1)\n"
+
+
+def saved_files(directory: Path) -> list[Path]:
+    return sorted(p for p in directory.iterdir() if p.suffix in (".call", ".error"))
+
+
+def test_rule_1_pyckpt_dir_wins(store, tmp_path):
+    (tmp_path / ".pyckpt").mkdir()
+    run_python("-c", SAVE_ONE, check=True)
+    assert len(saved_files(store)) == 1
+    assert saved_files(tmp_path / ".pyckpt") == []
+
+
+def test_rule_2_nearest_pyckpt_upward(tmp_path, monkeypatch):
+    monkeypatch.delenv("PYCKPT_DIR")
+    (tmp_path / ".pyckpt").mkdir()
+    deep = tmp_path / "a" / "b"
+    deep.mkdir(parents=True)
+    run_python("-c", SAVE_ONE, cwd=deep, check=True)
+    assert len(saved_files(tmp_path / ".pyckpt")) == 1
+
+
+def test_rule_3_xdg_state_home(tmp_path, monkeypatch):
+    monkeypatch.delenv("PYCKPT_DIR")
+    state = tmp_path / "state"
+    monkeypatch.setenv("XDG_STATE_HOME", str(state))
+    run_python("-c", SAVE_ONE, check=True)
+    assert len(saved_files(state / "pyckpt")) == 1
+    assert stat.S_IMODE((state / "pyckpt").stat().st_mode) == 0o700
+
+
+def test_rule_3_falls_back_to_local_state_under_home(tmp_path, monkeypatch):
+    monkeypatch.delenv("PYCKPT_DIR")
+    monkeypatch.delenv("XDG_STATE_HOME")
+    run_python("-c", SAVE_ONE, check=True)
+    assert len(saved_files(tmp_path / "home" / ".local" / "state" / "pyckpt")) == 1
+
+
+def test_store_is_resolved_at_save_not_at_import(tmp_path, monkeypatch):
+    monkeypatch.delenv("PYCKPT_DIR")
+    code = (
+        "import os, ckpt\n"
+        "f = ckpt.ckpt(lambda x: x)\n"
+        "os.environ['PYCKPT_DIR'] = os.path.abspath('late')\n"
+        "f(1)\n"
+    )
+    run_python("-c", code, check=True)
+    assert len(saved_files(tmp_path / "late")) == 1
+
+
+def test_files_are_private(store):
+    ckpt.ckpt(lambda x: x)(1)
+    for path in saved_files(store):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_init_creates_a_store_kept_out_of_git(cli, tmp_path):
+    result = cli("init")
+    assert result.returncode == 0, result.stderr
+    store = tmp_path / ".pyckpt"
+    assert f"created {store}" in result.stdout
+    assert (store / "CACHEDIR.TAG").read_text().startswith(
+        "Signature: 8a477f597d28d172789f06886806bc55")
+    again = cli("init")
+    assert again.returncode == 0
+    assert "already exists" in again.stdout
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    run_python("-c", SAVE_ONE, env={"PYCKPT_DIR": ""}, check=True)
+    assert len(saved_files(store)) == 1
+    status = subprocess.run(["git", "-C", str(tmp_path), "status", "--porcelain",
+                             "--untracked-files=all"], capture_output=True, text=True,
+                            check=True).stdout
+    assert ".pyckpt" not in status
+
+
+def test_find_store_path_follows_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("PYCKPT_DIR", str(tmp_path / "x"))
+    assert find_store_path() == tmp_path / "x"
+
+
+def test_name_keys_are_safe_and_distinct():
+    names = ["a/b", "a_b", "../../etc/passwd", "tests/test_x.py::test_y[1-2]", "x" * 300, "é"]
+    keys = [name_key(name) for name in names]
+    assert len(set(keys)) == len(keys)
+    for key in keys:
+        assert "/" not in key and "~" not in key and len(key) < 100
+        assert not key.startswith(".")
+
+
+def test_ids_are_unique_and_accepted_by_prefix(store):
+    f = ckpt.ckpt(lambda x: x)
+    for i in range(20):
+        f(i)
+    entries = ckpt.checkpoints()
+    assert len({entry.id for entry in entries}) == len(entries) == 5
+    newest = entries[-1]
+    assert Store(store).find(newest.id[:6]).id == newest.id
+    assert ckpt.load(newest.id[:6]).args == (19,)
+
+
+def test_unknown_name_is_a_clear_error(store):
+    ckpt.ckpt(lambda x: x)(1)
+    with pytest.raises(ckpt.CkptError, match="no checkpoint named 'nope'"):
+        ckpt.load("nope")
+
+
+def test_empty_store_is_a_clear_error_for_load(store):
+    with pytest.raises(ckpt.CkptError, match="no checkpoints"):
+        ckpt.load()
+
+
+def test_fsync_opt_in_still_writes(store, monkeypatch):
+    monkeypatch.setenv("PYCKPT_FSYNC", "1")
+    ckpt.ckpt(lambda x: x)(5)
+    assert ckpt.load().args == (5,)
+
+
+def test_no_temporary_files_remain(store):
+    f = ckpt.ckpt(lambda x: x)
+    for i in range(3):
+        f(i)
+    assert not [p for p in os.listdir(store) if p.startswith(".tmp")]
