@@ -1,9 +1,15 @@
 """ckpt: save a function call, replay it later with today's code."""
 
-from .checkpoint import Checkpoint, checkpoints, load
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from .decorator import ckpt, disable, enable, is_enabled
 from .errors import CkptError, CkptWarning
-from .values import Unpicklable
+
+if TYPE_CHECKING:
+    from .checkpoint import Checkpoint, checkpoints, load
+    from .values import Unpicklable
 
 __all__ = [
     "Checkpoint",
@@ -18,3 +24,16 @@ __all__ = [
     "load",
 ]
 __version__ = "0.1.0"
+
+# Loading is for notebooks and the replay child: `import ckpt` in a user's
+# program must not pay for it.
+_LAZY = {"Checkpoint": "checkpoint", "checkpoints": "checkpoint", "load": "checkpoint",
+         "Unpicklable": "values"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module 'ckpt' has no attribute {name!r}")

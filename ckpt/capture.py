@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import functools
 import inspect
 import os
-import pickle
-import sys
 import threading
 import time
 import traceback
@@ -21,96 +18,12 @@ from . import environment
 from .errors import CkptWarning
 from .fileformat import VERSION, PartWriter
 from .keys import load_key
-from .source import source_hash
-from .store import CALL_SUFFIX, DEFAULT_KEEP, ERROR_SUFFIX, Store, find_store_path, name_key
+from .store import CALL_SUFFIX, ERROR_SUFFIX, Store, find_store_path
+from .target import Target
 from .values import Pickled, pickle_value, type_name
 
 _guard = threading.local()
 _DECORATOR_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "decorator.py")
-
-
-class Target:
-    """What the decorator knows of the function it wraps, worked out on first save."""
-
-    def __init__(self, function: Callable[..., Any], name: str | None, keep: int | None) -> None:
-        self.function = function
-        # a callable object (functools.partial, an instance) may have no __qualname__
-        self.qualname = str(getattr(function, "__qualname__", type(function).__qualname__))
-        self.name = name or self.qualname
-        self.key = name_key(self.name)
-        self.keep = keep
-
-    @functools.cached_property
-    def signature(self) -> inspect.Signature | None:
-        """The function's signature, if it has one."""
-        try:
-            return inspect.signature(self.function)
-        except (TypeError, ValueError):
-            return None
-
-    @functools.cached_property
-    def module_name(self) -> str:
-        """The module to import to find the function again (not `__main__` if avoidable)."""
-        name = getattr(self.function, "__module__", None) or "__main__"
-        module = sys.modules.get(name)
-        spec = getattr(module, "__spec__", None)
-        if name == "__main__" and spec is not None and spec.name:
-            return str(spec.name)  # run with `python -m package.module`
-        return name
-
-    @functools.cached_property
-    def location(self) -> dict[str, Any]:
-        """How to find the function again: module, qualname, file, line, source hash."""
-        code = getattr(self.function, "__code__", None)
-        filename = code.co_filename if code is not None else None
-        if filename and not os.path.isabs(filename) and os.path.exists(filename):
-            filename = os.path.abspath(filename)
-        qualname = self.qualname
-        return {
-            "module": self.module_name,
-            "qualname": qualname,
-            "file": filename,
-            "line": code.co_firstlineno if code is not None else None,
-            "source_hash": source_hash(filename, qualname) if filename else None,
-            "main": getattr(self.function, "__module__", None) == "__main__",
-            "coroutine": inspect.iscoroutinefunction(self.function),
-        }
-
-    @functools.cached_property
-    def by_value(self) -> bytes:
-        """The function pickled by value, when it cannot be imported by name.
-
-        A closure, a lambda or a function typed into a REPL has no importable
-        definition; replay then falls back to this copy.
-        """
-        if self._importable():
-            return pickle.dumps(None)
-        return pickle_value(self.function).inband
-
-    def _importable(self) -> bool:
-        if "<locals>" in self.qualname or self.location["main"]:
-            return False
-        found: Any = sys.modules.get(self.module_name)
-        for part in self.qualname.split("."):
-            found = getattr(found, part, None)
-        while found is not None and found is not self.function:
-            found = getattr(found, "__wrapped__", None)
-        return found is self.function
-
-    @functools.cached_property
-    def packages(self) -> dict[str, str]:
-        """Versions of the distributions the function's module imported."""
-        module = sys.modules.get(getattr(self.function, "__module__", "") or "")
-        return environment.package_versions(module)
-
-    def keep_count(self) -> int:
-        """How many checkpoints of this name to keep."""
-        if self.keep is not None:
-            return self.keep
-        try:
-            return max(int(os.environ.get("PYCKPT_KEEP", DEFAULT_KEEP)), 1)
-        except ValueError:
-            return DEFAULT_KEEP
 
 
 @dataclass
@@ -123,6 +36,10 @@ class Saved:
     tag: bytes
     started: float
 
+
+# What save_call returns when it warned: the error save then stays silent, so
+# one invocation never gives more than one warning.
+SAVE_FAILED = Saved(Store(Path()), "", 0, b"", 0.0)
 
 _KINDS = {
     inspect.Parameter.POSITIONAL_ONLY: "positional_only",
@@ -333,7 +250,7 @@ def save_call(
         return saved
     except Exception as exc:
         _warn("save", target, exc)
-        return None
+        return SAVE_FAILED
     finally:
         _guard.busy = False
 
@@ -357,6 +274,8 @@ def save_error(
     """
     if getattr(_guard, "busy", False):
         return
+    quiet = saved is SAVE_FAILED
+    saved = None if quiet else saved
     _guard.busy = True
     try:
         fresh = saved is None
@@ -372,6 +291,7 @@ def save_error(
             raise
         _prune(target, saved)
     except Exception as exc_saving:
-        _warn("save", target, exc_saving)
+        if not quiet:
+            _warn("save", target, exc_saving)
     finally:
         _guard.busy = False

@@ -12,7 +12,8 @@ from typing import Callable
 
 from . import display
 from .errors import EXIT_OK, EXIT_USAGE, CkptError
-from .store import DEFAULT_KEEP, Store, find_store_path, init_store
+from .store import Store, find_store_path, init_store
+from .target import DEFAULT_KEEP, configured_keep
 
 
 def _store(args: argparse.Namespace) -> Store:
@@ -92,7 +93,7 @@ def _confirm(question: str) -> bool:
 def cmd_gc(args: argparse.Namespace) -> int:
     """Keep the newest N checkpoints per name; remove broken files and leftovers."""
     store = _store(args)
-    keep = args.keep if args.keep is not None else _env_keep()
+    keep = args.keep if args.keep is not None else configured_keep()
     entries = store.entries()
     removed = [entry for entry in entries if entry.problem]
     for entry in removed:
@@ -104,13 +105,6 @@ def cmd_gc(args: argparse.Namespace) -> int:
         path.unlink(missing_ok=True)
     print(f"removed {len(removed)} checkpoint(s) and {len(leftovers)} leftover file(s)")
     return EXIT_OK
-
-
-def _env_keep() -> int:
-    try:
-        return max(int(os.environ.get("PYCKPT_KEEP", DEFAULT_KEEP)), 1)
-    except ValueError:
-        return DEFAULT_KEEP
 
 
 def _positive(text: str) -> int:

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import functools
-import inspect
 import os
 from typing import Any, Callable, TypeVar, Union, overload
 
-from .capture import Target, save_call, save_error
+from .target import Target, is_coroutine_function
 
 F = TypeVar("F", bound=Callable[..., Any])
 Active = Union[bool, Callable[..., Any]]
@@ -19,6 +18,13 @@ def _disabled_by_environment() -> bool:
 
 # Read by every wrapper on every call: a plain module global is the cheapest test.
 _enabled = not _disabled_by_environment()
+
+
+def _capture() -> Any:
+    # Saving needs pickling, hashing and file formats: imported on the first save only.
+    from . import capture
+
+    return capture
 
 
 def disable() -> None:
@@ -88,7 +94,7 @@ def _wrap(
     target = Target(function, name, keep)
     predicate = active if callable(active) else None
     saves_calls = predicate is not None or active is True
-    if inspect.iscoroutinefunction(function):
+    if is_coroutine_function(function):
         wrapper = _async_wrapper(function, target, saves_calls, predicate, on_error)
     elif saves_calls:
         wrapper = _active_wrapper(function, target, predicate, on_error)
@@ -116,7 +122,7 @@ def _error_wrapper(function: Callable[..., Any], target: Target) -> Callable[...
             return function(*args, **kwargs)
         except Exception as exc:
             if _enabled:
-                save_error(target, None, args, kwargs, exc)
+                _capture().save_error(target, None, args, kwargs, exc)
             raise
 
     return wrapper
@@ -130,12 +136,12 @@ def _active_wrapper(
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         if not _enabled:
             return function(*args, **kwargs)
-        saved = save_call(target, args, kwargs, predicate)
+        saved = _capture().save_call(target, args, kwargs, predicate)
         try:
             return function(*args, **kwargs)
         except Exception as exc:
             if on_error and _enabled:
-                save_error(target, saved, args, kwargs, exc)
+                _capture().save_error(target, saved, args, kwargs, exc)
             raise
 
     return wrapper
@@ -149,12 +155,12 @@ def _async_wrapper(
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
         saved = None
         if _enabled and saves_calls:
-            saved = save_call(target, args, kwargs, predicate)
+            saved = _capture().save_call(target, args, kwargs, predicate)
         try:
             return await function(*args, **kwargs)
         except Exception as exc:
             if on_error and _enabled:
-                save_error(target, saved, args, kwargs, exc)
+                _capture().save_error(target, saved, args, kwargs, exc)
             raise
 
     return wrapper

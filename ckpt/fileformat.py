@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import os
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -172,8 +173,15 @@ class _Reader:
         self._path = path
         self._mac = mac
         self._offset = 0
+        self._size = os.fstat(stream.fileno()).st_size
+
+    def _fits(self, size: int) -> None:
+        # A damaged length must not make us allocate gigabytes: check it first.
+        if self._offset + size > self._size:
+            raise _corrupt(self._path, "truncated")
 
     def _exact(self, size: int) -> bytes:
+        self._fits(size)
         data = self._stream.read(size)
         if len(data) != size:
             raise _corrupt(self._path, "truncated")
@@ -218,6 +226,7 @@ class _Reader:
         buffers = []
         for length in lengths:
             self._exact(-self._offset % ALIGN)
+            self._fits(length)
             buffer = _allocate(length)
             self._into(buffer)
             buffers.append(buffer)

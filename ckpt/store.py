@@ -20,7 +20,6 @@ STORE_DIRNAME = ".pyckpt"
 CALL_SUFFIX = ".call"
 ERROR_SUFFIX = ".error"
 TEMP_PREFIX = ".tmp-"
-DEFAULT_KEEP = 5
 MIN_ID_PREFIX = 4
 
 GITIGNORE = "# Created by ckpt: checkpoints hold data, keep them out of git.\n*\n"

@@ -8,8 +8,9 @@ import shutil
 import time
 from pathlib import Path
 
-import ckpt
 from conftest import SAMPLES, run_python
+
+import ckpt
 
 
 def run_pipeline(tmp_path: Path, threshold: str = "2.0") -> Path:

@@ -10,9 +10,9 @@ import warnings
 from pathlib import Path
 
 import pytest
+from conftest import SAMPLES
 
 import ckpt
-from conftest import SAMPLES
 
 
 @pytest.fixture

@@ -6,9 +6,10 @@ import sys
 from pathlib import Path
 
 import pexpect
+import pytest
+from conftest import SAMPLES, run_python
 
 import ckpt
-from conftest import SAMPLES, run_python
 
 
 def test_script_run_as_main_is_captured_with_its_metadata(store, tmp_path):
@@ -53,12 +54,9 @@ def test_function_from_stdin_is_kept_by_value(store):
     checkpoint = ckpt.load("typed")
     assert checkpoint.location["source_hash"] is None
     assert checkpoint.saved_function is not None
-    try:
+    with pytest.raises(ValueError) as caught:
         checkpoint.call()
-    except ValueError as exc:
-        assert exc.args == (42,)
-    else:
-        raise AssertionError("the saved function should raise")
+    assert caught.value.args == (42,)
 
 
 def test_function_typed_into_a_real_repl(store, tmp_path):

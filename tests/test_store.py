@@ -8,10 +8,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import run_python
 
 import ckpt
 from ckpt.store import Store, find_store_path, name_key
-from conftest import run_python
 
 SAVE_ONE = "import ckpt\nckpt.ckpt(lambda x: x)(1)\n"
 

@@ -1,0 +1,126 @@
+"""What the decorator knows of the function it wraps; worked out on first save.
+
+Imported by `import ckpt`, so everything heavy is imported inside the methods.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from typing import TYPE_CHECKING, Any, Callable
+
+if TYPE_CHECKING:
+    import inspect
+
+DEFAULT_KEEP = 5
+_CO_COROUTINE = 0x80  # inspect.CO_COROUTINE, without importing inspect
+
+
+def configured_keep() -> int:
+    """Checkpoints kept per name unless a decorator says: `PYCKPT_KEEP`, else 5."""
+    try:
+        return max(int(os.environ.get("PYCKPT_KEEP", DEFAULT_KEEP)), 1)
+    except ValueError:
+        return DEFAULT_KEEP
+
+
+def is_coroutine_function(function: Any) -> bool:
+    """Whether calling `function` returns a coroutine (an `async def`)."""
+    code = getattr(function, "__code__", None)
+    return bool(getattr(code, "co_flags", 0) & _CO_COROUTINE)
+
+
+class Target:
+    """What the decorator knows of the function it wraps, worked out on first save."""
+
+    def __init__(self, function: Callable[..., Any], name: str | None, keep: int | None) -> None:
+        self.function = function
+        # a callable object (functools.partial, an instance) may have no __qualname__
+        self.qualname = str(getattr(function, "__qualname__", type(function).__qualname__))
+        self.name = name or self.qualname
+        self.keep = keep
+
+    @functools.cached_property
+    def key(self) -> str:
+        """The name's file-name-safe key in the store."""
+        from .store import name_key
+
+        return name_key(self.name)
+
+    @functools.cached_property
+    def signature(self) -> inspect.Signature | None:
+        """The function's signature, if it has one."""
+        import inspect
+
+        try:
+            return inspect.signature(self.function)
+        except (TypeError, ValueError):
+            return None
+
+    @functools.cached_property
+    def module_name(self) -> str:
+        """The module to import to find the function again (not `__main__` if avoidable)."""
+        name = getattr(self.function, "__module__", None) or "__main__"
+        module = sys.modules.get(name)
+        spec = getattr(module, "__spec__", None)
+        if name == "__main__" and spec is not None and spec.name:
+            return str(spec.name)  # run with `python -m package.module`
+        return name
+
+    @functools.cached_property
+    def location(self) -> dict[str, Any]:
+        """How to find the function again: module, qualname, file, line, source hash."""
+        from .source import source_hash
+
+        code = getattr(self.function, "__code__", None)
+        filename = code.co_filename if code is not None else None
+        if filename and not os.path.isabs(filename) and os.path.exists(filename):
+            filename = os.path.abspath(filename)
+        qualname = self.qualname
+        return {
+            "module": self.module_name,
+            "qualname": qualname,
+            "file": filename,
+            "line": code.co_firstlineno if code is not None else None,
+            "source_hash": source_hash(filename, qualname) if filename else None,
+            "main": getattr(self.function, "__module__", None) == "__main__",
+            "coroutine": is_coroutine_function(self.function),
+        }
+
+    @functools.cached_property
+    def by_value(self) -> bytes:
+        """The function pickled by value, when it cannot be imported by name.
+
+        A closure, a lambda or a function typed into a REPL has no importable
+        definition; replay then falls back to this copy.
+        """
+        import pickle
+
+        from .values import pickle_value
+
+        if self._importable():
+            return pickle.dumps(None)
+        return pickle_value(self.function).inband
+
+    def _importable(self) -> bool:
+        if "<locals>" in self.qualname or self.location["main"]:
+            return False
+        found: Any = sys.modules.get(self.module_name)
+        for part in self.qualname.split("."):
+            found = getattr(found, part, None)
+        while found is not None and found is not self.function:
+            found = getattr(found, "__wrapped__", None)
+        return found is self.function
+
+    @functools.cached_property
+    def packages(self) -> dict[str, str]:
+        """Versions of the distributions the function's module imported."""
+        from . import environment
+
+        module = sys.modules.get(getattr(self.function, "__module__", "") or "")
+        return environment.package_versions(module)
+
+    def keep_count(self) -> int:
+        """How many checkpoints of this name to keep."""
+        return self.keep if self.keep is not None else configured_keep()
