@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Callable
 
 from . import display
-from .errors import EXIT_OK, EXIT_USAGE, CkptError
+from .errors import EXIT_OK, EXIT_USAGE, CkptError, CorruptCheckpointError
+from .fileformat import read_headers
 from .store import Store, find_store_path, init_store
 from .target import DEFAULT_KEEP, configured_keep
 
@@ -107,6 +108,55 @@ def cmd_gc(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+MODES = ("break", "until-error", "shell", "locals", "run")
+INTERACTIVE = ("break", "until-error", "shell", "locals")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Replay a checkpoint (default: the newest) in a fresh interpreter."""
+    from . import supervise
+
+    store = _store(args)
+    entry = store.find(args.name)
+    if entry.problem:
+        raise CorruptCheckpointError(f"checkpoint {entry.id} cannot be replayed: {entry.problem}",
+                                     hint="`cdip gc` removes broken checkpoints")
+    mode = args.mode or ("until-error" if entry.trigger == "error" else "break")
+    if mode in INTERACTIVE and not args.command and not sys.stdin.isatty():
+        raise CkptError(f"--mode {mode} needs a terminal, and standard input is not one",
+                        hint="use --mode run, or give debugger commands with -c")
+    metadata = read_headers(str(entry.call_path))[1].get("metadata", {})
+    python = _interpreter(args.python, metadata.get("executable"))
+    if not supervise.runner_importable(python):
+        raise CkptError(f"ckpt is not installed in {python}, the interpreter to replay with",
+                        hint=f"install it there, or pass --python {sys.executable}")
+    print(f"{_prog()}: replaying {entry.name} (id {entry.id}, saved on {entry.trigger} "
+          f"{display.age(entry.created)}) with {python}, mode {mode}", file=sys.stderr)
+    command = [python, "-m", "_ckpt_runner", "--store", str(store.path), "--id", entry.id,
+               "--mode", mode, "--frame", str(args.frame), "--debugger", args.debugger,
+               "--shell", args.shell]
+    command += ["--json"] if args.json else []
+    for debugger_command in args.command:
+        command += ["-c", debugger_command]
+    # Replaying must not file new checkpoints of its own.
+    env = {**os.environ, "PYCKPT_DISABLE": "1"}
+    return supervise.supervise(command, env)
+
+
+def _interpreter(requested: str | None, recorded: object) -> str:
+    if requested:
+        if not os.access(requested, os.X_OK):
+            raise CkptError(f"--python {requested}: not an executable")
+        return requested
+    if isinstance(recorded, str) and recorded and os.access(recorded, os.X_OK):
+        return recorded
+    return sys.executable
+
+
+def _prog() -> str:
+    return _PROG[0]
+
+
 def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -141,7 +191,23 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     gc = add("gc", cmd_gc)
     gc.add_argument("--keep", type=_positive, metavar="N",
                     help=f"checkpoints kept per name (default PYCKPT_KEEP or {DEFAULT_KEEP})")
+    run = add("run", cmd_run)
+    run.add_argument("name", nargs="?", metavar="NAME|ID", help="default: the newest")
+    run.add_argument("--mode", "-m", choices=MODES,
+                     help="default: until-error for an error checkpoint, else break")
+    run.add_argument("--frame", type=int, default=0, metavar="N",
+                     help="with --mode locals: the saved frame (0 the function's, -1 innermost)")
+    run.add_argument("--debugger", choices=("pdb", "ipdb", "pudb", "pdbpp"), default="pdb")
+    run.add_argument("--shell", choices=("python", "ipython"), default="python")
+    run.add_argument("-c", "--command", action="append", default=[], metavar="CMD",
+                     help="a debugger (or shell) command to run first; repeatable")
+    run.add_argument("--python", metavar="PATH",
+                     help="interpreter to replay with (default: the one recorded)")
+    run.add_argument("--json", action="store_true", help="with --mode run: the outcome as JSON")
     return parser
+
+
+_PROG = ["cdip"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -149,6 +215,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     prog = os.path.basename(sys.argv[0]) if argv is None else "cdip"
     if prog not in ("ckpt", "cdip"):
         prog = "python -m ckpt"
+    _PROG[0] = prog
     parser = build_parser(prog)
     args = parser.parse_args(argv)
     if args.command is None:

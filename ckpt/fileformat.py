@@ -251,7 +251,7 @@ def _allocate(size: int) -> Buffer:
         import numpy
     except ImportError:
         return bytearray(size)
-    return memoryview(numpy.empty(size, dtype=numpy.uint8))
+    return numpy.empty(size, dtype=numpy.uint8).data
 
 
 def read_part(path: str, key: bytes) -> Part:

@@ -46,7 +46,7 @@ def short_repr(value: Any) -> str:
         text = _short.repr(value)
     except Exception as exc:  # a user's __repr__ may fail; describing must not
         text = f"<{type_name(value)}; repr failed: {type(exc).__name__}>"
-    text = " ".join(text.split())
+    text = " ".join(line.strip() for line in text.splitlines())  # one line, inner spaces kept
     return text if len(text) <= REPR_LIMIT else text[: REPR_LIMIT - 3] + "..."
 
 

@@ -1,0 +1,84 @@
+"""Finding the replayed function again, from today's source."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import sys
+import traceback
+from types import ModuleType
+from typing import Any, Callable
+
+from ckpt.checkpoint import unwrap
+from ckpt.errors import CkptError
+
+
+def import_script(path: str) -> ModuleType:
+    """Import a script that ran as `__main__` under another name.
+
+    Its ``if __name__ == "__main__":`` block therefore does not run.
+    """
+    stem = os.path.splitext(os.path.basename(path))[0]
+    name = stem if stem.isidentifier() and stem not in sys.modules else "__ckpt_script__"
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise CkptError(f"cannot import {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def import_module(location: dict[str, Any]) -> ModuleType:
+    """The function's module, imported anew from today's source."""
+    if location.get("main"):
+        path = location.get("file") or ""
+        if not os.path.isfile(path):
+            raise CkptError(
+                f"the script {path} that defined {location['qualname']} no longer exists",
+                hint="restore it, or replay from where it now lives with --python/--dir",
+            )
+        return import_script(path)
+    return importlib.import_module(location["module"])
+
+
+def find_function(
+    location: dict[str, Any], saved: Callable[..., Any] | None
+) -> tuple[Callable[..., Any], str | None]:
+    """The function to replay, and a note to show the user (or None).
+
+    Raises:
+        CkptError: the function was renamed or deleted since capture.
+    """
+    qualname = location["qualname"]
+    by_value_only = "<locals>" in qualname or "<lambda>" in qualname or not location.get("file")
+    if by_value_only:
+        if saved is None:
+            raise CkptError(f"{qualname} has no importable definition and no saved copy")
+        return saved, (f"note: {qualname} has no importable definition; replaying the copy "
+                       "saved at capture (edits to it are not picked up)")
+    try:
+        module = import_module(location)
+    except CkptError:
+        raise
+    except Exception as exc:
+        # Their own error, in their own code: show it whole, then say what it means.
+        traceback.print_exception(type(exc), exc, exc.__traceback__)
+        raise CkptError(
+            f"importing {location.get('file') or location['module']} raised "
+            f"{type(exc).__name__}, so {qualname} cannot be replayed",
+            hint="fix the error above; a script's top-level code runs when it is imported, "
+                 'so keep it under `if __name__ == "__main__":`',
+        ) from exc
+    found: Any = module
+    for part in qualname.split("."):
+        found = getattr(found, part, None)
+        if found is None:
+            raise CkptError(
+                f"{location['module']}:{qualname} no longer exists in "
+                f"{getattr(module, '__file__', location['module'])}",
+                hint="it was renamed or deleted since the checkpoint was taken; "
+                     "`cdip info` shows what was captured",
+            )
+    return unwrap(found), None
