@@ -13,9 +13,9 @@ from pathlib import Path
 import pexpect
 import psutil
 import pytest
+from conftest import BIN, SAMPLES, run_python
 
 import ckpt
-from conftest import BIN, SAMPLES, run_python
 
 CDIP = str(BIN / "cdip")
 
