@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import time
@@ -390,3 +391,66 @@ def test_a_process_the_function_started_does_not_outlive_the_replay(tmp_path):
         psutil.Process(int(helpers[0])).status() == psutil.STATUS_ZOMBIE
     after = {p.pid for p in psutil.process_iter() if p.name() == "sleep"}
     assert after <= before
+
+
+def test_until_error_reports_that_it_now_succeeds(pipeline, tmp_path):
+    pipeline.write_text(pipeline.read_text().replace(
+        "mean = sum(kept) / len(kept)", "mean = sum(kept) / len(kept) if kept else -1.0"))
+    child = spawn(tmp_path, "run", "summarise", "--mode", "until-error")
+    child.expect("source of summarise changed since capture")
+    child.expect("summarise now succeeds: it returned -1.0")
+    assert finish(child) == 0
+
+
+def test_a_tampered_checkpoint_is_refused_before_unpickling(pipeline, tmp_path):
+    entry = ckpt.checkpoints()[-1]
+    data = bytearray(entry.call_path.read_bytes())
+    # the pickled threshold, 2.0: one flipped bit would load as 2.0000000000000004
+    position = data.index(b"G" + struct.pack(">d", 2.0)) + 8
+    data[position] ^= 1
+    entry.call_path.write_bytes(bytes(data))
+    result = cdip("run", "summarise", "--mode", "run")
+    assert result.returncode == 2
+    assert "does not verify" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_sigterm_escalates_to_sigkill_when_ignored(tmp_path):
+    (tmp_path / "stubborn.py").write_text(
+        "import signal, time, ckpt\n"
+        "@ckpt.ckpt\n"
+        "def stubborn(seconds):\n"
+        "    signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        "    print('ignoring', flush=True)\n"
+        "    time.sleep(seconds)\n"
+        "if __name__ == '__main__':\n"
+        "    stubborn(0)\n")
+    run_python("stubborn.py", cwd=tmp_path, check=True)
+    process = subprocess.Popen(
+        [CDIP, "run", "stubborn", "--mode", "shell", "-c", "seconds = 60", "-c", "call()"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+    assert process.stdout is not None
+    for line in process.stdout:
+        if line.strip().endswith("ignoring"):
+            break
+    started = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    process.communicate(timeout=30)
+    assert process.returncode == 128 + signal.SIGKILL
+    assert 4 < time.monotonic() - started < 20
+
+
+def test_notices_name_python_and_package_drift():
+    from _ckpt_runner.replay import notices
+
+    from ckpt.checkpoint import Checkpoint
+
+    checkpoint = Checkpoint(
+        id="x", name="f", trigger="call", created=0.0, arguments={}, kinds={}, frames=[],
+        exception=None, metadata={"python": "3.0.1", "packages": {"pytest": "0.0.1",
+                                                                   "no-such-dist": "1.0"}},
+        location={"module": "m", "qualname": "f", "file": None, "source_hash": None})
+    lines = notices(checkpoint)
+    assert any(line.startswith("Python ") and "3.0.1 at capture" in line for line in lines)
+    assert any(line.startswith("pytest ") and "0.0.1 at capture" in line for line in lines)
+    assert "no-such-dist not installed now, 1.0 at capture" in lines
