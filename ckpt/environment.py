@@ -51,7 +51,8 @@ def _cwd() -> str:
 def _distributions() -> dict[str, list[str]]:
     from importlib import metadata
 
-    return dict(metadata.packages_distributions())
+    mapping = getattr(metadata, "packages_distributions", None)  # Python >= 3.10
+    return dict(mapping()) if mapping is not None else {}
 
 
 def _version(distribution: str) -> str | None:
@@ -77,7 +78,8 @@ def package_versions(module: types.ModuleType | None) -> dict[str, str]:
     tops.discard(own)
     versions = {}
     for top in sorted(tops):
-        for distribution in _distributions().get(top, []):
+        # without a mapping (Python 3.9) a distribution named like its package is found
+        for distribution in _distributions().get(top, [top]):
             version = _version(distribution)
             if version:
                 versions[distribution] = version

@@ -36,8 +36,9 @@ def restore_process(metadata: dict[str, object]) -> None:
     # An entry missing for this interpreter too (python311.zip) is no news.
     missing = [p for p in recorded if p and not os.path.exists(p) and p not in sys.path]
     if missing:
-        print(f"note: {len(missing)} recorded sys.path entr{'y' if len(missing) == 1 else 'ies'}"
-              f" no longer exist: {', '.join(missing[:3])}", file=sys.stderr)
+        what = "entry no longer exists" if len(missing) == 1 else "entries no longer exist"
+        print(f"note: {len(missing)} recorded sys.path {what}: {', '.join(missing[:3])}",
+              file=sys.stderr)
     # The recorded path first; this interpreter's own after it, so ckpt stays importable.
     ours = [p for p in sys.path if p not in recorded and p != ""]
     sys.path[:] = recorded + ours

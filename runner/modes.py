@@ -19,7 +19,6 @@ from ckpt.errors import CkptError
 from ckpt.values import short_repr
 
 EXIT_OK, EXIT_RAISED = 0, 1
-DEBUGGERS = {"pdb": "pdb", "ipdb": "ipdb", "pudb": "pudb", "pdbpp": "pdbpp"}
 
 
 def run(options: argparse.Namespace, checkpoint: Checkpoint, function: Callable[..., Any]) -> int:
@@ -73,6 +72,7 @@ def run_once(options: argparse.Namespace, checkpoint: Checkpoint,
 def make_debugger(options: argparse.Namespace) -> Any:
     """A pdb-compatible debugger instance with `-c` commands queued."""
     name = options.debugger
+    debugger: Any
     try:
         if name == "pdb":
             import pdb
@@ -83,21 +83,46 @@ def make_debugger(options: argparse.Namespace) -> Any:
 
             debugger = TerminalPdb()
         elif name == "pudb":
-            import pudb
-
-            debugger = pudb._get_debugger()
+            debugger = _Pudb()
         else:
             import pdbpp
 
             debugger = pdbpp.Pdb()
     except ImportError as exc:
-        package = {"ipdb": "ipdb", "pudb": "pudb", "pdbpp": "pdbpp"}.get(name, name)
         raise CkptError(
             f"the debugger {name} is not installed in {sys.executable}",
-            hint=f"install it there (`{sys.executable} -m pip install {package}`) or use pdb",
+            hint=f"install it there (`{sys.executable} -m pip install {name}`) or use pdb",
         ) from exc
     debugger.rcLines.extend(options.command)
     return debugger
+
+
+class _Pudb:
+    """pudb behind the few pdb methods the modes use (it is a full-screen UI)."""
+
+    def __init__(self) -> None:
+        import pudb
+
+        self._pudb = pudb
+        self.rcLines: list[str] = []
+
+    def runcall(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        if self.rcLines:
+            raise CkptError("pudb is a full-screen debugger and takes no -c commands",
+                            hint="use --debugger pdb for scripted sessions")
+        return self._pudb.runcall(function, *args, **kwargs)
+
+    def set_break(self, filename: str, line: int, temporary: bool = False) -> None:
+        self._pudb._get_debugger().set_break(filename, line, temporary=temporary)
+
+    def reset(self) -> None:
+        """Nothing to reset: pudb keeps its own state."""
+
+    def interaction(self, frame: Any, tb: TracebackType | None) -> None:
+        if self.rcLines:
+            raise CkptError("pudb is a full-screen debugger and takes no -c commands",
+                            hint="use --debugger pdb for scripted sessions")
+        self._pudb.post_mortem(tb)
 
 
 def debug_from_start(options: argparse.Namespace, checkpoint: Checkpoint,
@@ -193,12 +218,17 @@ def shell(options: argparse.Namespace, checkpoint: Checkpoint,
               "`checkpoint` is the checkpoint. Ctrl-D to leave.")
     if options.shell == "ipython":
         try:
-            import IPython
+            from IPython.terminal.interactiveshell import TerminalInteractiveShell
         except ImportError:
             print("note: IPython is not installed here; using the standard console",
                   file=sys.stderr)
         else:
-            IPython.start_ipython(argv=[], user_ns=namespace, display_banner=False)
+            ipython = TerminalInteractiveShell.instance(user_ns=namespace)
+            print(banner)
+            for command in options.command:
+                ipython.run_cell(command)
+            if sys.stdin.isatty() or not options.command:
+                ipython.mainloop()
             return EXIT_OK
     return _console(namespace, banner, options.command)
 

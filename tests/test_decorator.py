@@ -334,3 +334,39 @@ def test_no_warning_on_a_normal_save(store):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         f(1)
+
+
+def test_traceback_keeps_the_cause_and_context_chain():
+    @ckpt.ckpt(active=False)
+    def chained():
+        try:
+            {}["missing"]
+        except KeyError as exc:
+            raise ValueError("lookup failed") from exc
+
+    with pytest.raises(ValueError):
+        chained()
+    text = ckpt.load().exception.traceback
+    assert "KeyError: 'missing'" in text
+    assert "The above exception was the direct cause" in text
+    assert text.rstrip().endswith("ValueError: lookup failed")
+
+
+def test_metadata_holds_timestamps_and_duration(store):
+    import time
+
+    @ckpt.ckpt
+    def slow():
+        time.sleep(0.05)
+        raise RuntimeError("late")
+
+    before = time.time()
+    with pytest.raises(RuntimeError):
+        slow()
+    checkpoint = ckpt.load()
+    assert before <= checkpoint.created <= time.time()
+    entry = ckpt.checkpoints()[-1]
+    from ckpt.fileformat import read_headers
+
+    detail = read_headers(str(entry.error_path))[1]
+    assert 0.05 <= detail["duration"] < 5

@@ -454,3 +454,35 @@ def test_notices_name_python_and_package_drift():
     assert any(line.startswith("Python ") and "3.0.1 at capture" in line for line in lines)
     assert any(line.startswith("pytest ") and "0.0.1 at capture" in line for line in lines)
     assert "no-such-dist not installed now, 1.0 at capture" in lines
+
+
+def test_no_name_replays_the_newest(pipeline):
+    result = cdip("run", "--mode", "run")
+    assert result.returncode == 1
+    assert "replaying summarise" in result.stderr
+
+
+def test_ipython_shell_falls_back_to_the_standard_console(pipeline):
+    result = cdip("run", "summarise", "--mode", "shell", "--shell", "ipython",
+                  "-c", "print(threshold * 2)")
+    assert result.returncode == 0, result.stderr
+    assert "IPython is not installed here" in result.stderr
+    assert "4.0" in result.stdout
+
+
+def test_a_working_directory_that_is_gone_is_mentioned(tmp_path):
+    workdir = tmp_path / "gone"
+    workdir.mkdir()
+    (tmp_path / "job.py").write_text(
+        "import ckpt\n"
+        "@ckpt.ckpt\n"
+        "def job(x):\n"
+        "    return x + 1\n"
+        "if __name__ == '__main__':\n"
+        "    job(1)\n")
+    run_python(str(tmp_path / "job.py"), cwd=workdir, check=True)
+    workdir.rmdir()
+    result = cdip("run", "job", "--mode", "run", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert f"the recorded working directory {workdir} no longer exists" in result.stderr
+    assert "job returned 2" in result.stdout
