@@ -19,7 +19,7 @@ from .errors import CkptWarning
 from .fileformat import VERSION, PartWriter
 from .keys import load_key
 from .store import CALL_SUFFIX, ERROR_SUFFIX, Store, find_store_path
-from .target import Target
+from .target import Target, configured_max_bytes
 from .values import Pickled, pickle_value, type_name
 
 _guard = threading.local()
@@ -215,6 +215,9 @@ def _write_error(
     detail = {"exception": summary_exc, "duration": duration, "frames": frame_details}
     final = saved.store.filename(target.key, saved.stamp, saved.id, ERROR_SUFFIX)
     _write_part(saved.store, final, summary, detail, pickled)
+    if not saved.store.filename(target.key, saved.stamp, saved.id, CALL_SUFFIX).exists():
+        # another process's retention removed the call part meanwhile: don't leave half
+        _unlink_quietly(final)
 
 
 def _qualname(frame: types.FrameType) -> str:
@@ -231,6 +234,7 @@ def _warn(action: str, target: Target, exc: BaseException) -> None:
 
 def _prune(target: Target, saved: Saved) -> None:
     saved.store.prune(target.key, target.keep_count(), protect=saved.id)
+    saved.store.enforce_budget(configured_max_bytes(), protect=saved.id)
 
 
 def save_call(

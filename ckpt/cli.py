@@ -136,6 +136,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                "--mode", mode, "--frame", str(args.frame), "--debugger", args.debugger,
                "--shell", args.shell]
     command += ["--json"] if args.json else []
+    command += ["--trust"] if args.trust else []
     for debugger_command in args.command:
         command += ["-c", debugger_command]
     # Replaying must not file new checkpoints of its own.
@@ -204,6 +205,9 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     run.add_argument("--python", metavar="PATH",
                      help="interpreter to replay with (default: the one recorded)")
     run.add_argument("--json", action="store_true", help="with --mode run: the outcome as JSON")
+    run.add_argument("--trust", action="store_true",
+                     help="replay even if the checkpoint does not verify under your key "
+                          "(loading a pickle can run code: only for files you trust)")
     return parser
 
 

@@ -6,7 +6,8 @@ import datetime
 import time
 from typing import Any
 
-from .fileformat import read_headers
+from .fileformat import read_headers, verify_part
+from .keys import load_key
 from .source import source_hash
 from .store import Entry
 
@@ -133,7 +134,14 @@ def _value_rows(values: list[dict[str, Any]]) -> list[str]:
 
 
 def detail(entry: Entry) -> tuple[list[str], dict[str, Any]]:
-    """`cdip info NAME`: the lines for people and the JSON object for scripts."""
+    """`cdip info NAME`: the lines for people and the JSON object for scripts.
+
+    Both parts are verified first: even headers are shown only from a checkpoint
+    this user's key signed.
+    """
+    key = load_key(create=False)
+    for path in entry.paths:
+        verify_part(str(path), key)
     summary, call_detail = read_headers(str(entry.call_path))
     error_detail: dict[str, Any] = {}
     if entry.error_path is not None:

@@ -51,7 +51,16 @@ def load_key(create: bool = True) -> bytes:
 
 
 def _read_key(path: Path) -> bytes:
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    try:
+        # O_NOFOLLOW: a symlink planted in place of the key is refused, not followed
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise CkptError(
+            f"cannot read the checkpoint key {path}: {exc.strerror}",
+            hint="it must be a regular file (not a link) that you own, mode 600",
+        ) from exc
     try:
         info = os.fstat(fd)
         _check_key_file(path, info)

@@ -6,6 +6,7 @@ import hashlib
 import os
 import re
 import secrets
+import socket
 import sys
 import time
 from collections.abc import Iterator
@@ -42,9 +43,27 @@ def find_store_path() -> Path:
     if here is not None:
         for folder in [here, *here.parents]:
             candidate = folder / STORE_DIRNAME
-            if candidate.is_dir():
+            if candidate.is_dir() and _is_private(candidate):
                 return candidate
     return _user_state_dir()
+
+
+def _is_private(candidate: Path) -> bool:
+    """Whether a `.pyckpt` found upward is safe to use: ours, writable by us alone.
+
+    Another user's store could feed us their pickles or read our arguments.
+    """
+    info = candidate.stat()
+    owner_ok = not hasattr(os, "getuid") or info.st_uid == os.getuid()
+    if owner_ok and not info.st_mode & 0o022:
+        return True
+    import warnings
+
+    from .errors import CkptWarning
+
+    why = "belongs to another user" if not owner_ok else "is writable by group or others"
+    warnings.warn(f"ckpt: not using {candidate}: it {why}", CkptWarning, stacklevel=2)
+    return False
 
 
 def _user_state_dir() -> Path:
@@ -186,6 +205,8 @@ class Store:
         Raises:
             NotFoundError: nothing matches, or an id prefix is ambiguous.
         """
+        if name_or_id is not None:
+            check_name(name_or_id)
         entries = self.entries()
         if not entries:
             raise NotFoundError(
@@ -218,7 +239,7 @@ class Store:
         """A new private temporary file in the store, for an atomic write."""
         if not self.path.is_dir():
             self.path.mkdir(parents=True, mode=0o700, exist_ok=True)
-        path = self.path / f"{TEMP_PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
+        path = self.path / f"{TEMP_PREFIX}{os.getpid()}-{secrets.token_hex(4)}-{_HOST}"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         return path, os.fdopen(fd, "wb")
 
@@ -238,8 +259,52 @@ class Store:
             self.remove(entry)
         return doomed
 
-    def stale_temporaries(self, min_age: float = 3600.0) -> list[Path]:
-        """Leftovers of interrupted writes: temporaries of dead processes, or old ones."""
+    def total_size(self) -> int:
+        """Bytes used by every checkpoint file (metadata only: sizes from stat)."""
+        return sum(size for *_, size in self._sized_parts())
+
+    def _sized_parts(self) -> list[tuple[int, str, Path, int]]:
+        parts = []
+        for _, stamp, checkpoint_id, _, path in self._scan():
+            try:
+                parts.append((stamp, checkpoint_id, path, path.stat().st_size))
+            except FileNotFoundError:
+                continue
+        return parts
+
+    def enforce_budget(self, max_bytes: int, protect: str | None = None) -> list[str]:
+        """Delete the oldest checkpoints until the store fits `max_bytes`.
+
+        Never deletes `protect` (the checkpoint just written). Returns deleted ids.
+        """
+        parts = self._sized_parts()
+        total = sum(size for *_, size in parts)
+        if total <= max_bytes:
+            return []
+        by_id: dict[str, list[tuple[int, Path, int]]] = {}
+        for stamp, checkpoint_id, path, size in parts:
+            by_id.setdefault(checkpoint_id, []).append((stamp, path, size))
+        deleted = []
+        for checkpoint_id, files in sorted(by_id.items(), key=lambda item: item[1][0][0]):
+            if total <= max_bytes:
+                break
+            if checkpoint_id == protect:
+                continue
+            for _, path, size in files:
+                try:
+                    path.unlink()
+                except FileNotFoundError:
+                    continue
+                total -= size
+            deleted.append(checkpoint_id)
+        return deleted
+
+    def stale_temporaries(self) -> list[Path]:
+        """Leftovers of interrupted writes: temporaries whose writer is gone.
+
+        The writer is known by host and pid; one on another host (a shared
+        store) is only presumed gone after a day.
+        """
         stale = []
         try:
             names = os.listdir(self.path)
@@ -249,14 +314,36 @@ class Store:
             if not filename.startswith(TEMP_PREFIX):
                 continue
             path = self.path / filename
-            pid_text = filename[len(TEMP_PREFIX) :].partition("-")[0]
+            pid_text, _, rest = filename[len(TEMP_PREFIX) :].partition("-")
+            host = rest.partition("-")[2]
             try:
                 age = time.time() - path.stat().st_mtime
             except OSError:
                 continue
-            if not _pid_alive(int(pid_text) if pid_text.isdigit() else -1) or age > min_age:
+            if host == _HOST:
+                gone = not _pid_alive(int(pid_text) if pid_text.isdigit() else -1)
+            else:
+                gone = age > 86400
+            if gone:
                 stale.append(path)
         return stale
+
+
+def check_name(name_or_id: str) -> None:
+    """Refuse a name or id that looks like a path out of the store.
+
+    Names never become paths (they are hashed), but `../x` or `/etc/x` given on
+    the command line is a mistake worth saying so about.
+    """
+    parts = name_or_id.replace("\\", "/").split("/")
+    if "\0" in name_or_id or name_or_id.startswith("/") or ".." in parts or not name_or_id:
+        raise CkptError(
+            f"{name_or_id!r} is not a checkpoint name or id",
+            hint="names and ids address checkpoints inside the store only; see `cdip info`",
+        )
+
+
+_HOST = re.sub(r"[^A-Za-z0-9.]", "_", socket.gethostname())[:64]
 
 
 def _pid_alive(pid: int) -> bool:

@@ -25,6 +25,22 @@ def configured_keep() -> int:
         return DEFAULT_KEEP
 
 
+DEFAULT_MAX_BYTES = 2 * 1024**3
+_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+
+
+def configured_max_bytes() -> int:
+    """The store's size budget: `PYCKPT_MAX_BYTES` (``500M``, ``2G``...), else 2 GiB."""
+    text = os.environ.get("PYCKPT_MAX_BYTES", "").strip().upper().removesuffix("B")
+    if not text:
+        return DEFAULT_MAX_BYTES
+    unit = text[-1] if text[-1] in _UNITS else ""
+    try:
+        return max(int(float(text[: len(text) - len(unit)]) * _UNITS[unit]), 0)
+    except ValueError:
+        return DEFAULT_MAX_BYTES
+
+
 def is_coroutine_function(function: Any) -> bool:
     """Whether calling `function` returns a coroutine (an `async def`)."""
     code = getattr(function, "__code__", None)

@@ -19,6 +19,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--debugger", default="pdb")
     parser.add_argument("--shell", default="python")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--trust", action="store_true")
     parser.add_argument("-c", "--command", action="append", default=[])
     return parser.parse_args(argv)
 

@@ -55,7 +55,9 @@ def replay(options: argparse.Namespace, restore: Callable[[dict[str, Any]], None
     entry = Store(Path(options.store)).find(options.id)
     metadata = read_headers(str(entry.call_path))[1].get("metadata", {})
     restore(metadata)
-    checkpoint = read_checkpoint(entry)
+    if options.trust:
+        print("note: --trust: loading without checking the signature", file=sys.stderr)
+    checkpoint = read_checkpoint(entry, trust=options.trust)
     function, note = find_function(checkpoint.location, checkpoint.saved_function)
     for line in ([note] if note else []) + notices(checkpoint):
         print(line, file=sys.stderr)

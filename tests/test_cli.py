@@ -144,19 +144,26 @@ def test_clear_asks_and_yes_skips(cli, tmp_path):
 def test_gc_keeps_the_newest_per_name_and_removes_leftovers(cli, tmp_path, store):
     for _ in range(3):
         run_pipeline(tmp_path)
-    dead = store / ".tmp-999999999-deadbeef"
+    from ckpt.store import _HOST
+
+    dead = store / f".tmp-999999999-deadbeef-{_HOST}"  # its writer is gone
     dead.write_bytes(b"half a checkpoint")
-    old = store / f".tmp-{os.getpid()}-cafecafe"
-    old.write_bytes(b"old")
-    long_ago = time.time() - 7200
-    os.utime(old, (long_ago, long_ago))
+    elsewhere = store / ".tmp-4242-cafecafe-otherhost"  # another host's, two days old
+    elsewhere.write_bytes(b"old")
+    long_ago = time.time() - 2 * 86400
+    os.utime(elsewhere, (long_ago, long_ago))
+    recent_elsewhere = store / ".tmp-4242-feedfeed-otherhost"  # may still be writing
+    recent_elsewhere.write_bytes(b"in progress")
+    alive = store / f".tmp-{os.getpid()}-beefbeef-{_HOST}"  # this process: still writing
+    alive.write_bytes(b"in progress")
     orphan = store / "x-00000000~00000000000000000001~abcdefabcdef.error"
     orphan.write_bytes(b"no call part")
     result = cli("gc", "--keep", "1")
     assert result.returncode == 0, result.stderr
     assert "removed 4 checkpoint(s) and 3 leftover file(s)" in result.stdout
     assert [e.name for e in ckpt.checkpoints()] == ["load", "summarise"]
-    assert not dead.exists() and not old.exists() and not orphan.exists()
+    assert not dead.exists() and not elsewhere.exists() and not orphan.exists()
+    assert alive.exists() and recent_elsewhere.exists()
 
 
 def test_broken_files_are_listed_and_marked_and_the_rest_still_listed(cli, tmp_path, store):
