@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
 import stat
@@ -57,8 +58,9 @@ def _read_key(path: Path) -> bytes:
     except FileNotFoundError:
         raise
     except OSError as exc:
+        why = "it is a symbolic link" if exc.errno == errno.ELOOP else exc.strerror
         raise CkptError(
-            f"cannot read the checkpoint key {path}: {exc.strerror}",
+            f"cannot read the checkpoint key {path}: {why}",
             hint="it must be a regular file (not a link) that you own, mode 600",
         ) from exc
     try:
