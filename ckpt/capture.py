@@ -232,9 +232,21 @@ def _warn(action: str, target: Target, exc: BaseException) -> None:
     )
 
 
+# Checkpoints of calls still running in this process: an error may yet complete
+# them, so this process's retention must not delete them.
+_in_flight: set[str] = set()
+
+
+def end_call(saved: Saved | None) -> None:
+    """The call of a checkpoint saved at call time has returned or raised."""
+    if saved is not None:
+        _in_flight.discard(saved.id)
+
+
 def _prune(target: Target, saved: Saved) -> None:
-    saved.store.prune(target.key, target.keep_count(), protect=saved.id)
-    saved.store.enforce_budget(configured_max_bytes(), protect=saved.id)
+    protect = set(_in_flight) | {saved.id}
+    saved.store.prune(target.key, target.keep_count(), protect=protect)
+    saved.store.enforce_budget(configured_max_bytes(), protect=protect)
 
 
 def save_call(
@@ -250,6 +262,7 @@ def save_call(
             return None
         started = time.perf_counter()
         saved = _write_call(target, bind_arguments(target, args, kwargs), "call", started)
+        _in_flight.add(saved.id)
         _prune(target, saved)
         return saved
     except Exception as exc:

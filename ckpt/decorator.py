@@ -143,6 +143,8 @@ def _active_wrapper(
             if on_error and _enabled:
                 _capture().save_error(target, saved, args, kwargs, exc)
             raise
+        finally:
+            _capture().end_call(saved)
 
     return wrapper
 
@@ -162,5 +164,8 @@ def _async_wrapper(
             if on_error and _enabled:
                 _capture().save_error(target, saved, args, kwargs, exc)
             raise
+        finally:
+            if saved is not None:
+                _capture().end_call(saved)
 
     return wrapper

@@ -9,7 +9,7 @@ import secrets
 import socket
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -251,10 +251,14 @@ class Store:
             except FileNotFoundError:
                 pass
 
-    def prune(self, key: str, keep: int, protect: str | None = None) -> list[Entry]:
-        """Delete all but the newest `keep` checkpoints of a name; return the deleted."""
+    def prune(self, key: str, keep: int, protect: Collection[str] = ()) -> list[Entry]:
+        """Delete all but the newest `keep` checkpoints of a name; return the deleted.
+
+        Ids in `protect` (just written, or still in a call) are never deleted.
+        """
         entries = self.entries(key)
-        doomed = [entry for entry in entries[: max(len(entries) - keep, 0)] if entry.id != protect]
+        doomed = [entry for entry in entries[: max(len(entries) - keep, 0)]
+                  if entry.id not in protect]
         for entry in doomed:
             self.remove(entry)
         return doomed
@@ -272,10 +276,11 @@ class Store:
                 continue
         return parts
 
-    def enforce_budget(self, max_bytes: int, protect: str | None = None) -> list[str]:
+    def enforce_budget(self, max_bytes: int, protect: Collection[str] = ()) -> list[str]:
         """Delete the oldest checkpoints until the store fits `max_bytes`.
 
-        Never deletes `protect` (the checkpoint just written). Returns deleted ids.
+        Never deletes ids in `protect` (the checkpoint just written, calls still
+        running). Returns the deleted ids.
         """
         parts = self._sized_parts()
         total = sum(size for *_, size in parts)
@@ -288,7 +293,7 @@ class Store:
         for checkpoint_id, files in sorted(by_id.items(), key=lambda item: item[1][0][0]):
             if total <= max_bytes:
                 break
-            if checkpoint_id == protect:
+            if checkpoint_id in protect:
                 continue
             for _, path, size in files:
                 try:

@@ -11,10 +11,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import BIN, SAMPLES, run_python
 
 import ckpt
 from ckpt.keys import key_path, load_key
-from conftest import BIN, SAMPLES, run_python
 
 CDIP = str(BIN / "cdip")
 
