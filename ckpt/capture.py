@@ -119,9 +119,10 @@ def _write_call(
         "metadata": {
             **environment.process_metadata(),
             "packages": target.packages,
-            "git_commit": _git_commit(location["file"]),
+            **_git_state(location["file"]),
             "ckpt_format": VERSION,
         },
+        "module_source": target.module_source,
     }
     function_record = Pickled(target.by_value, [], {})
     final = store.filename(target.key, stamp, checkpoint_id, CALL_SUFFIX)
@@ -129,10 +130,10 @@ def _write_call(
     return Saved(store, checkpoint_id, stamp, tag, started)
 
 
-def _git_commit(filename: str | None) -> str | None:
+def _git_state(filename: str | None) -> dict[str, Any]:
     if not filename or not os.path.exists(filename):
-        return None
-    return environment.git_commit(os.path.dirname(filename))
+        return {"git_commit": None, "git_dirty": None}
+    return environment.git_state(os.path.dirname(filename))
 
 
 def _new_identity() -> tuple[str, int]:
@@ -145,12 +146,21 @@ def _is_ours(filename: str) -> bool:
     return filename == _DECORATOR_FILE
 
 
-def _user_tracebacks(exc: BaseException, skip_frames: int) -> list[types.TracebackType]:
-    """The traceback entries below the decorator, without our wrappers' frames."""
+def _traceback_from(exc: BaseException, target: Target) -> types.TracebackType | None:
+    """The traceback from the target function's own frame down (callers cut off)."""
+    code = getattr(target.function, "__code__", None)
     tb = exc.__traceback__
-    for _ in range(skip_frames):
-        tb = tb.tb_next if tb is not None else None
+    while tb is not None:
+        if tb.tb_frame.f_code is code:
+            return tb
+        tb = tb.tb_next
+    return exc.__traceback__  # a callable object: no frame of its own to start at
+
+
+def _user_tracebacks(start: types.TracebackType | None) -> list[types.TracebackType]:
+    """The traceback entries from `start` down, without our wrappers' frames."""
     entries = []
+    tb = start
     while tb is not None:
         if not _is_ours(tb.tb_frame.f_code.co_filename):
             entries.append(tb)
@@ -158,11 +168,8 @@ def _user_tracebacks(exc: BaseException, skip_frames: int) -> list[types.Traceba
     return entries
 
 
-def _format_exception(exc: BaseException, skip_frames: int) -> str:
-    tb = exc.__traceback__
-    for _ in range(skip_frames):
-        tb = tb.tb_next if tb is not None else None
-    formatted = traceback.TracebackException(type(exc), exc, tb)
+def _format_exception(exc: BaseException, start: types.TracebackType | None) -> str:
+    formatted = traceback.TracebackException(type(exc), exc, start)
     seen = set()
     pending = [formatted]
     while pending:  # the exception and its __cause__/__context__ chain
@@ -176,7 +183,7 @@ def _format_exception(exc: BaseException, skip_frames: int) -> str:
     return "".join(formatted.format())
 
 
-def exception_summary(exc: BaseException, skip_frames: int) -> dict[str, Any]:
+def exception_summary(exc: BaseException, start: types.TracebackType | None) -> dict[str, Any]:
     """Type, message and formatted traceback (with its cause/context chain)."""
     try:
         message = str(exc)
@@ -185,14 +192,15 @@ def exception_summary(exc: BaseException, skip_frames: int) -> dict[str, Any]:
     return {
         "type": type_name(exc),
         "message": message,
-        "traceback": _format_exception(exc, skip_frames),
+        "traceback": _format_exception(exc, start),
     }
 
 
 def _write_error(
-    target: Target, saved: Saved, exc: BaseException, skip_frames: int
+    target: Target, saved: Saved, exc: BaseException
 ) -> None:
-    frames = [tb.tb_frame for tb in _user_tracebacks(exc, skip_frames)]
+    start = _traceback_from(exc, target)
+    frames = [tb.tb_frame for tb in _user_tracebacks(start)]
     pickled: list[Pickled] = []
     frame_details = []
     for frame in frames:
@@ -205,7 +213,7 @@ def _write_error(
             "function": frame.f_code.co_name, "qualname": _qualname(frame),
             "file": frame.f_code.co_filename, "line": frame.f_lineno, "locals": names,
         })
-    summary_exc = exception_summary(exc, skip_frames)
+    summary_exc = exception_summary(exc, start)
     summary = {
         "format": VERSION, "part": "error", "id": saved.id, "name": target.name,
         "created": time.time(), "call_tag": saved.tag.hex(),
@@ -282,12 +290,11 @@ def _ask(active: Callable[..., Any], target: Target, args: Any, kwargs: Any) -> 
 
 def save_error(
     target: Target, saved: Saved | None, args: tuple[Any, ...], kwargs: dict[str, Any],
-    exc: BaseException, skip_frames: int = 1,
+    exc: BaseException,
 ) -> None:
     """Complete (or, with no call part, create) a checkpoint for a raised exception.
 
-    `skip_frames` drops the decorator's own frames from the traceback. Never
-    raises into the caller: the user's exception is what propagates.
+    Never raises into the caller: the user's exception is what propagates.
     """
     if getattr(_guard, "busy", False):
         return
@@ -300,7 +307,7 @@ def save_error(
             arguments = bind_arguments(target, args, kwargs)
             saved = _write_call(target, arguments, "error", 0.0)
         try:
-            _write_error(target, saved, exc, skip_frames)
+            _write_error(target, saved, exc)
         except Exception:
             if fresh:  # a call part saved only for this error would mislead alone
                 call_path = saved.store.filename(target.key, saved.stamp, saved.id, CALL_SUFFIX)

@@ -87,6 +87,28 @@ def package_versions(module: types.ModuleType | None) -> dict[str, str]:
 
 
 @functools.lru_cache(maxsize=64)
+def git_state(directory: str) -> dict[str, Any]:
+    """The commit of the work tree holding `directory`, and whether it had changes.
+
+    Worked out once per directory and process (a save must stay cheap).
+    """
+    commit = git_commit(directory)
+    return {"git_commit": commit, "git_dirty": _git_dirty(directory) if commit else None}
+
+
+def _git_dirty(directory: str) -> bool | None:
+    import subprocess
+
+    try:
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=directory,
+            capture_output=True, text=True, timeout=2, check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return bool(status.stdout.strip()) if status.returncode == 0 else None
+
+
 def git_commit(directory: str) -> str | None:
     """The commit checked out in the git work tree holding `directory`, if any.
 

@@ -105,6 +105,21 @@ class Target:
         }
 
     @functools.cached_property
+    def module_source(self) -> str | None:
+        """The text of the function's source file at first save (up to 1 MiB).
+
+        Kept so that a checkpoint taken elsewhere can show what changed since.
+        """
+        filename = self.location["file"]
+        try:
+            if not filename or os.path.getsize(filename) > 1 << 20:
+                return None
+            with open(filename, encoding="utf-8") as stream:
+                return stream.read()
+        except (OSError, UnicodeDecodeError):
+            return None
+
+    @functools.cached_property
     def by_value(self) -> bytes:
         """The function pickled by value, when it cannot be imported by name.
 

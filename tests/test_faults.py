@@ -171,14 +171,20 @@ def test_bad_files_are_marked_and_the_rest_listed(store, damage):
 
 
 def test_the_size_budget_removes_the_oldest_and_never_the_newest(store, monkeypatch):
-    monkeypatch.setenv("PYCKPT_MAX_BYTES", "300K")
-    for index in range(5):
-        ckpt.ckpt(lambda a: None, name=f"step{index}")(numpy.zeros(100_000 // 8))
-        sizes = sum(entry.size for entry in ckpt.checkpoints())
-        assert sizes <= 300 * 1024
+    def save(name: str, nbytes: int) -> None:
+        ckpt.ckpt(lambda a: None, name=name)(numpy.zeros(nbytes // 8))
+
+    save("step0", 100_000)
+    one = ckpt.checkpoints()[0].size
+    budget = int(3.5 * one)  # room for three checkpoints of that size
+    monkeypatch.setenv("PYCKPT_MAX_BYTES", str(budget))
+    for index in range(1, 5):
+        save(f"step{index}", 100_000)
+        assert sum(entry.size for entry in ckpt.checkpoints()) <= budget
         assert ckpt.checkpoints()[-1].name == f"step{index}"
     assert [entry.name for entry in ckpt.checkpoints()] == ["step2", "step3", "step4"]
-    ckpt.ckpt(lambda a: None, name="huge")(numpy.zeros(1_000_000 // 8))
+    monkeypatch.setenv("PYCKPT_MAX_BYTES", f"{budget / 1024}K")  # units are understood
+    save("huge", 10 * budget)
     assert [entry.name for entry in ckpt.checkpoints()] == ["huge"]
     from ckpt.display import human_size
 
