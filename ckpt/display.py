@@ -6,6 +6,7 @@ import datetime
 import time
 from typing import Any
 
+from . import drift
 from .fileformat import read_headers, verify_part
 from .keys import load_key
 from .source import source_hash
@@ -170,8 +171,16 @@ def detail(entry: Entry) -> tuple[list[str], dict[str, Any]]:
             lines += _value_rows(frame["locals"])
             if len(frames) > 1:
                 lines.append(f"  (+ {len(frames) - 1} inner frame(s) saved; see --json)")
+    changes = drift.source_changes(location, call_detail.get("module_source"))
+    if changes:
+        lines += ["", "source changes since capture:", *["  " + line for line in changes]]
+    environment = drift.environment_changes(call_detail.get("metadata", {}), location)
+    if environment:
+        lines += ["", "environment changes since capture (against this interpreter):",
+                  *["  " + line for line in environment]]
     lines += ["", "metadata:", *_metadata_rows(call_detail.get("metadata", {}))]
     data = {**entry_json(entry), "source": status, "location": location,
+            "source_diff": changes, "environment_changes": environment,
             "arguments": call_detail.get("arguments", []),
             "metadata": call_detail.get("metadata", {}), **error_detail}
     return lines, data
@@ -179,7 +188,7 @@ def detail(entry: Entry) -> tuple[list[str], dict[str, Any]]:
 
 def _metadata_rows(metadata: dict[str, Any]) -> list[str]:
     shown = ["host", "user", "pid", "python", "executable", "platform", "cwd", "argv",
-             "git_commit"]
+             "git_commit", "git_dirty"]
     rows = [[f"  {key}", str(metadata.get(key))] for key in shown if key in metadata]
     packages = metadata.get("packages") or {}
     if packages:

@@ -97,11 +97,15 @@ def git_state(directory: str) -> dict[str, Any]:
 
 
 def _git_dirty(directory: str) -> bool | None:
+    import shutil
     import subprocess
 
+    git = shutil.which("git")
+    if git is None:
+        return None
     try:
         status = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=directory,
+            [git, "status", "--porcelain", "--untracked-files=no"], cwd=directory,
             capture_output=True, text=True, timeout=2, check=False,
         )
     except (OSError, subprocess.SubprocessError):

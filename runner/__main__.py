@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
+from typing import Callable
 
 EXIT_USAGE = 2
 
@@ -24,16 +26,24 @@ def parse(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def restore_process(metadata: dict[str, object]) -> None:
-    """The working directory, `sys.path` and `sys.argv` of the captured process."""
+def restore_process(metadata: dict[str, object]) -> Callable[[str], str]:
+    """The working directory, `sys.path` and `sys.argv` of the captured process.
+
+    Returns how to map a recorded path to this machine: when the recorded
+    working directory is gone (a checkpoint from CI, say), paths under it are
+    taken relative to the current directory instead.
+    """
     cwd = metadata.get("cwd")
+    remap: Callable[[str], str] = str
     if isinstance(cwd, str) and cwd:
         try:
             os.chdir(cwd)
         except OSError:
-            print(f"note: the recorded working directory {cwd} no longer exists; "
-                  f"staying in {os.getcwd()}", file=sys.stderr)
-    recorded = [p for p in metadata.get("path", []) if isinstance(p, str)]  # type: ignore[attr-defined]
+            here = os.getcwd()
+            print(f"note: the recorded working directory {cwd} does not exist here; "
+                  f"paths under it are taken from {here}", file=sys.stderr)
+            remap = functools.partial(_relocate, cwd, here)
+    recorded = [remap(p) for p in metadata.get("path", []) if isinstance(p, str)]  # type: ignore[attr-defined]
     # An entry missing for this interpreter too (python311.zip) is no news.
     missing = [p for p in recorded if p and not os.path.exists(p) and p not in sys.path]
     if missing:
@@ -45,7 +55,15 @@ def restore_process(metadata: dict[str, object]) -> None:
     sys.path[:] = recorded + ours
     argv = metadata.get("argv")
     if isinstance(argv, list) and argv:
-        sys.argv[:] = [str(a) for a in argv]
+        sys.argv[:] = [remap(str(a)) for a in argv]
+    return remap
+
+
+def _relocate(old_root: str, new_root: str, path: str) -> str:
+    if path != old_root and not path.startswith(old_root.rstrip(os.sep) + os.sep):
+        return path
+    relative = os.path.relpath(path, old_root)
+    return new_root if relative == "." else os.path.join(new_root, relative)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -450,7 +450,7 @@ def test_notices_name_python_and_package_drift():
         exception=None, metadata={"python": "3.0.1", "packages": {"pytest": "0.0.1",
                                                                    "no-such-dist": "1.0"}},
         location={"module": "m", "qualname": "f", "file": None, "source_hash": None})
-    lines = notices(checkpoint)
+    lines = notices(checkpoint, None)
     assert any(line.startswith("Python ") and "3.0.1 at capture" in line for line in lines)
     assert any(line.startswith("pytest ") and "0.0.1 at capture" in line for line in lines)
     assert "no-such-dist not installed now, 1.0 at capture" in lines
@@ -484,5 +484,5 @@ def test_a_working_directory_that_is_gone_is_mentioned(tmp_path):
     workdir.rmdir()
     result = cdip("run", "job", "--mode", "run", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert f"the recorded working directory {workdir} no longer exists" in result.stderr
+    assert f"the recorded working directory {workdir} does not exist here" in result.stderr
     assert "job returned 2" in result.stdout

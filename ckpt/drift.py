@@ -1,0 +1,81 @@
+"""What differs between a checkpoint's capture and now: source, Python, packages, git."""
+
+from __future__ import annotations
+
+import difflib
+import os
+import platform
+from typing import Any
+
+from .source import function_source, source_hash
+
+
+def source_changes(location: dict[str, Any], module_source: str | None) -> list[str]:
+    """A unified diff of the function between capture and now ([] if unknown or same)."""
+    filename, qualname = location.get("file"), location.get("qualname", "")
+    if not module_source or not filename:
+        return []
+    then = function_source(module_source, qualname)
+    try:
+        with open(filename, encoding="utf-8") as stream:
+            now = function_source(stream.read(), qualname)
+    except (OSError, UnicodeDecodeError):
+        now = None
+    if then is None or now is None or then == now:
+        return []
+    return list(difflib.unified_diff(then.splitlines(), now.splitlines(),
+                                     "at capture", "now", lineterm=""))
+
+
+def source_changed(location: dict[str, Any]) -> bool:
+    """Whether the function's source differs from the hash recorded at capture."""
+    recorded, filename = location.get("source_hash"), location.get("file")
+    if not recorded or not filename:
+        return False
+    now = source_hash(filename, location["qualname"])
+    return now is not None and now != recorded
+
+
+def environment_changes(metadata: dict[str, Any], location: dict[str, Any]) -> list[str]:
+    """One line per difference in Python, platform, package versions and git state."""
+    found = []
+    then = metadata.get("python")
+    if then and then != platform.python_version():
+        found.append(f"Python {platform.python_version()} now, {then} at capture")
+    if metadata.get("platform") and metadata["platform"] != platform.platform():
+        found.append(f"platform {platform.platform()} now, {metadata['platform']} at capture")
+    found += _package_changes(metadata.get("packages") or {})
+    found += _git_changes(metadata, location.get("file"))
+    return found
+
+
+def _package_changes(recorded: dict[str, str]) -> list[str]:
+    from importlib import metadata
+
+    changes = []
+    for distribution, then in sorted(recorded.items()):
+        try:
+            now = metadata.version(distribution)
+        except metadata.PackageNotFoundError:
+            now = "not installed"
+        if now != then:
+            changes.append(f"{distribution} {now} now, {then} at capture")
+    return changes
+
+
+def _git_changes(metadata: dict[str, Any], filename: str | None) -> list[str]:
+    from .environment import git_state
+
+    then_commit = metadata.get("git_commit")
+    if not then_commit:
+        return []
+    dirty_then = " (with uncommitted changes)" if metadata.get("git_dirty") else ""
+    if not filename or not os.path.exists(filename):
+        return [f"git commit {then_commit[:12]}{dirty_then} at capture"]
+    now = git_state(os.path.dirname(filename))
+    if now["git_commit"] == then_commit:
+        return [f"git commit {then_commit[:12]} had uncommitted changes at capture"] \
+            if dirty_then else []
+    dirty_now = " (with uncommitted changes)" if now["git_dirty"] else ""
+    return [f"git commit {str(now['git_commit'])[:12]}{dirty_now} now, "
+            f"{then_commit[:12]}{dirty_then} at capture"]
