@@ -9,15 +9,13 @@ import time
 import traceback
 import types
 import warnings
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 from . import environment
 from .errors import CkptWarning
-from .fileformat import VERSION, PartWriter
-from .keys import load_key
+from .fileformat import VERSION
 from .store import CALL_SUFFIX, ERROR_SUFFIX, Store, find_store_path
 from .target import Target, configured_max_bytes
 from .values import Pickled, pickle_value, type_name
@@ -69,28 +67,6 @@ def bind_arguments(
     return [("args", "var_positional", args), ("kwargs", "var_keyword", dict(kwargs))]
 
 
-def _write_part(
-    store: Store, final: Path, summary: dict[str, Any], detail: dict[str, Any],
-    records: Iterable[Pickled],
-) -> bytes:
-    temporary, stream = store.open_temporary()
-    try:
-        with stream:
-            writer = PartWriter(stream, load_key())
-            writer.write_header(summary, detail)
-            for record in records:
-                writer.write_record(record.inband, record.buffers)
-            tag = writer.finish()
-            if os.environ.get("PYCKPT_FSYNC") == "1":
-                stream.flush()
-                os.fsync(stream.fileno())
-        os.replace(temporary, final)
-    except BaseException:
-        _unlink_quietly(temporary)
-        raise
-    return tag
-
-
 def _unlink_quietly(path: Path) -> None:
     try:
         path.unlink()
@@ -126,7 +102,7 @@ def _write_call(
     }
     function_record = Pickled(target.by_value, [], {})
     final = store.filename(target.key, stamp, checkpoint_id, CALL_SUFFIX)
-    tag = _write_part(store, final, summary, detail, [function_record, *pickled])
+    tag = store.write_part(final, summary, detail, [function_record, *pickled])
     return Saved(store, checkpoint_id, stamp, tag, started)
 
 
@@ -222,7 +198,7 @@ def _write_error(
     duration = None if saved.started == 0 else time.perf_counter() - saved.started
     detail = {"exception": summary_exc, "duration": duration, "frames": frame_details}
     final = saved.store.filename(target.key, saved.stamp, saved.id, ERROR_SUFFIX)
-    _write_part(saved.store, final, summary, detail, pickled)
+    saved.store.write_part(final, summary, detail, pickled)
     if not saved.store.filename(target.key, saved.stamp, saved.id, CALL_SUFFIX).exists():
         # another process's retention removed the call part meanwhile: don't leave half
         _unlink_quietly(final)

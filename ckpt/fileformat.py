@@ -69,9 +69,9 @@ class PartWriter:
             blob = json.dumps(header, separators=(",", ":"), default=str).encode()
             self._write(_U32.pack(len(blob)) + blob)
 
-    def write_record(self, inband: bytes, buffers: Iterable[memoryview]) -> None:
+    def write_record(self, inband: bytes, buffers: Iterable[Buffer]) -> None:
         """Write one pickled value and its out-of-band buffers, each aligned."""
-        views = list(buffers)
+        views = [memoryview(buffer).cast("B") for buffer in buffers]
         head = _RECORD_HEAD.pack(RECORD, len(views), len(inband))
         head += b"".join(_U64.pack(view.nbytes) for view in views)
         self._write(head)
