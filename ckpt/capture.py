@@ -182,6 +182,8 @@ def _write_error(
     for frame in frames:
         names = []
         for local_name, value in list(frame.f_locals.items()):
+            if local_name.startswith("@py"):
+                continue  # pytest's assertion-rewriting temporaries
             record = pickle_value(value)
             pickled.append(record)
             names.append({"name": local_name, **record.description})

@@ -108,6 +108,52 @@ def cmd_gc(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    """Pack checkpoints (default: all) into one portable bundle file."""
+    from . import bundle
+
+    store = _store(args)
+    if args.names:
+        entries = list({e.id: e for e in (store.find(name) for name in args.names)}.values())
+    else:
+        entries = [entry for entry in store.entries() if not entry.problem]
+    if not entries:
+        raise CkptError(f"no checkpoints to export in {store.path}")
+    count = bundle.export(entries, Path(args.output))
+    print(f"exported {count} checkpoint(s) to {args.output}")
+    return EXIT_OK
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    """Adopt the checkpoints of a bundle into this store, signed with your key."""
+    from . import bundle
+
+    store = _store(args)
+
+    def show_and_confirm(opened: bundle.Bundle) -> bool:
+        manifest = opened.manifest
+        print(f"{args.bundle}: {len(opened.checkpoints)} checkpoint(s) exported from "
+              f"{manifest.get('host')} {display.age(float(manifest.get('created', 0)))}")
+        rows = [["ID", "NAME", "TRIGGER", "CREATED", "EXCEPTION", "FUNCTION"]]
+        for item in opened.checkpoints:
+            exc = item.get("exception") or {}
+            rows.append([item["id"], display.shorten(item["name"], 50), item["trigger"],
+                         display.local_time(item["created"]),
+                         display.shorten(f"{exc.get('type', '')}: {exc.get('message', '')}"
+                                         if exc else "", 50), str(item.get("function"))])
+        print("\n".join(display.table(rows)))
+        print("Loading a checkpoint runs code from it: import only bundles you trust.")
+        return bool(args.yes) or _confirm(f"import them into {store.path}?")
+
+    adopted = bundle.import_bundle(Path(args.bundle), store, show_and_confirm)
+    if not adopted:
+        print("nothing imported")
+        return EXIT_USAGE
+    for old, new in adopted:
+        print(f"imported {new}" + (f" (was {old}, an id already here)" if old != new else ""))
+    return EXIT_OK
+
+
 MODES = ("break", "until-error", "shell", "locals", "run")
 INTERACTIVE = ("break", "until-error", "shell", "locals")
 
@@ -192,6 +238,12 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     gc = add("gc", cmd_gc)
     gc.add_argument("--keep", type=_positive, metavar="N",
                     help=f"checkpoints kept per name (default PYCKPT_KEEP or {DEFAULT_KEEP})")
+    export = add("export", cmd_export)
+    export.add_argument("names", nargs="*", metavar="NAME|ID", help="default: every checkpoint")
+    export.add_argument("-o", "--output", required=True, metavar="FILE")
+    imported = add("import", cmd_import)
+    imported.add_argument("bundle", metavar="FILE")
+    imported.add_argument("--yes", "-y", action="store_true", help="do not ask")
     run = add("run", cmd_run)
     run.add_argument("name", nargs="?", metavar="NAME|ID", help="default: the newest")
     run.add_argument("--mode", "-m", choices=MODES,

@@ -57,7 +57,8 @@ def exception_text(entry: Entry) -> str:
 
 
 def shorten(text: str, width: int) -> str:
-    """Cut to `width` characters with an ellipsis."""
+    """One line of at most `width` characters, cut with an ellipsis."""
+    text = " ".join(text.split())
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
@@ -147,7 +148,10 @@ def detail(entry: Entry) -> tuple[list[str], dict[str, Any]]:
     error_detail: dict[str, Any] = {}
     if entry.error_path is not None:
         error_detail = read_headers(str(entry.error_path))[1]
-    location = call_detail.get("function", {})
+    location = dict(call_detail.get("function", {}))
+    if location.get("file"):
+        cwd = call_detail.get("metadata", {}).get("cwd")
+        location["file"] = drift.relocated(location["file"], cwd)
     status = source_status(location)
     lines = [
         f"id:        {entry.id}",

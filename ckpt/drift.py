@@ -10,6 +10,22 @@ from typing import Any
 from .source import function_source, source_hash
 
 
+def relocated(path: str, recorded_cwd: str | None, here: str | None = None) -> str:
+    """Where a recorded path is on this machine.
+
+    When the recorded working directory is gone (a checkpoint from CI, say), a
+    path under it is taken relative to `here` (default: the current directory).
+    """
+    if not recorded_cwd or os.path.isdir(recorded_cwd):
+        return path
+    root = recorded_cwd.rstrip(os.sep)
+    if path != root and not path.startswith(root + os.sep):
+        return path
+    relative = os.path.relpath(path, root)
+    here = here or os.getcwd()
+    return here if relative == "." else os.path.join(here, relative)
+
+
 def source_changes(location: dict[str, Any], module_source: str | None) -> list[str]:
     """A unified diff of the function between capture and now ([] if unknown or same)."""
     filename, qualname = location.get("file"), location.get("qualname", "")

@@ -33,6 +33,8 @@ def restore_process(metadata: dict[str, object]) -> Callable[[str], str]:
     working directory is gone (a checkpoint from CI, say), paths under it are
     taken relative to the current directory instead.
     """
+    from ckpt.drift import relocated
+
     cwd = metadata.get("cwd")
     remap: Callable[[str], str] = str
     if isinstance(cwd, str) and cwd:
@@ -42,7 +44,7 @@ def restore_process(metadata: dict[str, object]) -> Callable[[str], str]:
             here = os.getcwd()
             print(f"note: the recorded working directory {cwd} does not exist here; "
                   f"paths under it are taken from {here}", file=sys.stderr)
-            remap = functools.partial(_relocate, cwd, here)
+            remap = functools.partial(relocated, recorded_cwd=cwd, here=here)
     recorded = [remap(p) for p in metadata.get("path", []) if isinstance(p, str)]  # type: ignore[attr-defined]
     # An entry missing for this interpreter too (python311.zip) is no news.
     missing = [p for p in recorded if p and not os.path.exists(p) and p not in sys.path]
@@ -57,13 +59,6 @@ def restore_process(metadata: dict[str, object]) -> Callable[[str], str]:
     if isinstance(argv, list) and argv:
         sys.argv[:] = [remap(str(a)) for a in argv]
     return remap
-
-
-def _relocate(old_root: str, new_root: str, path: str) -> str:
-    if path != old_root and not path.startswith(old_root.rstrip(os.sep) + os.sep):
-        return path
-    relative = os.path.relpath(path, old_root)
-    return new_root if relative == "." else os.path.join(new_root, relative)
 
 
 def main(argv: list[str] | None = None) -> int:
