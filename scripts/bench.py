@@ -1,0 +1,462 @@
+"""ckpt's benchmarks: every figure is a ratio against a reference measured in the same run.
+
+Usage: scripts/bench [NAME ...] [--tiny] [--no-write]
+
+With no NAME every benchmark runs; the table is printed and, for a full run,
+BENCHMARKS.md is rewritten. `--tiny` uses small sizes and few repeats: it only
+checks that the benchmarks still run (the `pytest -m bench` smoke test).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import timeit
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+MiB = 1024 * 1024
+
+
+@dataclass
+class Row:
+    """One measured figure: a value, the reference it is compared with, and a target."""
+
+    benchmark: str
+    what: str
+    value: str
+    ratio: float | None = None
+    reference: str = ""
+    target: str = ""
+
+    @property
+    def met(self) -> str:
+        if not self.target or self.ratio is None:
+            return ""
+        op, bound = self.target.split(" ")
+        limit = float(bound.rstrip("x"))
+        ok = self.ratio <= limit if op == "<=" else self.ratio >= limit
+        return "yes" if ok else "NO"
+
+
+@dataclass
+class Settings:
+    tiny: bool
+    rows: list[Row] = field(default_factory=list)
+    workdir: Path = Path()
+
+    def size(self, full: int, tiny: int) -> int:
+        return tiny if self.tiny else full
+
+    def add(self, *args: object, **kwargs: object) -> None:
+        row = Row(*args, **kwargs)  # type: ignore[arg-type]
+        self.rows.append(row)
+        ratio = f"{row.ratio:.2f}x" if row.ratio is not None else ""
+        print(f"  {row.what:<58} {row.value:>14} {ratio:>8} {row.target:>8} {row.met}",
+              flush=True)
+
+
+def median_time(function: Callable[[], object], repeats: int, number: int = 1) -> float:
+    """Median seconds per call over `repeats` runs of `number` calls."""
+    times = timeit.repeat(function, repeat=repeats, number=number)
+    return statistics.median(times) / number
+
+
+def side_by_side(functions: dict[str, Callable[[], object]], repeats: int,
+                 number: int = 1) -> dict[str, float]:
+    """Median seconds per call of each function, runs interleaved so noise hits all alike."""
+    samples: dict[str, list[float]] = {name: [] for name in functions}
+    for _ in range(repeats):
+        for name, function in functions.items():
+            samples[name].append(timeit.timeit(function, number=number) / number)
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def fresh_env(store: Path, **extra: str) -> dict[str, str]:
+    env = {**os.environ, "PYCKPT_DIR": str(store), **extra}
+    env.pop("PYCKPT_DISABLE", None)
+    return env
+
+
+# -- 1. idle cost --------------------------------------------------------------------
+
+
+def bench_idle(settings: Settings) -> None:
+    """active=False with no error, and active=True when disabled: the bare-wrapper cost."""
+    import ckpt
+
+    def function(x: object) -> object:
+        return x
+
+    def minimal(f: Callable[..., object]) -> Callable[..., object]:
+        @functools.wraps(f)
+        def wrapper(*args: object, **kwargs: object) -> object:
+            try:
+                return f(*args, **kwargs)
+            except Exception:
+                raise
+
+        return wrapper
+
+    wrapped = minimal(function)
+    idle = ckpt.ckpt(active=False)(function)
+    active = ckpt.ckpt(function)
+    big = numpy.zeros(settings.size(100 * MiB // 8, 1000))
+    number, repeats = settings.size(200_000, 2000), settings.size(15, 3)
+    ckpt.disable()
+    try:
+        times = side_by_side({
+            "bare": lambda: function(1), "wrapper": lambda: wrapped(1),
+            "idle": lambda: idle(1), "disabled": lambda: active(1),
+            "idle-big": lambda: idle(big), "wrapper-big": lambda: wrapped(big),
+        }, repeats, number)
+    finally:
+        ckpt.enable()
+    ns = {name: value * 1e9 for name, value in times.items()}
+    settings.add("idle", "undecorated call", f"{ns['bare']:.0f} ns")
+    settings.add("idle", "minimal wraps+try/except wrapper", f"{ns['wrapper']:.0f} ns",
+                 ns["wrapper"] / ns["bare"], "undecorated")
+    settings.add("idle", "active=False, no error (vs minimal wrapper)", f"{ns['idle']:.0f} ns",
+                 ns["idle"] / ns["wrapper"], "minimal wrapper", "<= 1.1x")
+    settings.add("idle", "active=True, disabled (vs minimal wrapper)",
+                 f"{ns['disabled']:.0f} ns", ns["disabled"] / ns["wrapper"], "minimal wrapper",
+                 "<= 1.1x")
+    settings.add("idle", "active=False with a 100 MiB argument (vs minimal wrapper)",
+                 f"{ns['idle-big']:.0f} ns", ns["idle-big"] / ns["wrapper-big"],
+                 "minimal wrapper, same argument", "<= 1.1x")
+
+
+# -- 2. small capture ----------------------------------------------------------------
+
+
+def bench_small(settings: Settings) -> None:
+    """active=True with three small arguments, against a raw atomic write of the same bytes."""
+    import ckpt
+
+    store = settings.workdir / "small"
+    os.environ["PYCKPT_DIR"] = str(store)
+
+    @ckpt.ckpt
+    def step(a: object, b: object, c: object) -> None:
+        return None
+
+    step(1, "two", [3.0, 4.0])
+    size = ckpt.checkpoints()[-1].size
+    payload = os.urandom(size)
+    raw_dir = settings.workdir / "raw"
+    raw_dir.mkdir()
+
+    def raw_write() -> None:
+        temporary = raw_dir / f".tmp-{os.getpid()}"
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as stream:
+            stream.write(payload)
+        os.replace(temporary, raw_dir / "final")
+
+    repeats, number = settings.size(9, 2), settings.size(200, 5)
+    times = side_by_side({"ckpt": lambda: step(1, "two", [3.0, 4.0]), "raw": raw_write},
+                         repeats, number)
+    settings.add("small", f"active=True, 3 small arguments ({size} B on disk)",
+                 f"{times['ckpt'] * 1e6:.0f} us", times["ckpt"] / times["raw"],
+                 f"raw atomic write of {size} B ({times['raw'] * 1e6:.0f} us)", "<= 2x")
+    del os.environ["PYCKPT_DIR"]
+
+
+# -- 3. large capture ----------------------------------------------------------------
+
+LARGE_CHILD = """
+import json, os, resource, sys, time, pickle, numpy
+kind, what, nbytes, target = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+if what == "array":
+    data = numpy.random.default_rng(0).standard_normal(nbytes // 8)
+else:
+    big = numpy.random.default_rng(0).standard_normal(nbytes // 8)
+    data = {"big": big, **{f"a{i}": numpy.arange(1000.0) + i for i in range(50)}}
+import ckpt, cloudpickle
+if kind == "ckpt":
+    f = ckpt.ckpt(lambda data: None)
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+started = time.perf_counter()
+if kind == "ckpt":
+    f(data)
+elif kind == "numpy":
+    if what == "array":
+        numpy.save(target, data)
+    else:
+        numpy.savez(target, **data)
+elif kind == "pickle":
+    with open(target, "wb") as s:
+        pickle.dump(data, s, protocol=5)
+elif kind == "cloudpickle":
+    with open(target, "wb") as s:
+        cloudpickle.dump(data, s, protocol=5)
+if os.environ.get("BENCH_FSYNC") == "1" and kind != "ckpt":
+    fd = os.open(target, os.O_RDONLY); os.fsync(fd); os.close(fd)
+elapsed = time.perf_counter() - started
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+print(json.dumps({"seconds": elapsed, "extra_rss": peak - base}))
+"""
+
+
+def _large_once(settings: Settings, kind: str, what: str, nbytes: int, fsync: bool) -> dict:
+    target = settings.workdir / f"large-{kind}.bin"
+    store = settings.workdir / f"store-{kind}"
+    env = fresh_env(store, PYCKPT_FSYNC="1" if fsync else "0", BENCH_FSYNC="1" if fsync else "0",
+                    PYCKPT_MAX_BYTES=str(8 * nbytes + (1 << 30)))
+    result = subprocess.run([sys.executable, "-c", LARGE_CHILD, kind, what, str(nbytes),
+                             str(target)], capture_output=True, text=True, env=env, check=True)
+    shutil.rmtree(store, ignore_errors=True)
+    for leftover in settings.workdir.glob("large-*"):
+        leftover.unlink()
+    return json.loads(result.stdout)
+
+
+def _dd(settings: Settings, nbytes: int) -> float:
+    target = settings.workdir / "dd.bin"
+    started = time.perf_counter()
+    subprocess.run(["dd", "if=/dev/zero", f"of={target}", "bs=16M",
+                    f"count={max(nbytes // (16 * MiB), 1)}", "conv=fdatasync"],
+                   capture_output=True, check=True)
+    elapsed = time.perf_counter() - started
+    target.unlink()
+    return elapsed
+
+
+def bench_large(settings: Settings) -> None:
+    """A 1 GiB array, and 50 small arrays + 200 MB: capture against np.save, and peak RSS."""
+    repeats = settings.size(3, 1)
+    cases = [("array", settings.size(1 << 30, 4 * MiB), "1 GiB float64 array"),
+             ("dict", settings.size(200 * 10**6, 2 * MiB), "dict: 50 small arrays + 200 MB")]
+    for what, nbytes, label in cases:
+        kinds = ["ckpt", "numpy", "pickle", "cloudpickle"]
+        results: dict[str, list[dict]] = {kind: [] for kind in kinds}
+        for _ in range(repeats):
+            for kind in kinds:
+                results[kind].append(_large_once(settings, kind, what, nbytes, fsync=False))
+        seconds = {k: statistics.median(r["seconds"] for r in v) for k, v in results.items()}
+        rss = statistics.median(r["extra_rss"] for r in results["ckpt"])
+        throughput = seconds["numpy"] / seconds["ckpt"]
+        reference = "np.savez" if what == "dict" else "np.save"
+        settings.add("large", f"{label}: ckpt throughput vs {reference}",
+                     f"{nbytes / seconds['ckpt'] / MiB:.0f} MiB/s", throughput,
+                     f"{reference} {nbytes / seconds['numpy'] / MiB:.0f} MiB/s", ">= 1.0x")
+        for other in ("pickle", "cloudpickle"):
+            settings.add("large", f"{label}: {other}.dump protocol 5 throughput vs ckpt",
+                         f"{nbytes / seconds[other] / MiB:.0f} MiB/s",
+                         seconds["ckpt"] / seconds[other], "ckpt")
+        settings.add("large", f"{label}: ckpt peak RSS increase / argument size",
+                     f"{rss / MiB:.1f} MiB", rss / nbytes, "argument size", "<= 0.05x")
+        if what == "array":
+            synced = [_large_once(settings, "ckpt", what, nbytes, fsync=True)["seconds"]
+                      for _ in range(repeats)]
+            dd = [_dd(settings, nbytes) for _ in range(repeats)]
+            settings.add("large", f"{label}: ckpt with PYCKPT_FSYNC=1 vs dd conv=fdatasync",
+                         f"{nbytes / statistics.median(synced) / MiB:.0f} MiB/s",
+                         statistics.median(dd) / statistics.median(synced),
+                         f"dd {nbytes / statistics.median(dd) / MiB:.0f} MiB/s")
+
+
+# -- 4. replay start -----------------------------------------------------------------
+
+TRIVIAL_MODULE = """
+import ckpt
+
+@ckpt.ckpt
+def trivial(x):
+    return x + 1
+
+@ckpt.ckpt(name="big")
+def big(a):
+    return float(a[0])
+"""
+
+
+def bench_replay(settings: Settings) -> None:
+    """`cdip run --mode run` of a trivial function against running it directly."""
+    project = settings.workdir / "replay"
+    project.mkdir()
+    (project / "benchmod.py").write_text(TRIVIAL_MODULE)
+    store = project / "store"
+    env = fresh_env(store)
+    subprocess.run([sys.executable, "-c", "import benchmod; benchmod.trivial(1)"],
+                   cwd=project, env=env, check=True)
+    cdip = str(BIN / "cdip")
+
+    def run(command: list[str]) -> Callable[[], object]:
+        return lambda: subprocess.run(command, cwd=project, env=env, check=False,
+                                      capture_output=True)
+
+    repeats = settings.size(15, 2)
+    times = side_by_side({
+        "direct": run([sys.executable, "-c", "import benchmod; benchmod.trivial.__wrapped__(1)"]),
+        "replay": run([cdip, "run", "trivial", "--mode", "run"]),
+    }, repeats)
+    settings.add("replay", "cdip run --mode run, trivial function", f"{times['replay']*1e3:.0f} ms",
+                 times["replay"] / times["direct"],
+                 f"python -c 'import mod; mod.f(1)' ({times['direct']*1e3:.0f} ms)", "<= 1.5x")
+    nbytes = settings.size(1 << 30, 4 * MiB)
+    subprocess.run([sys.executable, "-c", "import benchmod, numpy; "
+                    f"benchmod.big(numpy.ones({nbytes // 8}))"], cwd=project, env=env, check=True)
+    numpy.save(project / "big.npy", numpy.ones(nbytes // 8))
+    big_times = side_by_side({
+        "np.load": run([sys.executable, "-c", "import numpy, benchmod; "
+                        "benchmod.big.__wrapped__(numpy.load('big.npy'))"]),
+        "replay": run([cdip, "run", "big", "--mode", "run"]),
+    }, settings.size(5, 1))
+    settings.add("replay", f"cdip run --mode run, {nbytes // MiB} MiB argument",
+                 f"{big_times['replay'] * 1e3:.0f} ms",
+                 big_times["replay"] / big_times["np.load"],
+                 f"python + np.load ({big_times['np.load'] * 1e3:.0f} ms)", "<= 1.2x")
+
+
+# -- 5. listing at scale -------------------------------------------------------------
+
+
+def _fill(store: Path, count: int) -> None:
+    code = textwrap.dedent(f"""
+        import ckpt
+        functions = [ckpt.ckpt(lambda x: x, name=f"step{{i}}", keep=10**9) for i in range(20)]
+        for i in range({count}):
+            functions[i % 20](i)
+    """)
+    subprocess.run([sys.executable, "-c", code], env=fresh_env(store,
+                   PYCKPT_MAX_BYTES=str(1 << 40)), check=True)
+
+
+def bench_listing(settings: Settings) -> None:
+    """`cdip info` over 1,000 to 10,000 checkpoints; `cdip info NAME` as the store grows."""
+    cdip = str(BIN / "cdip")
+    counts = [settings.size(n, n // 100) for n in (1000, 5000, 10000)]
+    store = settings.workdir / "listing"
+    filled = 0
+    first = None
+    for count in counts:
+        _fill(store, count - filled)
+        filled = count
+        env = fresh_env(store)
+        times = side_by_side({
+            "info": lambda: subprocess.run([cdip, "info"], env=env, capture_output=True,
+                                           check=True),
+            "name": lambda: subprocess.run([cdip, "info", "step7"], env=env,
+                                           capture_output=True, check=True),
+        }, settings.size(5, 1))
+        per = times["info"] / count
+        first = first or (times["info"], times["name"], count)
+        settings.add("listing", f"cdip info, {count} checkpoints", f"{times['info']*1e3:.0f} ms",
+                     times["info"] / 1.0, "1 s", "<= 1x")
+        settings.add("listing", f"  per checkpoint, {count} checkpoints", f"{per*1e6:.0f} us",
+                     times["info"] / first[0] / (count / first[2]),
+                     f"per checkpoint at {first[2]}")
+        settings.add("listing", f"cdip info NAME, {count} checkpoints",
+                     f"{times['name']*1e3:.0f} ms", times["name"] / first[1],
+                     f"at {first[2]} checkpoints")
+
+
+# -- 6. start-up ---------------------------------------------------------------------
+
+
+def bench_startup(settings: Settings) -> None:
+    """`import ckpt` and the listing commands, against `python -c pass`."""
+    store = settings.workdir / "empty"
+    env = fresh_env(store)
+    cdip = str(BIN / "cdip")
+
+    def run(command: list[str]) -> Callable[[], object]:
+        return lambda: subprocess.run(command, env=env, capture_output=True, check=True)
+
+    times = side_by_side({
+        "pass": run([sys.executable, "-c", "pass"]),
+        "import": run([sys.executable, "-c", "import ckpt"]),
+        "help": run([cdip, "--help"]),
+        "info": run([cdip, "info"]),
+    }, settings.size(30, 2))
+    base = times["pass"]
+    settings.add("startup", "python -c pass", f"{base*1e3:.1f} ms")
+    settings.add("startup", "import ckpt: added to start-up", f"{(times['import']-base)*1e3:.1f} ms",
+                 (times["import"] - base) / 0.010, "10 ms", "<= 1x")
+    for name, label in (("help", "cdip --help"), ("info", "cdip info, empty store")):
+        settings.add("startup", f"{label}", f"{times[name]*1e3:.1f} ms", times[name] / 0.050,
+                     "50 ms", "<= 1x")
+        settings.add("startup", f"{label} vs python -c pass", "", times[name] / base,
+                     "python -c pass")
+    heavy = subprocess.run([cdip, "info"], env={**env, "PYTHONPROFILEIMPORTTIME": "1"},
+                           capture_output=True, text=True, check=True).stderr
+    imported = {line.split("|")[-1].strip() for line in heavy.splitlines()[1:]}
+    avoided = [m for m in ("cloudpickle", "psutil", "platformdirs", "numpy") if m in imported]
+    settings.add("startup", "cdip info imports cloudpickle/psutil/platformdirs/numpy",
+                 ", ".join(avoided) or "none")
+
+
+BENCHMARKS = {"idle": bench_idle, "small": bench_small, "large": bench_large,
+              "replay": bench_replay, "listing": bench_listing, "startup": bench_startup}
+
+
+def machine() -> str:
+    import psutil
+
+    cpu = platform.processor() or platform.machine()
+    return (f"{platform.platform()}, {psutil.cpu_count()} cores ({cpu}), "
+            f"{psutil.virtual_memory().total / 1024**3:.0f} GiB RAM, Python "
+            f"{platform.python_version()}, numpy {numpy.__version__}")
+
+
+def write_markdown(rows: list[Row], path: Path) -> None:
+    lines = [
+        "# Benchmarks", "",
+        "Every ratio is measured side by side in one run against the reference named next to",
+        "it (medians of interleaved repeats): the machines are shared and noisy, so absolute",
+        "times from different runs are not comparable. Reproduce with `scripts/bench` (all)",
+        "or `scripts/bench NAME` (one of: " + ", ".join(BENCHMARKS) + ").", "",
+        f"Machine: {machine()}. Run: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.", "",
+        "| benchmark | measure | value | ratio | against | target | met |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for row in rows:
+        ratio = f"{row.ratio:.2f}x" if row.ratio is not None else ""
+        lines.append(f"| {row.benchmark} | {row.what.strip()} | {row.value} | {ratio} | "
+                     f"{row.reference} | {row.target} | {row.met} |")
+    notes = path.with_name("BENCHMARKS.notes.md")
+    if notes.exists():
+        lines += ["", notes.read_text().rstrip()]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("names", nargs="*", metavar="NAME", help=", ".join(BENCHMARKS))
+    parser.add_argument("--tiny", action="store_true", help="tiny sizes: a smoke run")
+    parser.add_argument("--no-write", action="store_true", help="do not rewrite BENCHMARKS.md")
+    args = parser.parse_args(argv)
+    unknown = [name for name in args.names if name not in BENCHMARKS]
+    if unknown:
+        parser.error(f"unknown benchmark {', '.join(unknown)}; one of {', '.join(BENCHMARKS)}")
+    settings = Settings(tiny=args.tiny)
+    with tempfile.TemporaryDirectory(prefix="ckpt-bench-", dir=ROOT) as workdir:
+        for name in args.names or BENCHMARKS:
+            settings.workdir = Path(workdir) / name
+            settings.workdir.mkdir()
+            print(f"== {name}: {BENCHMARKS[name].__doc__}", flush=True)
+            BENCHMARKS[name](settings)
+    if not args.names and not args.tiny and not args.no_write:
+        write_markdown(settings.rows, ROOT / "BENCHMARKS.md")
+        print(f"wrote {ROOT / 'BENCHMARKS.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
