@@ -10,9 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Callable
 
-from . import display
 from .errors import EXIT_OK, EXIT_USAGE, CkptError, CorruptCheckpointError
-from .fileformat import read_headers
 from .store import Store, find_store_path, init_store
 from .target import DEFAULT_KEEP, configured_keep
 
@@ -30,6 +28,8 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 def cmd_info(args: argparse.Namespace) -> int:
     """List checkpoints, oldest first; with NAME, show one in detail."""
+    from . import display
+
     store = _store(args)
     if args.name is not None:
         lines, data = display.detail(store.find(args.name))
@@ -126,7 +126,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_import(args: argparse.Namespace) -> int:
     """Adopt the checkpoints of a bundle into this store, signed with your key."""
-    from . import bundle
+    from . import bundle, display
 
     store = _store(args)
 
@@ -160,7 +160,8 @@ INTERACTIVE = ("break", "until-error", "shell", "locals")
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Replay a checkpoint (default: the newest) in a fresh interpreter."""
-    from . import supervise
+    from . import display, supervise
+    from .fileformat import read_headers
 
     store = _store(args)
     entry = store.find(args.name)

@@ -6,10 +6,6 @@ import datetime
 import time
 from typing import Any
 
-from . import drift
-from .fileformat import read_headers, verify_part
-from .keys import load_key
-from .source import source_hash
 from .store import Entry
 
 
@@ -108,6 +104,8 @@ def listing(entries: list[Entry], now: float | None = None) -> list[str]:
 
 def source_status(location: dict[str, Any]) -> str:
     """Whether the function's source changed since capture, read without importing it."""
+    from .source import source_hash
+
     recorded = location.get("source_hash")
     filename = location.get("file")
     if not recorded or not filename:
@@ -141,6 +139,10 @@ def detail(entry: Entry) -> tuple[list[str], dict[str, Any]]:
     Both parts are verified first: even headers are shown only from a checkpoint
     this user's key signed.
     """
+    from . import drift
+    from .fileformat import read_headers, verify_part
+    from .keys import load_key
+
     key = load_key(create=False)
     for path in entry.paths:
         verify_part(str(path), key)

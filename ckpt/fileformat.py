@@ -17,13 +17,14 @@ and fsync is not needed for integrity.
 
 from __future__ import annotations
 
-import hmac
 import json
 import os
 import struct
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from typing import IO, Any, Union
+from typing import IO, TYPE_CHECKING, Any, Union
+
+if TYPE_CHECKING:
+    import hmac
 
 from .errors import CorruptCheckpointError
 
@@ -53,6 +54,8 @@ class PartWriter:
     """Streams one part to an open binary file, tagging every byte it writes."""
 
     def __init__(self, stream: IO[bytes], key: bytes) -> None:
+        import hmac
+
         self._stream = stream
         self._mac = hmac.new(key, digestmod="sha256")
         self._offset = 0
@@ -94,22 +97,24 @@ class PartWriter:
         return self._offset
 
 
-@dataclass
 class Record:
     """One pickled value: its in-band pickle and its out-of-band buffers."""
 
-    inband: bytes
-    buffers: list[Buffer] = field(default_factory=list)
+    __slots__ = ("buffers", "inband")
+
+    def __init__(self, inband: bytes, buffers: list[Buffer] | None = None) -> None:
+        self.inband = inband
+        self.buffers: list[Buffer] = buffers or []
 
 
-@dataclass
 class Part:
-    """A fully read and verified part."""
+    """A fully read (and, unless told otherwise, verified) part."""
 
-    summary: dict[str, Any]
-    detail: dict[str, Any]
-    records: list[Record]
-    tag: bytes
+    __slots__ = ("detail", "records", "summary", "tag")
+
+    def __init__(self, summary: dict[str, Any], detail: dict[str, Any], records: list[Record],
+                 tag: bytes) -> None:
+        self.summary, self.detail, self.records, self.tag = summary, detail, records, tag
 
 
 def _corrupt(path: str, what: str) -> CorruptCheckpointError:
@@ -271,6 +276,8 @@ def read_part(path: str, key: bytes | None) -> Part:
         CorruptCheckpointError: the file is truncated, altered or signed with
             another key.
     """
+    import hmac
+
     mac = hmac.new(key, digestmod="sha256") if key is not None else None
     with open(path, "rb") as stream:
         reader = _Reader(stream, path, mac=mac)
@@ -286,6 +293,8 @@ def read_part(path: str, key: bytes | None) -> Part:
 
 def verify_part(path: str, key: bytes) -> bytes:
     """Check a part's tag by streaming it (nothing is parsed or unpickled); return the tag."""
+    import hmac
+
     mac = hmac.new(key, digestmod="sha256")
     with open(path, "rb") as stream:
         remaining = os.fstat(stream.fileno()).st_size - TAG_SIZE

@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
-import secrets
-import socket
 import sys
 import time
 from collections.abc import Collection, Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Protocol
 
 from .errors import CkptError, CorruptCheckpointError, NotFoundError
-from .fileformat import PartWriter, read_summary
-from .keys import load_key
+from .fileformat import read_summary
 
 STORE_DIRNAME = ".pyckpt"
 CALL_SUFFIX = ".call"
@@ -103,26 +98,38 @@ def init_store(directory: Path) -> tuple[Path, bool]:
 def name_key(name: str) -> str:
     """A file-name-safe key for a checkpoint name; distinct names never share one."""
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)[:60].strip(".") or "_"
+    import hashlib
+
     return f"{slug}-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
 
 
 def new_id() -> str:
     """A short random id (48 bits: collisions are negligible at any store size)."""
-    return secrets.token_hex(6)
+    return os.urandom(6).hex()
 
 
-@dataclass
 class Entry:
     """One checkpoint in the store, as listing sees it (nothing unpickled)."""
 
-    id: str
-    key: str
-    stamp: int
-    call_path: Path
-    error_path: Path | None
-    summary: dict[str, Any]
-    error_summary: dict[str, Any] | None
-    problem: str | None = None
+    def __init__(self, checkpoint_id: str, key: str, stamp: int, call_path: Path,
+                 error_path: Path | None, summary: dict[str, Any],
+                 error_summary: dict[str, Any] | None, problem: str | None = None) -> None:
+        self.id = checkpoint_id
+        self.key = key
+        self.stamp = stamp
+        self.call_path = call_path
+        self.error_path = error_path
+        self.summary = summary
+        self.error_summary = error_summary
+        self.problem = problem
+
+    def __repr__(self) -> str:
+        return f"<Entry {self.id} {self.name!r} {self.trigger}>"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Entry) and vars(self) == vars(other)
+
+    __hash__ = None  # type: ignore[assignment]
 
     @property
     def name(self) -> str:
@@ -254,7 +261,7 @@ class Store:
         """A new private temporary file in the store, for an atomic write."""
         if not self.path.is_dir():
             self.path.mkdir(parents=True, mode=0o700, exist_ok=True)
-        path = self.path / f"{TEMP_PREFIX}{os.getpid()}-{secrets.token_hex(4)}-{_HOST}"
+        path = self.path / f"{TEMP_PREFIX}{os.getpid()}-{os.urandom(4).hex()}-{_HOST}"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         return path, os.fdopen(fd, "wb")
 
@@ -263,6 +270,9 @@ class Store:
         records: Iterable[RecordLike],
     ) -> bytes:
         """Write a signed part atomically: to a private temporary, then renamed to `final`."""
+        from .fileformat import PartWriter
+        from .keys import load_key
+
         temporary, stream = self.open_temporary()
         try:
             with stream:
@@ -392,7 +402,7 @@ def check_name(name_or_id: str) -> None:
         )
 
 
-_HOST = re.sub(r"[^A-Za-z0-9.]", "_", socket.gethostname())[:64]
+_HOST = re.sub(r"[^A-Za-z0-9.]", "_", os.uname().nodename if hasattr(os, "uname") else "")[:64]
 
 
 def _pid_alive(pid: int) -> bool:

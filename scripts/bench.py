@@ -46,6 +46,7 @@ class Row:
 
     @property
     def met(self) -> str:
+        """`yes` or `NO` when the row has a target."""
         if not self.target or self.ratio is None:
             return ""
         op, bound = self.target.split(" ")
@@ -56,14 +57,18 @@ class Row:
 
 @dataclass
 class Settings:
+    """The run's options, working directory, and the rows measured so far."""
+
     tiny: bool
     rows: list[Row] = field(default_factory=list)
     workdir: Path = Path()
 
     def size(self, full: int, tiny: int) -> int:
+        """The full figure, or the tiny one in a smoke run."""
         return tiny if self.tiny else full
 
     def add(self, *args: object, **kwargs: object) -> None:
+        """Record a row and print it at once."""
         row = Row(*args, **kwargs)  # type: ignore[arg-type]
         self.rows.append(row)
         ratio = f"{row.ratio:.2f}x" if row.ratio is not None else ""
@@ -88,6 +93,7 @@ def side_by_side(functions: dict[str, Callable[[], object]], repeats: int,
 
 
 def fresh_env(store: Path, **extra: str) -> dict[str, str]:
+    """The environment of a benchmark subprocess, saving into `store`."""
     env = {**os.environ, "PYCKPT_DIR": str(store), **extra}
     env.pop("PYCKPT_DISABLE", None)
     return env
@@ -229,7 +235,7 @@ def _large_once(settings: Settings, kind: str, what: str, nbytes: int, fsync: bo
 def _dd(settings: Settings, nbytes: int) -> float:
     target = settings.workdir / "dd.bin"
     started = time.perf_counter()
-    subprocess.run(["dd", "if=/dev/zero", f"of={target}", "bs=16M",
+    subprocess.run([shutil.which("dd") or "/bin/dd", "if=/dev/zero", f"of={target}", "bs=16M",
                     f"count={max(nbytes // (16 * MiB), 1)}", "conv=fdatasync"],
                    capture_output=True, check=True)
     elapsed = time.perf_counter() - started
@@ -350,10 +356,10 @@ def bench_listing(settings: Settings) -> None:
         filled = count
         env = fresh_env(store)
         times = side_by_side({
-            "info": lambda: subprocess.run([cdip, "info"], env=env, capture_output=True,
-                                           check=True),
-            "name": lambda: subprocess.run([cdip, "info", "step7"], env=env,
-                                           capture_output=True, check=True),
+            "info": lambda env=env: subprocess.run([cdip, "info"], env=env,
+                                                   capture_output=True, check=True),
+            "name": lambda env=env: subprocess.run([cdip, "info", "step7"], env=env,
+                                                   capture_output=True, check=True),
         }, settings.size(5, 1))
         per = times["info"] / count
         first = first or (times["info"], times["name"], count)
@@ -387,8 +393,9 @@ def bench_startup(settings: Settings) -> None:
     }, settings.size(30, 2))
     base = times["pass"]
     settings.add("startup", "python -c pass", f"{base*1e3:.1f} ms")
-    settings.add("startup", "import ckpt: added to start-up", f"{(times['import']-base)*1e3:.1f} ms",
-                 (times["import"] - base) / 0.010, "10 ms", "<= 1x")
+    added = times["import"] - base
+    settings.add("startup", "import ckpt: added to start-up", f"{added * 1e3:.1f} ms",
+                 added / 0.010, "10 ms", "<= 1x")
     for name, label in (("help", "cdip --help"), ("info", "cdip info, empty store")):
         settings.add("startup", f"{label}", f"{times[name]*1e3:.1f} ms", times[name] / 0.050,
                      "50 ms", "<= 1x")
@@ -407,6 +414,7 @@ BENCHMARKS = {"idle": bench_idle, "small": bench_small, "large": bench_large,
 
 
 def machine() -> str:
+    """What the figures were measured on."""
     import psutil
 
     cpu = platform.processor() or platform.machine()
@@ -416,6 +424,7 @@ def machine() -> str:
 
 
 def write_markdown(rows: list[Row], path: Path) -> None:
+    """BENCHMARKS.md: the table, the machine, how to reproduce, and the notes file."""
     lines = [
         "# Benchmarks", "",
         "Every ratio is measured side by side in one run against the reference named next to",
@@ -437,6 +446,7 @@ def write_markdown(rows: list[Row], path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the named benchmarks (default: all)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="*", metavar="NAME", help=", ".join(BENCHMARKS))
     parser.add_argument("--tiny", action="store_true", help="tiny sizes: a smoke run")
