@@ -98,7 +98,6 @@ def _write_call(
             **_git_state(location["file"]),
             "ckpt_format": VERSION,
         },
-        "module_source": target.module_source,
     }
     function_record = Pickled(target.by_value, [], {})
     final = store.filename(target.key, stamp, checkpoint_id, CALL_SUFFIX)
@@ -198,7 +197,10 @@ def _write_error(
         "exception": {"type": summary_exc["type"], "message": summary_exc["message"][:200]},
     }
     duration = None if saved.started == 0 else time.perf_counter() - saved.started
-    detail = {"exception": summary_exc, "duration": duration, "frames": frame_details}
+    # The module's source as read at the first save: kept with errors (not with every
+    # call) so a checkpoint replayed elsewhere can show what changed since.
+    detail = {"exception": summary_exc, "duration": duration, "frames": frame_details,
+              "module_source": target.module_source}
     final = saved.store.filename(target.key, saved.stamp, saved.id, ERROR_SUFFIX)
     saved.store.write_part(final, summary, detail, pickled)
     if not saved.store.filename(target.key, saved.stamp, saved.id, CALL_SUFFIX).exists():

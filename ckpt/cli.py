@@ -96,15 +96,16 @@ def cmd_gc(args: argparse.Namespace) -> int:
     store = _store(args)
     keep = args.keep if args.keep is not None else configured_keep()
     entries = store.entries()
-    removed = [entry for entry in entries if entry.problem]
-    for entry in removed:
+    broken = [entry for entry in entries if entry.problem]
+    for entry in broken:
         store.remove(entry)
+    removed = len(broken)
     for key in sorted({entry.key for entry in entries if not entry.problem}):
-        removed += store.prune(key, keep)
+        removed += len(store.prune(key, keep))
     leftovers = store.stale_temporaries() + store.orphans()
     for path in leftovers:
         path.unlink(missing_ok=True)
-    print(f"removed {len(removed)} checkpoint(s) and {len(leftovers)} leftover file(s)")
+    print(f"removed {removed} checkpoint(s) and {len(leftovers)} leftover file(s)")
     return EXIT_OK
 
 

@@ -177,7 +177,7 @@ def detail(entry: Entry) -> tuple[list[str], dict[str, Any]]:
             lines += _value_rows(frame["locals"])
             if len(frames) > 1:
                 lines.append(f"  (+ {len(frames) - 1} inner frame(s) saved; see --json)")
-    changes = drift.source_changes(location, call_detail.get("module_source"))
+    changes = drift.source_changes(location, error_detail.get("module_source"))
     if changes:
         lines += ["", "source changes since capture:", *["  " + line for line in changes]]
     environment = drift.environment_changes(call_detail.get("metadata", {}), location)
@@ -185,6 +185,7 @@ def detail(entry: Entry) -> tuple[list[str], dict[str, Any]]:
         lines += ["", "environment changes since capture (against this interpreter):",
                   *["  " + line for line in environment]]
     lines += ["", "metadata:", *_metadata_rows(call_detail.get("metadata", {}))]
+    error_detail.pop("module_source", None)
     data = {**entry_json(entry), "source": status, "location": location,
             "source_diff": changes, "environment_changes": environment,
             "arguments": call_detail.get("arguments", []),

@@ -66,16 +66,13 @@ def environment_changes(metadata: dict[str, Any], location: dict[str, Any]) -> l
 
 
 def _package_changes(recorded: dict[str, str]) -> list[str]:
-    from importlib import metadata
+    from .environment import installed_version
 
     changes = []
-    for distribution, then in sorted(recorded.items()):
-        try:
-            now = metadata.version(distribution)
-        except metadata.PackageNotFoundError:
-            now = "not installed"
+    for package, then in sorted(recorded.items()):
+        now = installed_version(package) or "not installed"
         if now != then:
-            changes.append(f"{distribution} {now} now, {then} at capture")
+            changes.append(f"{package} {now} now, {then} at capture")
     return changes
 
 

@@ -64,8 +64,24 @@ def _version(distribution: str) -> str | None:
         return None
 
 
+def installed_version(top: str) -> str | None:
+    """The version of top-level package `top`: its `__version__`, else its distribution's.
+
+    `__version__` of an imported package costs nothing; the package metadata
+    is searched only for a package without one.
+    """
+    version = getattr(sys.modules.get(top), "__version__", None)
+    if isinstance(version, str):
+        return version
+    for distribution in [top, *_distributions().get(top, [])]:
+        found = _version(distribution)
+        if found:
+            return found
+    return None
+
+
 def package_versions(module: types.ModuleType | None) -> dict[str, str]:
-    """Versions of the distributions whose top-level packages `module` imported."""
+    """Versions of the top-level packages `module` imported (standard library left out)."""
     if module is None:
         return {}
     tops = set()
@@ -76,13 +92,12 @@ def package_versions(module: types.ModuleType | None) -> dict[str, str]:
             tops.add(name.partition(".")[0])
     own = getattr(module, "__name__", "").partition(".")[0]
     tops.discard(own)
+    tops -= set(getattr(sys, "stdlib_module_names", ())) | set(sys.builtin_module_names)
     versions = {}
     for top in sorted(tops):
-        # without a mapping (Python 3.9) a distribution named like its package is found
-        for distribution in _distributions().get(top, [top]):
-            version = _version(distribution)
-            if version:
-                versions[distribution] = version
+        version = installed_version(top)
+        if version:
+            versions[top] = version
     return versions
 
 

@@ -40,7 +40,7 @@ def load_key(create: bool = True) -> bytes:
     """
     path = key_path()
     try:
-        return _read_key(path)
+        return _cached_key(path)
     except FileNotFoundError:
         if not create:
             raise CkptError(
@@ -48,6 +48,26 @@ def load_key(create: bool = True) -> bytes:
                 hint="checkpoints from elsewhere are adopted with `cdip import`",
             ) from None
     return _create_key(path)
+
+
+_cache: dict[tuple[str, int, int, int], bytes] = {}
+
+
+def _cached_key(path: Path) -> bytes:
+    """The key, read once per process while the file stays the same (a save is hot)."""
+    try:
+        info = os.stat(path, follow_symlinks=False)
+    except FileNotFoundError:
+        raise
+    except OSError:
+        return _read_key(path)  # let _read_key say what is wrong
+    identity = (str(path), info.st_ino, info.st_mtime_ns, info.st_mode)
+    key = _cache.get(identity)
+    if key is None or info.st_uid != (os.getuid() if hasattr(os, "getuid") else info.st_uid):
+        key = _read_key(path)
+        _cache.clear()
+        _cache[identity] = key
+    return key
 
 
 def _read_key(path: Path) -> bytes:

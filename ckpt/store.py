@@ -8,7 +8,21 @@ import sys
 import time
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from typing import Protocol
+
+    class RecordLike(Protocol):
+        """A pickled value: its in-band bytes and its out-of-band buffers."""
+
+        @property
+        def inband(self) -> bytes:
+            """The pickle, with large buffers left out."""
+
+        @property
+        def buffers(self) -> Sequence[Any]:
+            """The large buffers, written raw."""
 
 from .errors import CkptError, CorruptCheckpointError, NotFoundError
 from .fileformat import read_summary
@@ -25,18 +39,6 @@ CACHEDIR_TAG = (
     "# This file is a cache directory tag created by ckpt.\n"
     "# For information about cache directory tags see https://bford.info/cachedir/\n"
 )
-
-
-class RecordLike(Protocol):
-    """A pickled value: its in-band bytes and its out-of-band buffers."""
-
-    @property
-    def inband(self) -> bytes:
-        """The pickle, with large buffers left out."""
-
-    @property
-    def buffers(self) -> Sequence[Any]:
-        """The large buffers, written raw."""
 
 
 def find_store_path() -> Path:
@@ -298,16 +300,22 @@ class Store:
             except FileNotFoundError:
                 pass
 
-    def prune(self, key: str, keep: int, protect: Collection[str] = ()) -> list[Entry]:
-        """Delete all but the newest `keep` checkpoints of a name; return the deleted.
+    def prune(self, key: str, keep: int, protect: Collection[str] = ()) -> list[str]:
+        """Delete all but the newest `keep` checkpoints of a name; return the deleted ids.
 
         Ids in `protect` (just written, or still in a call) are never deleted.
         """
-        entries = self.entries(key)
-        doomed = [entry for entry in entries[: max(len(entries) - keep, 0)]
-                  if entry.id not in protect]
-        for entry in doomed:
-            self.remove(entry)
+        # file names alone say which is older: no header is read on this hot path
+        parts: dict[str, list[tuple[int, Path]]] = {}
+        for entry_key, stamp, checkpoint_id, _, path in self._scan():
+            if entry_key == key:
+                parts.setdefault(checkpoint_id, []).append((stamp, path))
+        ordered = sorted(parts, key=lambda checkpoint_id: (parts[checkpoint_id][0][0],
+                                                           checkpoint_id))
+        doomed = [i for i in ordered[: max(len(ordered) - keep, 0)] if i not in protect]
+        for checkpoint_id in doomed:
+            for _, path in parts[checkpoint_id]:
+                path.unlink(missing_ok=True)
         return doomed
 
     def total_size(self) -> int:

@@ -47,7 +47,10 @@ def replay(
     if checkpoint.location.get("file"):
         checkpoint.location["file"] = remap(checkpoint.location["file"])
     function, note = find_function(checkpoint.location, checkpoint.saved_function)
-    for line in ([note] if note else []) + notices(checkpoint, detail.get("module_source")):
+    module_source = None
+    if entry.error_path is not None:
+        module_source = read_headers(str(entry.error_path))[1].get("module_source")
+    for line in ([note] if note else []) + notices(checkpoint, module_source):
         print(line, file=sys.stderr)
     if options.mode == "locals":
         frames = checkpoint.frames
