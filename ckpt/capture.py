@@ -231,10 +231,29 @@ def end_call(saved: Saved | None) -> None:
         _in_flight.discard(saved.id)
 
 
+# The store's size as this process last measured it, and when: measuring stats every
+# file, so between measurements (at most 10 s apart) our own writes are added to it.
+_store_sizes: dict[Path, tuple[int, float]] = {}
+_MEASURE_EVERY = 10.0
+
+
 def _prune(target: Target, saved: Saved) -> None:
     protect = set(_in_flight) | {saved.id}
-    saved.store.prune(target.key, target.keep_count(), protect=protect)
-    saved.store.enforce_budget(configured_max_bytes(), protect=protect)
+    store = saved.store
+    store.prune(target.key, target.keep_count(), protect=protect)
+    limit, now = configured_max_bytes(), time.monotonic()
+    total, measured = _store_sizes.get(store.path, (None, 0.0))
+    written = sum(path.stat().st_size for path in _parts_of(store, target, saved))
+    if total is not None and now - measured < _MEASURE_EVERY and total + written <= limit:
+        _store_sizes[store.path] = (total + written, measured)
+        return
+    _store_sizes[store.path] = (store.enforce_budget(limit, protect=protect), now)
+
+
+def _parts_of(store: Store, target: Target, saved: Saved) -> list[Path]:
+    paths = [store.filename(target.key, saved.stamp, saved.id, suffix)
+             for suffix in (CALL_SUFFIX, ERROR_SUFFIX)]
+    return [path for path in paths if path.exists()]
 
 
 def save_call(

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import importlib
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 from .errors import CkptError, CorruptCheckpointError
 from .fileformat import Part, read_part
@@ -15,8 +14,7 @@ from .store import Entry, Store, find_store_path, name_key
 from .values import Unpicklable, unpickle_value
 
 
-@dataclass
-class Frame:
+class Frame(NamedTuple):
     """One frame of the saved traceback, with its locals."""
 
     function: str
@@ -25,8 +23,7 @@ class Frame:
     locals: dict[str, Any]
 
 
-@dataclass
-class ExceptionSummary:
+class ExceptionSummary(NamedTuple):
     """The exception a call raised, as text (the object itself is not kept)."""
 
     type: str
@@ -37,7 +34,6 @@ class ExceptionSummary:
         return f"{self.type}: {self.message}" if self.message else self.type
 
 
-@dataclass
 class Checkpoint:
     """One saved invocation of a decorated function.
 
@@ -53,17 +49,20 @@ class Checkpoint:
         location: how the function is found again (module, qualname, file...).
     """
 
-    id: str
-    name: str
-    trigger: str
-    created: float
-    arguments: dict[str, Any]
-    kinds: dict[str, str] = field(repr=False)
-    frames: list[Frame] = field(repr=False)
-    exception: ExceptionSummary | None
-    metadata: dict[str, Any] = field(repr=False)
-    location: dict[str, Any] = field(repr=False)
-    saved_function: Callable[..., Any] | None = field(repr=False, default=None)
+    def __init__(
+        self, *, id: str, name: str, trigger: str, created: float,
+        arguments: dict[str, Any], kinds: dict[str, str], frames: list[Frame],
+        exception: ExceptionSummary | None, metadata: dict[str, Any],
+        location: dict[str, Any], saved_function: Callable[..., Any] | None = None,
+    ) -> None:
+        self.id, self.name, self.trigger, self.created = id, name, trigger, created
+        self.arguments, self.kinds, self.frames = arguments, kinds, frames
+        self.exception, self.metadata, self.location = exception, metadata, location
+        self.saved_function = saved_function
+
+    def __repr__(self) -> str:
+        return (f"Checkpoint(id={self.id!r}, name={self.name!r}, trigger={self.trigger!r}, "
+                f"arguments={self.arguments!r}, exception={self.exception!r})")
 
     @property
     def args(self) -> tuple[Any, ...]:

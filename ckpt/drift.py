@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import difflib
 import os
 import platform
 from typing import Any
-
-from .source import function_source, source_hash
 
 
 def relocated(path: str, recorded_cwd: str | None, here: str | None = None) -> str:
@@ -28,6 +25,10 @@ def relocated(path: str, recorded_cwd: str | None, here: str | None = None) -> s
 
 def source_changes(location: dict[str, Any], module_source: str | None) -> list[str]:
     """A unified diff of the function between capture and now ([] if unknown or same)."""
+    import difflib
+
+    from .source import function_source
+
     filename, qualname = location.get("file"), location.get("qualname", "")
     if not module_source or not filename:
         return []
@@ -48,6 +49,8 @@ def source_changed(location: dict[str, Any]) -> bool:
     recorded, filename = location.get("source_hash"), location.get("file")
     if not recorded or not filename:
         return False
+    from .source import source_hash
+
     now = source_hash(filename, location["qualname"])
     return now is not None and now != recorded
 

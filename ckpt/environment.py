@@ -6,7 +6,6 @@ import functools
 import getpass
 import os
 import platform
-import socket
 import sys
 import types
 from pathlib import Path
@@ -19,6 +18,8 @@ def _process_constants() -> dict[str, Any]:
         user = getpass.getuser()
     except Exception:  # no passwd entry in some containers
         user = str(os.getuid()) if hasattr(os, "getuid") else "?"
+    import socket
+
     return {
         "host": socket.gethostname(),
         "user": user,

@@ -197,8 +197,9 @@ class Store:
             if parsed is not None and parsed[3] in (CALL_SUFFIX, ERROR_SUFFIX):
                 yield (*parsed, self.path / filename)
 
-    def entries(self, key: str | None = None) -> list[Entry]:
-        """Every checkpoint (optionally of one name key), oldest first."""
+    def _index(self, key: str | None = None) -> tuple[dict[str, tuple[str, int, Path]],
+                                                         dict[str, Path]]:
+        """Call parts by id (key, stamp, path) and error parts by id, from file names only."""
         calls: dict[str, tuple[str, int, Path]] = {}
         errors: dict[str, Path] = {}
         for entry_key, stamp, checkpoint_id, suffix, path in self._scan():
@@ -208,13 +209,23 @@ class Store:
                 calls[checkpoint_id] = (entry_key, stamp, path)
             else:
                 errors[checkpoint_id] = path
+        return calls, errors
+
+    def _read(self, ids: Iterable[str], calls: dict[str, tuple[str, int, Path]],
+              errors: dict[str, Path]) -> list[Entry]:
         found = []
-        for checkpoint_id, (entry_key, stamp, path) in calls.items():
+        for checkpoint_id in ids:
+            entry_key, stamp, path = calls[checkpoint_id]
             entry = _read_entry(checkpoint_id, entry_key, stamp, path, errors.get(checkpoint_id))
             if entry is not None:
                 found.append(entry)
         found.sort(key=lambda entry: (entry.stamp, entry.id))
         return found
+
+    def entries(self, key: str | None = None) -> list[Entry]:
+        """Every checkpoint (optionally of one name key), oldest first."""
+        calls, errors = self._index(key)
+        return self._read(calls, calls, errors)
 
     def orphans(self) -> list[Path]:
         """Error parts whose call part is gone."""
@@ -229,26 +240,31 @@ class Store:
         """
         if name_or_id is not None:
             check_name(name_or_id)
-        entries = self.entries()
-        if not entries:
+        # File names hold ids, name keys and times: only the headers of the
+        # candidates are read, so finding one does not grow with the store.
+        calls, errors = self._index()
+        if not calls:
             raise NotFoundError(
                 f"no checkpoints in {self.path}",
                 hint="decorate a function with @ckpt.ckpt and run your program",
             )
         if name_or_id is None:
-            return entries[-1]
-        for entry in entries:
-            if entry.id == name_or_id:
-                return entry
-        named = [entry for entry in entries if entry.name == name_or_id]
+            newest = max(calls, key=lambda i: (calls[i][1], i))
+            return self._read([newest], calls, errors)[-1]
+        if name_or_id in calls:
+            return self._read([name_or_id], calls, errors)[0]
+        key = name_key(name_or_id)
+        named = [e for e in self._read([i for i in calls if calls[i][0] == key], calls, errors)
+                 if e.name == name_or_id]
         if not named:  # a test's bare name: `test_y` or `test_y[2]` for `tests/x.py::test_y[2]`
-            named = [entry for entry in entries if name_or_id in _short_names(entry.name)]
+            named = [e for e in self._read(calls, calls, errors)
+                     if name_or_id in _short_names(e.name)]
         if named:
             return named[-1]
         if len(name_or_id) >= MIN_ID_PREFIX:
-            prefixed = [entry for entry in entries if entry.id.startswith(name_or_id)]
+            prefixed = [i for i in calls if i.startswith(name_or_id)]
             if len(prefixed) == 1:
-                return prefixed[0]
+                return self._read(prefixed, calls, errors)[0]
             if len(prefixed) > 1:
                 raise NotFoundError(
                     f"{name_or_id!r} is the start of {len(prefixed)} checkpoint ids",
@@ -331,16 +347,16 @@ class Store:
                 continue
         return parts
 
-    def enforce_budget(self, max_bytes: int, protect: Collection[str] = ()) -> list[str]:
+    def enforce_budget(self, max_bytes: int, protect: Collection[str] = ()) -> int:
         """Delete the oldest checkpoints until the store fits `max_bytes`.
 
         Never deletes ids in `protect` (the checkpoint just written, calls still
-        running). Returns the deleted ids.
+        running). Returns the bytes the store holds afterwards.
         """
         parts = self._sized_parts()
         total = sum(size for *_, size in parts)
         if total <= max_bytes:
-            return []
+            return total
         by_id: dict[str, list[tuple[int, Path, int]]] = {}
         for stamp, checkpoint_id, path, size in parts:
             by_id.setdefault(checkpoint_id, []).append((stamp, path, size))
@@ -357,7 +373,7 @@ class Store:
                     continue
                 total -= size
             deleted.append(checkpoint_id)
-        return deleted
+        return total
 
     def stale_temporaries(self) -> list[Path]:
         """Leftovers of interrupted writes: temporaries whose writer is gone.

@@ -26,7 +26,21 @@ def _become_subreaper() -> None:
         pass
 
 
+def _has_children() -> bool:
+    """Whether any process is our child (Linux /proc; elsewhere assume yes)."""
+    try:
+        for task in os.listdir("/proc/self/task"):
+            with open(f"/proc/self/task/{task}/children") as children:
+                if children.read().strip():
+                    return True
+    except OSError:
+        return True
+    return False
+
+
 def _kill_descendants() -> None:
+    if not _has_children():
+        return  # nothing to clean up: spare the import of psutil
     import psutil
 
     try:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pickle
 import reprlib
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 REPR_LIMIT = 80
 _short = reprlib.Repr()
@@ -14,7 +13,6 @@ _short.maxother = REPR_LIMIT
 _short.maxlist = _short.maxtuple = _short.maxset = _short.maxdict = 6
 
 
-@dataclass(frozen=True)
 class Unpicklable:
     """Stands in for a value that could not be pickled (or unpickled).
 
@@ -24,9 +22,16 @@ class Unpicklable:
         error: why it could not be kept.
     """
 
-    type: str
-    repr: str
-    error: str
+    def __init__(self, type: str, repr: str, error: str) -> None:
+        self.type = type
+        self.repr = repr
+        self.error = error
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Unpicklable) and vars(self) == vars(other)
+
+    def __hash__(self) -> int:
+        return hash((self.type, self.repr, self.error))
 
     def __repr__(self) -> str:
         return f"<unpicklable {self.type}: {self.repr} ({self.error})>"
@@ -66,8 +71,7 @@ def describe(value: Any) -> dict[str, Any]:
     return description
 
 
-@dataclass
-class Pickled:
+class Pickled(NamedTuple):
     """A value pickled with protocol 5: the in-band bytes and the raw buffers."""
 
     inband: bytes

@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import bdb
-import dis
-import inspect
-import json
 import os
 import sys
 import traceback
+from collections.abc import Coroutine
 from types import CodeType, TracebackType
 from typing import Any, Callable
 
 from ckpt.checkpoint import Checkpoint
 from ckpt.errors import CkptError
+from ckpt.target import is_coroutine_function
 from ckpt.values import short_repr
+
+# asyncio, inspect, dis and json cost tens of milliseconds to import: replay start-up
+# matters, so each is imported only by the mode that needs it.
 
 EXIT_OK, EXIT_RAISED = 0, 1
 
@@ -30,7 +31,9 @@ def run(options: argparse.Namespace, checkpoint: Checkpoint, function: Callable[
 
 def _invoke(function: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     result = function(*args, **kwargs)
-    if inspect.iscoroutine(result):
+    if isinstance(result, Coroutine):
+        import asyncio
+
         return asyncio.run(result)
     return result
 
@@ -63,6 +66,8 @@ def run_once(options: argparse.Namespace, checkpoint: Checkpoint,
         status = EXIT_OK
         text = f"{checkpoint.name} returned {short_repr(result)}"
     if options.json:
+        import json
+
         print(json.dumps({"id": checkpoint.id, "name": checkpoint.name, **outcome}))
     else:
         print(text)
@@ -131,7 +136,9 @@ def debug_from_start(options: argparse.Namespace, checkpoint: Checkpoint,
     debugger = make_debugger(options)
     print(f"> breaking at the first line of {checkpoint.name}", file=sys.stderr)
     try:
-        if inspect.iscoroutinefunction(function):
+        if is_coroutine_function(function):
+            import asyncio
+
             # runcall cannot enter a coroutine: break on its body, run the event loop
             code = function.__code__
             debugger.set_break(code.co_filename, _first_body_line(code), temporary=True)
@@ -149,6 +156,8 @@ def debug_from_start(options: argparse.Namespace, checkpoint: Checkpoint,
 
 def _first_body_line(code: CodeType) -> int:
     """The first line of a function's body (the code's first line is the def's)."""
+    import dis
+
     lines = [line for _, line in dis.findlinestarts(code) if line]
     later = [line for line in lines if line != code.co_firstlineno]
     return min(later) if later else code.co_firstlineno
