@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 from .decorator import ckpt, disable, enable, is_enabled
 from .errors import CkptError, CkptWarning
 
+TYPE_CHECKING = False  # not typing's: `import ckpt` must stay cheap (see decorator.py)
 if TYPE_CHECKING:
+    from typing import Any
+
     from .checkpoint import Checkpoint, checkpoints, load
     from .values import Unpicklable
 

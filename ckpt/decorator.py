@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import functools
 import os
-from typing import Any, Callable, TypeVar, Union, overload
 
 from .target import Target, is_coroutine_function
 
-F = TypeVar("F", bound=Callable[..., Any])
-Active = Union[bool, Callable[..., Any]]
+# `typing` costs milliseconds to import and every run of a decorated program pays
+# for `import ckpt`: annotations are strings here, so it is needed by type checkers only.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable, TypeVar, Union, overload
+
+    F = TypeVar("F", bound=Callable[..., Any])
+    Active = Union[bool, Callable[..., Any]]
+else:
+
+    def overload(function):  # noqa: D103 (the last definition wins, as with typing's)
+        return function
 
 
 def _disabled_by_environment() -> bool:
@@ -45,17 +54,17 @@ def is_enabled() -> bool:
 
 
 @overload
-def ckpt(function: F, /) -> F: ...
+def ckpt(function: F, /) -> F: ...  # noqa: D103 (documented below)
 
 
 @overload
-def ckpt(
+def ckpt(  # noqa: D103, F811 (ruff cannot tell our stand-in is typing.overload)
     *, active: Active = True, on_error: bool = True, name: str | None = None,
     keep: int | None = None,
 ) -> Callable[[F], F]: ...
 
 
-def ckpt(
+def ckpt(  # noqa: F811
     function: Any = None, /, *, active: Active = True, on_error: bool = True,
     name: str | None = None, keep: int | None = None,
 ) -> Any:

@@ -8,10 +8,11 @@ from __future__ import annotations
 import functools
 import os
 import sys
-from typing import TYPE_CHECKING, Any, Callable
 
+TYPE_CHECKING = False  # not typing's: `import ckpt` must stay cheap (see decorator.py)
 if TYPE_CHECKING:
     import inspect
+    from typing import Any, Callable
 
 DEFAULT_KEEP = 5
 _CO_COROUTINE = 0x80  # inspect.CO_COROUTINE, without importing inspect
