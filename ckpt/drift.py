@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import platform
 from typing import Any
 
 
@@ -58,11 +57,13 @@ def source_changed(location: dict[str, Any]) -> bool:
 def environment_changes(metadata: dict[str, Any], location: dict[str, Any]) -> list[str]:
     """One line per difference in Python, platform, package versions and git state."""
     found = []
+    from .environment import platform_id, python_version
+
     then = metadata.get("python")
-    if then and then != platform.python_version():
-        found.append(f"Python {platform.python_version()} now, {then} at capture")
-    if metadata.get("platform") and metadata["platform"] != platform.platform():
-        found.append(f"platform {platform.platform()} now, {metadata['platform']} at capture")
+    if then and then != python_version():
+        found.append(f"Python {python_version()} now, {then} at capture")
+    if metadata.get("platform") and metadata["platform"] != platform_id():
+        found.append(f"platform {platform_id()} now, {metadata['platform']} at capture")
     found += _package_changes(metadata.get("packages") or {})
     found += _git_changes(metadata, location.get("file"))
     return found
@@ -80,7 +81,7 @@ def _package_changes(recorded: dict[str, str]) -> list[str]:
 
 
 def _git_changes(metadata: dict[str, Any], filename: str | None) -> list[str]:
-    from .environment import git_state
+    from .environment import git_commit, git_state
 
     then_commit = metadata.get("git_commit")
     if not then_commit:
@@ -88,7 +89,11 @@ def _git_changes(metadata: dict[str, Any], filename: str | None) -> list[str]:
     dirty_then = " (with uncommitted changes)" if metadata.get("git_dirty") else ""
     if not filename or not os.path.exists(filename):
         return [f"git commit {then_commit[:12]}{dirty_then} at capture"]
-    now = git_state(os.path.dirname(filename))
+    commit = git_commit(os.path.dirname(filename))  # cheap: read from .git
+    if commit == then_commit:
+        return [f"git commit {then_commit[:12]} had uncommitted changes at capture"] \
+            if dirty_then else []
+    now = git_state(os.path.dirname(filename))  # runs `git status`: only when it differs
     if now["git_commit"] == then_commit:
         return [f"git commit {then_commit[:12]} had uncommitted changes at capture"] \
             if dirty_then else []

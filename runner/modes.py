@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import bdb
 import os
 import sys
 import traceback
@@ -146,12 +145,19 @@ def debug_from_start(options: argparse.Namespace, checkpoint: Checkpoint,
             debugger.runcall(asyncio.run, function(*checkpoint.args, **checkpoint.kwargs))
         else:
             debugger.runcall(function, *checkpoint.args, **checkpoint.kwargs)
-    except bdb.BdbQuit:
+    except _quit():
         return EXIT_OK
     except Exception as exc:
         _print_exception(exc)
         return EXIT_RAISED
     return EXIT_OK
+
+
+def _quit() -> type[BaseException]:
+    """The exception a debugger's `q` raises (bdb imported only by debugger modes)."""
+    import bdb
+
+    return bdb.BdbQuit
 
 
 def _first_body_line(code: CodeType) -> int:
@@ -176,7 +182,7 @@ def until_error(options: argparse.Namespace, checkpoint: Checkpoint,
         debugger.reset()
         try:
             debugger.interaction(None, _user_traceback(exc))
-        except bdb.BdbQuit:
+        except _quit():
             pass
         return EXIT_RAISED
     print(f"{checkpoint.name} now succeeds: it returned {short_repr(result)}")

@@ -203,3 +203,16 @@ def test_git_drift_is_shown(tmp_path, store):
     assert "git_dirty   True" in shown.stdout
     assert "(with uncommitted changes) at capture" in shown.stdout
     assert " now, " in shown.stdout
+
+
+def test_parallel_pytest_workers_share_one_store(ci_checkout, tmp_path):
+    # what pytest-xdist does: several pytest processes, one store
+    env = home_env(tmp_path, "ci", ci_checkout / "artifacts")
+    workers = [subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--ckpt", "-k", k],
+        env=env, cwd=ci_checkout, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for k in ("test_spread", "TestSpread or test_with_a_lock")]
+    assert [worker.wait(timeout=120) for worker in workers] == [1, 1]
+    assert sorted(names(env, ci_checkout)) == sorted(FAILING)
+    for name in FAILING:
+        assert run([CDIP, "info", name], env, ci_checkout).returncode == 0
