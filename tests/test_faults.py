@@ -76,7 +76,11 @@ def test_a_file_size_limit_is_one_warning_per_call_and_leaves_nothing(store):
 
 def test_sigkill_in_the_middle_of_a_large_write(store, tmp_path):
     code = (
-        "import numpy, ckpt\n"
+        "import time, numpy, ckpt, ckpt.fileformat as ff\n"
+        # each 8 MiB chunk waits 20 ms: a window of over a second to kill it in, on any disk
+        "overlapped = ff._overlapped\n"
+        "ff._overlapped = lambda chunks, io, mac: overlapped(\n"
+        "    chunks, lambda chunk: (time.sleep(0.02), io(chunk)), mac)\n"
         "ckpt.ckpt(lambda a: None)(numpy.ones(60_000_000))\n"  # 480 MB
         "print('finished')\n"
     )
