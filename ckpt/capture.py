@@ -16,7 +16,8 @@ from typing import Any, Callable
 from . import environment
 from .errors import CkptWarning
 from .fileformat import VERSION
-from .store import CALL_SUFFIX, ERROR_SUFFIX, Store, find_store_path
+from .location import find_store_path
+from .store import CALL_SUFFIX, ERROR_SUFFIX, Store
 from .target import Target, configured_max_bytes
 from .values import Pickled, pickle_value, type_name
 

@@ -10,7 +10,8 @@ from typing import Any, Callable, NamedTuple
 from .errors import CkptError, CorruptCheckpointError
 from .fileformat import Part, read_part
 from .keys import load_key
-from .store import Entry, Store, find_store_path, name_key
+from .location import find_store_path
+from .store import Entry, Store, name_key
 from .values import Unpicklable, unpickle_value
 
 

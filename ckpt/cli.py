@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Callable
 
 from .errors import EXIT_OK, EXIT_USAGE, CkptError, CorruptCheckpointError
-from .store import Store, find_store_path, init_store
+from .location import find_store_path, init_store
+from .store import Store
 from .target import DEFAULT_KEEP, configured_keep
 
 

@@ -11,7 +11,8 @@ import pytest
 from conftest import run_python
 
 import ckpt
-from ckpt.store import Store, find_store_path, name_key
+from ckpt.location import find_store_path
+from ckpt.store import Store, name_key
 
 SAVE_ONE = "import ckpt\nckpt.ckpt(lambda x: x)(1)\n"
 

@@ -188,7 +188,7 @@ def test_a_group_writable_pyckpt_upward_is_not_used(tmp_path, monkeypatch):
 
 
 def test_a_pyckpt_of_another_user_is_not_used(tmp_path, monkeypatch):
-    from ckpt.store import find_store_path
+    from ckpt.location import find_store_path
 
     monkeypatch.delenv("PYCKPT_DIR")
     theirs = tmp_path / ".pyckpt"
