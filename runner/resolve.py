@@ -31,8 +31,12 @@ def import_script(path: str) -> ModuleType:
 
 
 def import_module(location: dict[str, Any]) -> ModuleType:
-    """The function's module, imported anew from today's source."""
-    if location.get("main"):
+    """The function's module, imported anew from today's source.
+
+    A script run as `python -m package.module` is imported by that name, so its
+    relative imports work and its main block does not run.
+    """
+    if location.get("main") and location["module"] == "__main__":
         path = location.get("file") or ""
         if not os.path.isfile(path):
             raise CkptError(

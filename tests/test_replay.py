@@ -486,3 +486,19 @@ def test_a_working_directory_that_is_gone_is_mentioned(tmp_path):
     assert result.returncode == 0, result.stderr
     assert f"the recorded working directory {workdir} does not exist here" in result.stderr
     assert "job returned 2" in result.stdout
+
+
+def test_a_module_run_with_dash_m_replays_by_its_name(tmp_path):
+    project = tmp_path / "pkgdemo"
+    shutil.copytree(SAMPLES / "pkgdemo", project)
+    captured = run_python("-m", "analysis.run", "2", cwd=project)
+    assert captured.returncode == 1 and "IndexError" in captured.stderr
+    result = cdip("run", "report", "--mode", "run", cwd=tmp_path)
+    assert result.returncode == 1, result.stderr
+    assert "IndexError: list index out of range" in result.stderr
+    assert "analysis/run.py" in result.stderr
+    helpers = project / "analysis" / "run.py"
+    helpers.write_text(helpers.read_text().replace("scaled[10]", "scaled[-1]"))
+    fixed = cdip("run", "report", "--mode", "run", cwd=tmp_path)
+    assert fixed.returncode == 0, fixed.stderr
+    assert "report returned 6" in fixed.stdout
