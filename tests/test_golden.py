@@ -37,7 +37,7 @@ def test_format_1_loads(golden_store):
     assert checkpoint.arguments["label"] == "v1"
     assert checkpoint.locals["total"] == 7.5
     assert checkpoint.exception.message == "v1: 7.5"
-    with pytest.raises(ValueError, match="v1: 7.5"):
+    with pytest.raises(ValueError, match=r"v1: 7\.5"):
         checkpoint.call()  # the function saved by value (it was typed into `python -c`)
 
 
