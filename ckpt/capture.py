@@ -109,7 +109,7 @@ def _write_call(
 def _git_state(filename: str | None) -> dict[str, Any]:
     if not filename or not os.path.exists(filename):
         return {"git_commit": None, "git_dirty": None}
-    return environment.git_state(os.path.dirname(filename))
+    return environment.git_state(filename)
 
 
 def _new_identity() -> tuple[str, int]:

@@ -93,7 +93,7 @@ def _git_changes(metadata: dict[str, Any], filename: str | None) -> list[str]:
     if commit == then_commit:
         return [f"git commit {then_commit[:12]} had uncommitted changes at capture"] \
             if dirty_then else []
-    now = git_state(os.path.dirname(filename))  # runs `git status`: only when it differs
+    now = git_state(filename)  # runs `git status`: only when the commit differs
     if now["git_commit"] == then_commit:
         return [f"git commit {then_commit[:12]} had uncommitted changes at capture"] \
             if dirty_then else []

@@ -121,16 +121,19 @@ def package_versions(module: types.ModuleType | None) -> dict[str, str]:
 
 
 @functools.lru_cache(maxsize=64)
-def git_state(directory: str) -> dict[str, Any]:
-    """The commit of the work tree holding `directory`, and whether it had changes.
+def git_state(filename: str) -> dict[str, Any]:
+    """The commit of the work tree holding `filename`, and whether that file had changes.
 
-    Worked out once per directory and process (a save must stay cheap).
+    Worked out once per file and process. Only the one file is asked about: a
+    `git status` of a whole large repository could stall the user's first save.
     """
+    directory = os.path.dirname(filename)
     commit = git_commit(directory)
-    return {"git_commit": commit, "git_dirty": _git_dirty(directory) if commit else None}
+    dirty = _git_dirty(directory, os.path.basename(filename)) if commit else None
+    return {"git_commit": commit, "git_dirty": dirty}
 
 
-def _git_dirty(directory: str) -> bool | None:
+def _git_dirty(directory: str, name: str) -> bool | None:
     import shutil
     import subprocess
 
@@ -139,7 +142,7 @@ def _git_dirty(directory: str) -> bool | None:
         return None
     try:
         status = subprocess.run(
-            [git, "status", "--porcelain", "--untracked-files=no"], cwd=directory,
+            [git, "status", "--porcelain", "--untracked-files=no", "--", name], cwd=directory,
             capture_output=True, text=True, timeout=2, check=False,
         )
     except (OSError, subprocess.SubprocessError):
