@@ -93,7 +93,12 @@ def test_git_commit_is_recorded(store, tmp_path):
     subprocess.run([*git, "commit", "-qm", "one"], check=True)
     head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True,
                           check=True).stdout.strip()
-    (project / "notes.txt").write_text("edited, not committed\n")  # untracked: ignored
+    (project / "other.py").write_text("x = 1\n")
+    subprocess.run([*git, "add", "other.py"], check=True)
+    subprocess.run([*git, "commit", "-qm", "two"], check=True)
+    head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    (project / "other.py").write_text("x = 2\n")  # another tracked file, changed
     run_python(str(project / "job.py"), check=True)
     assert ckpt.load("job").metadata["git_commit"] == head
     # only the function's own file is asked about (fast even in a huge repository)
