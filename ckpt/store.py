@@ -60,12 +60,17 @@ class Entry:
         self.summary = summary
         self.error_summary = error_summary
         self.problem = problem
+        self._size: int | None = None
 
     def __repr__(self) -> str:
         return f"<Entry {self.id} {self.name!r} {self.trigger}>"
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Entry) and vars(self) == vars(other)
+        return isinstance(other, Entry) and self._identity() == other._identity()
+
+    def _identity(self) -> tuple[Any, ...]:
+        return (self.id, self.key, self.stamp, self.call_path, self.error_path, self.summary,
+                self.error_summary, self.problem)
 
     __hash__ = None  # type: ignore[assignment]
 
@@ -93,14 +98,15 @@ class Entry:
 
     @property
     def size(self) -> int:
-        """Bytes on disk."""
-        total = 0
-        for path in self.paths:
-            try:
-                total += path.stat().st_size
-            except OSError:
-                pass
-        return total
+        """Bytes on disk (measured once: listing shows it twice)."""
+        if self._size is None:
+            self._size = 0
+            for path in self.paths:
+                try:
+                    self._size += path.stat().st_size
+                except OSError:
+                    pass
+        return self._size
 
 
 def _parse_filename(filename: str) -> tuple[str, int, str, str] | None:
