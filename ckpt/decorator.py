@@ -29,11 +29,23 @@ def _disabled_by_environment() -> bool:
 _enabled = not _disabled_by_environment()
 
 
-def _capture() -> Any:
-    # Saving needs pickling, hashing and file formats: imported on the first save only.
-    from . import capture
+def _capture(action: str, *args: Any) -> Any:
+    """Call `capture.<action>(*args)`; never raise into the user's code.
 
-    return capture
+    Saving needs pickling, hashing and file formats: imported on the first save only.
+    Even that import failing (a broken installation) is a warning, not their error.
+    """
+    try:
+        from . import capture
+    except Exception as exc:
+        import warnings
+
+        from .errors import CkptWarning
+
+        warnings.warn(f"ckpt: cannot save checkpoints: {type(exc).__name__}: {exc}",
+                      CkptWarning, stacklevel=3)
+        return None
+    return getattr(capture, action)(*args)
 
 
 def disable() -> None:
@@ -131,7 +143,7 @@ def _error_wrapper(function: Callable[..., Any], target: Target) -> Callable[...
             return function(*args, **kwargs)
         except Exception as exc:
             if _enabled:
-                _capture().save_error(target, None, args, kwargs, exc)
+                _capture("save_error", target, None, args, kwargs, exc)
             raise
 
     return wrapper
@@ -145,15 +157,15 @@ def _active_wrapper(
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         if not _enabled:
             return function(*args, **kwargs)
-        saved = _capture().save_call(target, args, kwargs, predicate)
+        saved = _capture("save_call", target, args, kwargs, predicate)
         try:
             return function(*args, **kwargs)
         except Exception as exc:
             if on_error and _enabled:
-                _capture().save_error(target, saved, args, kwargs, exc)
+                _capture("save_error", target, saved, args, kwargs, exc)
             raise
         finally:
-            _capture().end_call(saved)
+            _capture("end_call", saved)
 
     return wrapper
 
@@ -166,15 +178,15 @@ def _async_wrapper(
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
         saved = None
         if _enabled and saves_calls:
-            saved = _capture().save_call(target, args, kwargs, predicate)
+            saved = _capture("save_call", target, args, kwargs, predicate)
         try:
             return await function(*args, **kwargs)
         except Exception as exc:
             if on_error and _enabled:
-                _capture().save_error(target, saved, args, kwargs, exc)
+                _capture("save_error", target, saved, args, kwargs, exc)
             raise
         finally:
             if saved is not None:
-                _capture().end_call(saved)
+                _capture("end_call", saved)
 
     return wrapper

@@ -264,3 +264,24 @@ def test_python_version_floor_is_declared():
     project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
     assert project["project"]["requires-python"] == ">=3.9"
     assert sys.version_info >= (3, 9)
+
+
+def test_a_broken_installation_is_a_warning_not_an_error(tmp_path):
+    from conftest import run_python
+
+    code = (
+        "import sys, ckpt\n"
+        "sys.modules['ckpt.capture'] = None  # importing it now fails, as if broken\n"
+        "@ckpt.ckpt\n"
+        "def f(x):\n"
+        "    if x: raise ValueError('theirs')\n"
+        "    return 5\n"
+        "print(f(0))\n"
+        "f(1)\n"
+    )
+    result = run_python("-c", code)
+    assert result.returncode == 1
+    assert result.stdout.strip() == "5"
+    assert "CkptWarning: ckpt: cannot save checkpoints: ModuleNotFoundError" in result.stderr
+    assert "During handling" not in result.stderr  # their exception, not chained to ours
+    assert result.stderr.strip().endswith("ValueError: theirs")
