@@ -127,7 +127,11 @@ class Store:
         """The final path of one part of a checkpoint."""
         return self.path / f"{key}~{stamp:020d}~{checkpoint_id}{suffix}"
 
-    def _scan(self) -> Iterator[tuple[str, int, str, str, Path]]:
+    def _scan(self) -> Iterator[tuple[str, int, str, str, str]]:
+        """(name key, stamp, id, suffix, file name) of every part.
+
+        Every save runs this: no Path is built per file.
+        """
         try:
             names = os.listdir(self.path)
         except FileNotFoundError:
@@ -137,20 +141,20 @@ class Store:
         for filename in names:
             parsed = _parse_filename(filename)
             if parsed is not None and parsed[3] in (CALL_SUFFIX, ERROR_SUFFIX):
-                yield (*parsed, self.path / filename)
+                yield (*parsed, filename)
 
     def _index(self, key: str | None = None) -> tuple[dict[str, tuple[str, int, Path]],
                                                          dict[str, Path]]:
         """Call parts by id (key, stamp, path) and error parts by id, from file names only."""
         calls: dict[str, tuple[str, int, Path]] = {}
         errors: dict[str, Path] = {}
-        for entry_key, stamp, checkpoint_id, suffix, path in self._scan():
+        for entry_key, stamp, checkpoint_id, suffix, filename in self._scan():
             if key is not None and entry_key != key:
                 continue
             if suffix == CALL_SUFFIX:
-                calls[checkpoint_id] = (entry_key, stamp, path)
+                calls[checkpoint_id] = (entry_key, stamp, self.path / filename)
             else:
-                errors[checkpoint_id] = path
+                errors[checkpoint_id] = self.path / filename
         return calls, errors
 
     def _read(self, ids: Iterable[str], calls: dict[str, tuple[str, int, Path]],
@@ -172,7 +176,8 @@ class Store:
     def orphans(self) -> list[Path]:
         """Error parts whose call part is gone."""
         calls = {parsed[2] for parsed in self._scan() if parsed[3] == CALL_SUFFIX}
-        return [p[4] for p in self._scan() if p[3] == ERROR_SUFFIX and p[2] not in calls]
+        return [self.path / p[4] for p in self._scan()
+                if p[3] == ERROR_SUFFIX and p[2] not in calls]
 
     def find(self, name_or_id: str | None) -> Entry:
         """The checkpoint an id, an id prefix or a name (its newest) designates.
@@ -264,27 +269,29 @@ class Store:
         Ids in `protect` (just written, or still in a call) are never deleted.
         """
         # file names alone say which is older: no header is read on this hot path
-        parts: dict[str, list[tuple[int, Path]]] = {}
-        for entry_key, stamp, checkpoint_id, _, path in self._scan():
+        parts: dict[str, list[tuple[int, str]]] = {}
+        for entry_key, stamp, checkpoint_id, _, filename in self._scan():
             if entry_key == key:
-                parts.setdefault(checkpoint_id, []).append((stamp, path))
+                parts.setdefault(checkpoint_id, []).append((stamp, filename))
         ordered = sorted(parts, key=lambda checkpoint_id: (parts[checkpoint_id][0][0],
                                                            checkpoint_id))
         doomed = [i for i in ordered[: max(len(ordered) - keep, 0)] if i not in protect]
         for checkpoint_id in doomed:
-            for _, path in parts[checkpoint_id]:
-                path.unlink(missing_ok=True)
+            for _, filename in parts[checkpoint_id]:
+                (self.path / filename).unlink(missing_ok=True)
         return doomed
 
     def total_size(self) -> int:
         """Bytes used by every checkpoint file (metadata only: sizes from stat)."""
         return sum(size for *_, size in self._sized_parts())
 
-    def _sized_parts(self) -> list[tuple[int, str, Path, int]]:
+    def _sized_parts(self) -> list[tuple[int, str, str, int]]:
         parts = []
-        for _, stamp, checkpoint_id, _, path in self._scan():
+        directory = str(self.path)
+        for _, stamp, checkpoint_id, _, filename in self._scan():
+            path = os.path.join(directory, filename)
             try:
-                parts.append((stamp, checkpoint_id, path, path.stat().st_size))
+                parts.append((stamp, checkpoint_id, path, os.stat(path).st_size))
             except FileNotFoundError:
                 continue
         return parts
@@ -299,7 +306,7 @@ class Store:
         total = sum(size for *_, size in parts)
         if total <= max_bytes:
             return total
-        by_id: dict[str, list[tuple[int, Path, int]]] = {}
+        by_id: dict[str, list[tuple[int, str, int]]] = {}
         for stamp, checkpoint_id, path, size in parts:
             by_id.setdefault(checkpoint_id, []).append((stamp, path, size))
         deleted = []
@@ -310,7 +317,7 @@ class Store:
                 continue
             for _, path, size in files:
                 try:
-                    path.unlink()
+                    os.unlink(path)
                 except FileNotFoundError:
                     continue
                 total -= size
