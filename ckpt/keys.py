@@ -50,7 +50,7 @@ def load_key(create: bool = True) -> bytes:
     return _create_key(path)
 
 
-_cache: dict[tuple[str, int, int, int], bytes] = {}
+_cache: dict[tuple[str, int, int, int, int, int], bytes] = {}
 
 
 def _cached_key(path: Path) -> bytes:
@@ -61,9 +61,11 @@ def _cached_key(path: Path) -> bytes:
         raise
     except OSError:
         return _read_key(path)  # let _read_key say what is wrong
-    identity = (str(path), info.st_ino, info.st_mtime_ns, info.st_mode)
+    # Only a key that passed _read_key's checks is cached, under everything they looked at.
+    me = os.getuid() if hasattr(os, "getuid") else -1
+    identity = (str(path), info.st_ino, info.st_mtime_ns, info.st_mode, info.st_uid, me)
     key = _cache.get(identity)
-    if key is None or info.st_uid != (os.getuid() if hasattr(os, "getuid") else info.st_uid):
+    if key is None:
         key = _read_key(path)
         _cache.clear()
         _cache[identity] = key

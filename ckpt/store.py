@@ -281,10 +281,6 @@ class Store:
                 (self.path / filename).unlink(missing_ok=True)
         return doomed
 
-    def total_size(self) -> int:
-        """Bytes used by every checkpoint file (metadata only: sizes from stat)."""
-        return sum(size for *_, size in self._sized_parts())
-
     def _sized_parts(self) -> list[tuple[int, str, str, int]]:
         parts = []
         directory = str(self.path)
