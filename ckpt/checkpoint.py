@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import collections
 import importlib
 import sys
 from pathlib import Path
-from typing import Any, Callable, NamedTuple
 
 from .errors import CkptError, CorruptCheckpointError
 from .fileformat import Part, read_part
@@ -14,19 +14,27 @@ from .location import find_store_path
 from .store import Entry, Store, name_key
 from .values import Unpicklable, unpickle_value
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
 
-class Frame(NamedTuple):
+
+# collections.namedtuple, not typing.NamedTuple: importing typing would slow every replay.
+class Frame(collections.namedtuple("Frame", "function file line locals")):
     """One frame of the saved traceback, with its locals."""
 
+    __slots__ = ()
     function: str
     file: str
     line: int
     locals: dict[str, Any]
 
 
-class ExceptionSummary(NamedTuple):
+class ExceptionSummary(collections.namedtuple("ExceptionSummary", "type message traceback")):
     """The exception a call raised, as text (the object itself is not kept)."""
 
+    __slots__ = ()
     type: str
     message: str
     traceback: str

@@ -1,4 +1,4 @@
-"""The `ckpt` / `cdip` command line: one small function per subcommand."""
+"""The subcommands of `ckpt` / `cdip`, one small function each, and their parser."""
 
 from __future__ import annotations
 
@@ -6,14 +6,16 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Callable
 
 from .errors import EXIT_OK, EXIT_USAGE, CkptError, CorruptCheckpointError
 from .location import find_store_path, init_store
 from .store import Store
 from .target import DEFAULT_KEEP, configured_keep
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 
 def _store(args: argparse.Namespace) -> Store:
@@ -179,18 +181,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not supervise.runner_importable(python):
         raise CkptError(f"ckpt is not installed in {python}, the interpreter to replay with",
                         hint=f"install it there, or pass --python {sys.executable}")
-    print(f"{_prog()}: replaying {entry.name} (id {entry.id}, saved on {entry.trigger} "
+    print(f"{args.prog}: replaying {entry.name} (id {entry.id}, saved on {entry.trigger} "
           f"{display.age(entry.created)}) with {python}, mode {mode}", file=sys.stderr)
-    command = [python, "-m", "_ckpt_runner", "--store", str(store.path), "--id", entry.id,
-               "--mode", mode, "--frame", str(args.frame), "--debugger", args.debugger,
-               "--shell", args.shell]
-    command += ["--json"] if args.json else []
-    command += ["--trust"] if args.trust else []
-    for debugger_command in args.command:
-        command += ["-c", debugger_command]
-    # Replaying must not file new checkpoints of its own.
-    env = {**os.environ, "PYCKPT_DISABLE": "1"}
-    return supervise.supervise(command, env)
+    options = json.dumps({"store": str(store.path), "id": entry.id, "mode": mode,
+                          "frame": args.frame, "debugger": args.debugger, "shell": args.shell,
+                          "json": args.json, "trust": args.trust, "command": args.command})
+    if args.standby is not None and _same_file(args.standby.python, python):
+        return supervise.supervise(args.standby.go(options), supervise.replay_env())
+    return supervise.supervise([python, *supervise.RUNNER, options], supervise.replay_env())
+
+
+def _same_file(one: str, other: str) -> bool:
+    return os.path.realpath(one) == os.path.realpath(other)
 
 
 def _interpreter(requested: str | None, recorded: object) -> str:
@@ -201,10 +203,6 @@ def _interpreter(requested: str | None, recorded: object) -> str:
     if isinstance(recorded, str) and recorded and os.access(recorded, os.X_OK):
         return recorded
     return sys.executable
-
-
-def _prog() -> str:
-    return _PROG[0]
 
 
 def _positive(text: str) -> int:
@@ -264,32 +262,3 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
                      help="replay even if the checkpoint does not verify under your key "
                           "(loading a pickle can run code: only for files you trust)")
     return parser
-
-
-_PROG = ["cdip"]
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; return the exit status."""
-    prog = os.path.basename(sys.argv[0]) if argv is None else "cdip"
-    if prog not in ("ckpt", "cdip"):
-        prog = "python -m ckpt"
-    _PROG[0] = prog
-    parser = build_parser(prog)
-    args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help(sys.stderr)
-        return EXIT_USAGE
-    try:
-        return int(args.handler(args))
-    except CkptError as exc:
-        print(f"{prog}: error: {exc.message}", file=sys.stderr)
-        if exc.hint:
-            print(f"hint: {exc.hint}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        return 130
-    except BrokenPipeError:
-        # `cdip info | head`: the reader left; say nothing more.
-        sys.stderr.close()
-        return EXIT_OK

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import datetime
 import time
-from typing import Any
 
 from .store import Entry
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def human_size(size: int) -> str:

@@ -8,7 +8,10 @@ import os
 import sys
 import types
 from pathlib import Path
-from typing import Any
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 @functools.lru_cache(maxsize=1)

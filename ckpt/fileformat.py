@@ -21,15 +21,15 @@ import json
 import os
 import struct
 from collections.abc import Iterable
-from typing import IO, TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    import hmac
-    from typing import Union
-
-    Buffer = Union[bytes, bytearray, memoryview]
 
 from .errors import CorruptCheckpointError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import hmac
+    from typing import IO, Any, Union
+
+    Buffer = Union[bytes, bytearray, memoryview]
 
 MAGIC = b"PYCKPT\x00"
 VERSION = 1

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import ast
 import hashlib
-from typing import Union
 
-_Def = Union[ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef]
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Union
+
+    _Def = Union[ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef]
 
 
 def _children(node: ast.AST) -> list[_Def]:

@@ -7,10 +7,13 @@ import re
 import time
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
 
+from .errors import CkptError, CorruptCheckpointError, NotFoundError
+from .fileformat import read_summary
+
+TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Protocol
+    from typing import IO, Any, Protocol
 
     class RecordLike(Protocol):
         """A pickled value: its in-band bytes and its out-of-band buffers."""
@@ -22,9 +25,6 @@ if TYPE_CHECKING:
         @property
         def buffers(self) -> Sequence[Any]:
             """The large buffers, written raw."""
-
-from .errors import CkptError, CorruptCheckpointError, NotFoundError
-from .fileformat import read_summary
 
 CALL_SUFFIX = ".call"
 ERROR_SUFFIX = ".error"

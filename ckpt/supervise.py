@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
-import threading
-from collections.abc import Sequence
-from types import FrameType
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from types import FrameType
 
 GRACE_SECONDS = 5.0
 _PR_SET_CHILD_SUBREAPER = 36
+# `-c` rather than `-m _ckpt_runner`: runpy's imports would add to every replay's start.
+RUNNER = ("-c", "import sys; from _ckpt_runner.__main__ import main; sys.exit(main())")
 
 
 def _become_subreaper() -> None:
@@ -66,20 +69,106 @@ def exit_status(returncode: int) -> int:
     return 128 - returncode if returncode < 0 else returncode
 
 
-def supervise(command: Sequence[str], env: dict[str, str], cwd: str | None = None) -> int:
-    """Run `command` on our terminal and return its exit status.
+def replay_env() -> dict[str, str]:
+    """The replay child's environment: ours, with capture off."""
+    # Replaying must not file new checkpoints of its own.
+    return {**os.environ, "PYCKPT_DISABLE": "1"}
+
+
+class Child:
+    """A process started with posix_spawn: the little of `Popen` supervising needs.
+
+    Not `subprocess`: importing it would delay the start of every replay.
+    """
+
+    def __init__(self, command: Sequence[str], env: dict[str, str]) -> None:
+        self.pid = os.posix_spawn(command[0], list(command), env)
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        """The exit code if the child has ended, else None."""
+        if self.returncode is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self) -> int:
+        """Wait for the child to end; its exit code (-N: killed by signal N)."""
+        if self.returncode is None:
+            _, status = os.waitpid(self.pid, 0)
+            self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def send_signal(self, signum: int) -> None:
+        """Signal the child unless it has already been reaped."""
+        if self.returncode is None:
+            os.kill(self.pid, signum)
+
+
+class Standby:
+    """A replay child started before `cdip` knows what it will replay.
+
+    Starting an interpreter is most of a replay's wall time. Started first, the
+    child boots and imports the replay machinery on one core while `cdip` parses
+    its arguments and finds the checkpoint on the other; then it waits for its
+    options on a pipe. Closing the pipe unused sends it away.
+    """
+
+    def __init__(self, env: dict[str, str]) -> None:
+        read, self._pipe = os.pipe()
+        os.set_inheritable(read, True)
+        # Ignored across exec, SIGINT cannot kill the child mid-start with a traceback
+        # of ours; it takes Ctrl-C back when it is told to go.
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            self.child = Child([sys.executable, *RUNNER, "--standby", str(read)], env)
+        finally:
+            signal.signal(signal.SIGINT, previous)
+            os.close(read)
+        _become_subreaper()
+        self._interrupts = previous is signal.default_int_handler
+        self.python = sys.executable
+
+    def go(self, options: str) -> Child:
+        """Hand the child its runner options (JSON); return it."""
+        import json
+
+        message = json.dumps({"options": options, "interrupts": self._interrupts})
+        try:
+            with open(self._pipe, "w", closefd=True) as pipe:
+                self._pipe = -1
+                pipe.write(message)
+        except BrokenPipeError:
+            pass  # it died while waiting (killed?): supervising reports how
+        return self.child
+
+    def cancel(self) -> None:
+        """Send the child away unused (it is killed: it ran no code of anyone's)."""
+        if self._pipe < 0:
+            return
+        os.close(self._pipe)
+        self._pipe = -1
+        self.child.send_signal(signal.SIGKILL)
+        self.child.wait()
+
+
+def supervise(command: Sequence[str] | Child, env: dict[str, str]) -> int:
+    """Run `command` (or wait for a started child) on our terminal; return its status.
 
     Ctrl-C belongs to the child (a debugger uses it), so we ignore SIGINT while
     it runs; SIGTERM and SIGHUP are passed on, then SIGKILL after a grace period.
     """
     _become_subreaper()
-    child = subprocess.Popen(list(command), env=env, cwd=cwd)
+    child = command if isinstance(command, Child) else Child(command, env)
 
     def escalate() -> None:
-        if child.poll() is None:
-            child.kill()
+        if child.returncode is None:
+            child.send_signal(signal.SIGKILL)
 
     def forward(signum: int, _frame: FrameType | None) -> None:
+        import threading
+
         try:
             child.send_signal(signum)
         except ProcessLookupError:
@@ -95,7 +184,7 @@ def supervise(command: Sequence[str], env: dict[str, str], cwd: str | None = Non
         return exit_status(child.wait())
     finally:
         if child.poll() is None:
-            child.kill()
+            child.send_signal(signal.SIGKILL)
             child.wait()
         for signum, handler in previous.items():
             signal.signal(signum, handler)
@@ -106,6 +195,8 @@ def runner_importable(python: str) -> bool:
     """Whether `python` can start our replay child (ckpt installed there)."""
     if os.path.realpath(python) == os.path.realpath(sys.executable):
         return True
+    import subprocess
+
     probe = subprocess.run([python, "-c", "import _ckpt_runner, ckpt"],
                            capture_output=True, timeout=60, check=False)
     return probe.returncode == 0

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import collections
 import pickle
 import reprlib
-from typing import Any, NamedTuple
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 REPR_LIMIT = 80
 _short = reprlib.Repr()
@@ -71,9 +75,10 @@ def describe(value: Any) -> dict[str, Any]:
     return description
 
 
-class Pickled(NamedTuple):
+class Pickled(collections.namedtuple("Pickled", "inband buffers description")):
     """A value pickled with protocol 5: the in-band bytes and the raw buffers."""
 
+    __slots__ = ()
     inband: bytes
     buffers: list[memoryview]
     description: dict[str, Any]

@@ -2,28 +2,18 @@
 
 from __future__ import annotations
 
-import argparse
 import functools
+import json
 import os
 import sys
-from typing import Callable
+
+from .options import parse
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 EXIT_USAGE = 2
-
-
-def parse(argv: list[str]) -> argparse.Namespace:
-    """The options `cdip run` passes on."""
-    parser = argparse.ArgumentParser(prog="_ckpt_runner")
-    parser.add_argument("--store", required=True)
-    parser.add_argument("--id", required=True)
-    parser.add_argument("--mode", required=True)
-    parser.add_argument("--frame", type=int, default=0)
-    parser.add_argument("--debugger", default="pdb")
-    parser.add_argument("--shell", default="python")
-    parser.add_argument("--json", action="store_true")
-    parser.add_argument("--trust", action="store_true")
-    parser.add_argument("-c", "--command", action="append", default=[])
-    return parser.parse_args(argv)
 
 
 def restore_process(metadata: dict[str, object]) -> Callable[[str], str]:
@@ -61,9 +51,41 @@ def restore_process(metadata: dict[str, object]) -> Callable[[str], str]:
     return remap
 
 
+def standby(fd: int) -> str | None:
+    """Import what every replay needs, then wait for `cdip` to say what to replay.
+
+    Returns the runner's options (JSON), or None when `cdip` closed the pipe unused.
+    """
+    import signal
+
+    try:
+        import hmac  # noqa: F401  (the verification's, loaded ahead of time)
+
+        from . import replay  # noqa: F401
+    except ImportError:
+        pass  # main() reports it once it knows it is wanted
+    with open(fd, "rb") as pipe:
+        message = pipe.read()
+    if not message:
+        return None
+    request = json.loads(message)
+    if request["interrupts"]:
+        # cdip started us with SIGINT ignored, so Ctrl-C could not kill a child still starting.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    return str(request["options"])
+
+
 def main(argv: list[str] | None = None) -> int:
     """Replay one checkpoint; return the exit status."""
-    options = parse(sys.argv[1:] if argv is None else argv)
+    arguments = sys.argv[1:] if argv is None else argv
+    if arguments[:1] == ["--standby"]:
+        waited = standby(int(arguments[1]))
+        if waited is None:
+            return 0
+        arguments = [waited]
+    options = parse(arguments)
+    if options is None:
+        return EXIT_USAGE
     if sys.path and sys.path[0] in ("", os.getcwd()):
         del sys.path[0]  # `-m` put the launch directory first; the recorded path decides
     try:

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
-import traceback
 from collections.abc import Coroutine
 from types import CodeType, TracebackType
-from typing import Any, Callable
 
 from ckpt.checkpoint import Checkpoint
 from ckpt.errors import CkptError
 from ckpt.target import is_coroutine_function
 from ckpt.values import short_repr
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
+    from .options import Options
 
 # asyncio, inspect, dis and json cost tens of milliseconds to import: replay start-up
 # matters, so each is imported only by the mode that needs it.
@@ -21,7 +25,7 @@ from ckpt.values import short_repr
 EXIT_OK, EXIT_RAISED = 0, 1
 
 
-def run(options: argparse.Namespace, checkpoint: Checkpoint, function: Callable[..., Any]) -> int:
+def run(options: Options, checkpoint: Checkpoint, function: Callable[..., Any]) -> int:
     """Enter the mode `options.mode`; return the exit status."""
     handlers = {"break": debug_from_start, "until-error": until_error, "run": run_once,
                 "shell": shell, "locals": shell}
@@ -47,10 +51,12 @@ def _user_traceback(exc: BaseException) -> TracebackType | None:
 
 
 def _print_exception(exc: BaseException) -> None:
+    import traceback
+
     traceback.print_exception(type(exc), exc, _user_traceback(exc))
 
 
-def run_once(options: argparse.Namespace, checkpoint: Checkpoint,
+def run_once(options: Options, checkpoint: Checkpoint,
              function: Callable[..., Any]) -> int:
     """No interaction: run it, print the outcome, 0 on success and 1 on an exception."""
     try:
@@ -73,7 +79,7 @@ def run_once(options: argparse.Namespace, checkpoint: Checkpoint,
     return status
 
 
-def make_debugger(options: argparse.Namespace) -> Any:
+def make_debugger(options: Options) -> Any:
     """A pdb-compatible debugger instance with `-c` commands queued."""
     name = options.debugger
     debugger: Any
@@ -129,7 +135,7 @@ class _Pudb:
         self._pudb.post_mortem(tb)
 
 
-def debug_from_start(options: argparse.Namespace, checkpoint: Checkpoint,
+def debug_from_start(options: Options, checkpoint: Checkpoint,
                      function: Callable[..., Any]) -> int:
     """The debugger stopped at the first line of the function, arguments bound."""
     debugger = make_debugger(options)
@@ -169,7 +175,7 @@ def _first_body_line(code: CodeType) -> int:
     return min(later) if later else code.co_firstlineno
 
 
-def until_error(options: argparse.Namespace, checkpoint: Checkpoint,
+def until_error(options: Options, checkpoint: Checkpoint,
                 function: Callable[..., Any]) -> int:
     """Run it; on an exception, a post-mortem debugger at the frame that raised."""
     try:
@@ -218,7 +224,7 @@ def _namespace(checkpoint: Checkpoint, function: Callable[..., Any],
     return namespace, [handle]
 
 
-def shell(options: argparse.Namespace, checkpoint: Checkpoint,
+def shell(options: Options, checkpoint: Checkpoint,
           function: Callable[..., Any]) -> int:
     """A console in the function's module with the arguments (or the locals) bound."""
     if options.mode == "locals":

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
-from typing import Any, Callable
 
 from ckpt import drift
 from ckpt.checkpoint import Checkpoint, read_checkpoint
@@ -16,6 +14,13 @@ from ckpt.values import Unpicklable
 
 from . import modes
 from .resolve import find_function
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
+    from .options import Options
 
 
 def notices(checkpoint: Checkpoint, module_source: str | None) -> list[str]:
@@ -35,7 +40,7 @@ def notices(checkpoint: Checkpoint, module_source: str | None) -> list[str]:
 
 
 def replay(
-    options: argparse.Namespace, restore: Callable[[dict[str, Any]], Callable[[str], str]]
+    options: Options, restore: Callable[[dict[str, Any]], Callable[[str], str]]
 ) -> int:
     """Restore the captured process, load the checkpoint and run the mode."""
     entry = Store(Path(options.store)).find(options.id)

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import os
 import sys
-import traceback
 from types import ModuleType
-from typing import Any, Callable
 
 from ckpt.checkpoint import unwrap
 from ckpt.errors import CkptError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
 
 
 def import_script(path: str) -> ModuleType:
@@ -21,6 +23,8 @@ def import_script(path: str) -> ModuleType:
     """
     stem = os.path.splitext(os.path.basename(path))[0]
     name = stem if stem.isidentifier() and stem not in sys.modules else "__ckpt_script__"
+    import importlib.util
+
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
         raise CkptError(f"cannot import {path}")
@@ -68,6 +72,8 @@ def find_function(
         raise
     except Exception as exc:
         # Their own error, in their own code: show it whole, then say what it means.
+        import traceback
+
         traceback.print_exception(type(exc), exc, exc.__traceback__)
         raise CkptError(
             f"importing {location.get('file') or location['module']} raised "

@@ -374,10 +374,53 @@ def test_sigterm_is_forwarded_and_nothing_is_left_behind(tmp_path):
 def test_a_child_killed_by_a_signal_gives_128_plus_n(tmp_path):
     _slow_checkpoint(tmp_path, spawn_helper=False)
     process = _replay_slow(tmp_path)
+    assert process.stdout is not None
+    for line in process.stdout:  # until the replayed function runs
+        if "waiting" in line:
+            break
+    (child,) = _descendants(process.pid)
+    child.send_signal(signal.SIGKILL)
+    process.communicate(timeout=30)
+    assert process.returncode == 128 + signal.SIGKILL
+
+
+def test_a_child_killed_before_it_is_told_what_to_replay_gives_128_plus_n(tmp_path):
+    # cdip starts the child ahead of time; killed while it waits, it is reported all the same
+    _slow_checkpoint(tmp_path, spawn_helper=False)
+    process = _replay_slow(tmp_path)
     _wait_for(lambda: bool(_descendants(process.pid)))
     _descendants(process.pid)[0].send_signal(signal.SIGKILL)
     process.communicate(timeout=30)
     assert process.returncode == 128 + signal.SIGKILL
+
+
+def _standby_children(cwd: Path) -> list[psutil.Process]:
+    found = []
+    for process in psutil.process_iter(["cmdline", "cwd", "status"]):
+        if "--standby" in (process.info["cmdline"] or []) and process.info["cwd"] == str(cwd) \
+                and process.info["status"] != psutil.STATUS_ZOMBIE:
+            found.append(process)
+    return found
+
+
+@pytest.mark.parametrize("args", [["run", "no-such-name"], ["run", "--mode", "nonsense"],
+                                  ["run", "wait", "--mode", "shell"]],
+                         ids=["unknown name", "usage error", "no terminal"])
+def test_a_replay_that_never_starts_leaves_no_child_waiting(tmp_path, args):
+    _slow_checkpoint(tmp_path, spawn_helper=False)
+    result = subprocess.run([CDIP, *args], capture_output=True, text=True, timeout=60,
+                            cwd=tmp_path, stdin=subprocess.DEVNULL)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert not _standby_children(tmp_path)
+
+
+def test_the_runner_started_by_hand_says_what_it_is():
+    result = subprocess.run([sys.executable, "-m", "_ckpt_runner", "--store", "x"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "replay child of `cdip run`" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_a_process_the_function_started_does_not_outlive_the_replay(tmp_path):

@@ -1,0 +1,64 @@
+"""The `ckpt` / `cdip` program: start-up, errors and exit statuses (commands in `commands`)."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from .supervise import Standby
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit status."""
+    standby = _head_start(sys.argv[1:]) if argv is None else None
+    try:
+        return _run(argv, standby)
+    finally:
+        if standby is not None:
+            standby.cancel()
+
+
+def _head_start(arguments: Sequence[str]) -> Standby | None:
+    """For a replay, start its child before our own imports, so the two overlap."""
+    if arguments[:1] != ["run"] or any(
+        argument in ("-h", "--help") or argument.startswith("--python") for argument in arguments
+    ):
+        return None
+    from .supervise import Standby, replay_env
+
+    try:
+        return Standby(replay_env())
+    except OSError:
+        return None  # no head start, then: the replay spawns its child as usual
+
+
+def _run(argv: Sequence[str] | None, standby: Standby | None) -> int:
+    from .commands import build_parser
+    from .errors import EXIT_OK, EXIT_USAGE, CkptError
+
+    prog = os.path.basename(sys.argv[0]) if argv is None else "cdip"
+    if prog not in ("ckpt", "cdip"):
+        prog = "python -m ckpt"
+    parser = build_parser(prog)
+    args = parser.parse_args(argv)
+    args.prog, args.standby = prog, standby
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        return int(args.handler(args))
+    except CkptError as exc:
+        print(f"{prog}: error: {exc.message}", file=sys.stderr)
+        if exc.hint:
+            print(f"hint: {exc.hint}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # `cdip info | head`: the reader left; say nothing more.
+        sys.stderr.close()
+        return EXIT_OK
