@@ -6,17 +6,24 @@ A part is::
     u32 len, summary JSON      small; all that listing reads
     u32 len, detail JSON       summaries of every value; `cdip info NAME` reads it
     record*                    one pickled value each (protocol 5)
-    END u64 length, tag        HMAC-SHA256 of every byte before the tag
+    END u64 length, tag        HMAC-SHA256, see below
 
 A record is ``REC u32 nbuffers u64 inband_len u64 buffer_len*`` followed by the
 in-band pickle and then each out-of-band buffer, every buffer starting on a
-64-byte boundary so it can later be memory-mapped.  The tag is computed while
-streaming, so a torn or altered file is detected before anything is unpickled
-and fsync is not needed for integrity.
+64-byte boundary so it can later be memory-mapped.
+
+The tag is an HMAC-SHA256 over every byte before it, except that (from format 2)
+each out-of-band buffer enters it as the SHA-256 digests of its 8 MiB chunks
+rather than as its bytes: the chunks of a large array are hashed on every core
+while the file is written or read, where one HMAC would run on one core only
+(slower than the disk). Forging a buffer means forging the HMAC or a SHA-256
+second preimage. The tag is computed while streaming, so a torn or altered file
+is detected before anything is unpickled, and fsync is not needed for integrity.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import struct
@@ -27,12 +34,14 @@ from .errors import CorruptCheckpointError
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import hmac
+    from collections.abc import Callable
     from typing import IO, Any, Union
 
     Buffer = Union[bytes, bytearray, memoryview]
 
 MAGIC = b"PYCKPT\x00"
-VERSION = 1
+VERSION = 2
+READABLE = (1, 2)
 END = b"CKPTEND\x00"
 RECORD = b"REC\x00"
 TAG_SIZE = 32
@@ -46,28 +55,37 @@ _U64 = struct.Struct("<Q")
 _RECORD_HEAD = struct.Struct("<4sIQ")
 _FOOTER = struct.Struct("<8sQ")
 
-# Large buffers are hashed in a helper thread while the next bytes move to or from
-# disk: hashlib and file I/O both release the GIL, so the tag costs no extra time.
 _CHUNK = 8 << 20
-
-
-def _overlapped(chunks: Iterable[memoryview], io: Any, mac: Any) -> None:
-    """For each chunk in order: `io(chunk)`, then hash it while the next one's I/O runs."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(1, thread_name_prefix="ckpt-hmac") as pool:
-        pending = None
-        for chunk in chunks:
-            io(chunk)
-            if pending is not None:
-                pending.result()
-            pending = pool.submit(mac.update, chunk)
-        if pending is not None:
-            pending.result()
+# Up to this size a buffer is hashed in the calling thread: a pool costs more.
+_INLINE = 2 * _CHUNK
 
 
 def _chunks(view: memoryview) -> Iterable[memoryview]:
     return (view[start : start + _CHUNK] for start in range(0, view.nbytes, _CHUNK))
+
+
+def _sha256(chunk: memoryview) -> bytes:
+    return hashlib.sha256(chunk).digest()
+
+
+def _chunk_digests(view: memoryview, io: Callable[[memoryview], object]) -> bytes:
+    """Pass each chunk of `view` to `io` in order (write it, or read into it); hash each.
+
+    Returns the chunks' SHA-256 digests, joined: what format 2 tags in place of
+    the bytes. hashlib and file I/O release the GIL, so large buffers are hashed
+    by a pool, one chunk per core, while the next chunk moves to or from disk.
+    """
+    if view.nbytes <= _INLINE:
+        io(view)
+        return b"".join(_sha256(chunk) for chunk in _chunks(view))
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(min(4, os.cpu_count() or 1), thread_name_prefix="ckpt-hash") as pool:
+        pending = []
+        for chunk in _chunks(view):
+            io(chunk)
+            pending.append(pool.submit(_sha256, chunk))
+        return b"".join(future.result() for future in pending)
 
 
 def _pad(offset: int) -> bytes:
@@ -84,14 +102,10 @@ class PartWriter:
         self._mac = hmac.new(key, digestmod="sha256")
         self._offset = 0
 
-    def _write(self, data: Buffer) -> None:
-        size = len(data) if not isinstance(data, memoryview) else data.nbytes
-        if size > 2 * _CHUNK:
-            _overlapped(_chunks(memoryview(data).cast("B")), self._stream.write, self._mac)
-        else:
-            self._stream.write(data)
-            self._mac.update(data)
-        self._offset += size
+    def _write(self, data: bytes) -> None:
+        self._stream.write(data)
+        self._mac.update(data)
+        self._offset += len(data)
 
     def write_header(self, summary: dict[str, Any], detail: dict[str, Any]) -> None:
         """Write the magic, the version and both JSON headers."""
@@ -109,7 +123,8 @@ class PartWriter:
         self._write(inband)
         for view in views:
             self._write(_pad(self._offset))
-            self._write(view)
+            self._mac.update(_chunk_digests(view, self._stream.write))
+            self._offset += view.nbytes
 
     def finish(self) -> bytes:
         """Write the footer and the tag; return the tag."""
@@ -157,7 +172,7 @@ def _check_magic(path: str, head: bytes) -> None:
     if len(head) < len(MAGIC) + 1 or not head.startswith(MAGIC):
         raise _corrupt(path, "not a ckpt file")
     version = head[len(MAGIC)]
-    if version != VERSION:
+    if version not in READABLE:
         raise CorruptCheckpointError(
             f"{path} uses checkpoint format {version}; this ckpt reads format {VERSION}",
             hint="replay it with the ckpt version that wrote it, or upgrade ckpt",
@@ -207,6 +222,7 @@ class _Reader:
         self._mac = mac
         self._offset = 0
         self._size = os.fstat(stream.fileno()).st_size
+        self.version = VERSION
 
     def _fits(self, size: int) -> None:
         # A damaged length must not make us allocate gigabytes: check it first.
@@ -234,18 +250,33 @@ class _Reader:
                 raise _corrupt(self._path, "truncated")
             filled += count
 
-    def _into(self, buffer: Buffer) -> None:
-        view = memoryview(buffer).cast("B")
-        if self._mac is not None and view.nbytes > 2 * _CHUNK:
-            _overlapped(_chunks(view), self._fill, self._mac)
-            self._offset += view.nbytes
-        else:
-            self._fill(view)
-            self._consume(view)
+    def _buffer(self, length: int, keep: bool) -> Buffer | None:
+        """Read one out-of-band buffer, into new memory if `keep`, else only to check it."""
+        if keep:
+            buffer = _allocate(length)
+            view = memoryview(buffer).cast("B")
+            if self._mac is not None and self.version >= 2:
+                self._mac.update(_chunk_digests(view, self._fill))
+                self._offset += length
+            else:
+                self._fill(view)
+                self._consume(view)
+            return buffer
+        scratch = memoryview(bytearray(min(length, _CHUNK)))
+        for start in range(0, length, _CHUNK):
+            chunk = scratch[: min(_CHUNK, length - start)]
+            self._fill(chunk)
+            if self._mac is not None and self.version >= 2:
+                self._mac.update(_sha256(chunk))
+                self._offset += chunk.nbytes
+            else:
+                self._consume(chunk)
+        return None
 
     def headers(self) -> tuple[dict[str, Any], dict[str, Any]]:
         head = self._exact(len(MAGIC) + 1)
         _check_magic(self._path, head)
+        self.version = head[len(MAGIC)]
         return self._json(), self._json()
 
     def _json(self) -> dict[str, Any]:
@@ -254,7 +285,7 @@ class _Reader:
             raise _corrupt(self._path, "header too large")
         return _json_at(self._path, _U32.pack(length) + self._exact(length), 0)[0]
 
-    def record_or_end(self) -> Record | None:
+    def record_or_end(self, keep: bool = True) -> Record | None:
         kind = self._exact(4)
         if kind == END[:4]:
             return None
@@ -267,9 +298,9 @@ class _Reader:
         for length in lengths:
             self._exact(-self._offset % ALIGN)
             self._fits(length)
-            buffer = _allocate(length)
-            self._into(buffer)
-            buffers.append(buffer)
+            buffer = self._buffer(length, keep)
+            if buffer is not None:
+                buffers.append(buffer)
         return Record(inband, buffers)
 
     def footer(self) -> bytes:
@@ -311,6 +342,15 @@ def read_part(path: str, key: bytes | None) -> Part:
         CorruptCheckpointError: the file is truncated, altered or signed with
             another key.
     """
+    return _read(path, key, keep=True)
+
+
+def verify_part(path: str, key: bytes) -> bytes:
+    """Check a part's tag, keeping nothing (nothing is unpickled); return the tag."""
+    return _read(path, key, keep=False).tag
+
+
+def _read(path: str, key: bytes | None, keep: bool) -> Part:
     import hmac
 
     mac = hmac.new(key, digestmod="sha256") if key is not None else None
@@ -318,30 +358,9 @@ def read_part(path: str, key: bytes | None) -> Part:
         reader = _Reader(stream, path, mac=mac)
         summary, detail = reader.headers()
         records = []
-        while (record := reader.record_or_end()) is not None:
+        while (record := reader.record_or_end(keep)) is not None:
             records.append(record)
         tag = reader.footer()
     if mac is not None and not hmac.compare_digest(tag, mac.digest()):
         raise _refuse(path)
     return Part(summary, detail, records, tag)
-
-
-def verify_part(path: str, key: bytes) -> bytes:
-    """Check a part's tag by streaming it (nothing is parsed or unpickled); return the tag."""
-    import hmac
-
-    mac = hmac.new(key, digestmod="sha256")
-    with open(path, "rb") as stream:
-        remaining = os.fstat(stream.fileno()).st_size - TAG_SIZE
-        if remaining < 0:
-            raise _refuse(path)
-        while remaining:
-            chunk = stream.read(min(remaining, 1 << 20))
-            if not chunk:
-                raise _refuse(path)
-            mac.update(chunk)
-            remaining -= len(chunk)
-        tag = stream.read(TAG_SIZE)
-    if not hmac.compare_digest(tag, mac.digest()):
-        raise _refuse(path)
-    return tag

@@ -16,7 +16,7 @@ import pytest
 from conftest import BIN, run_python
 
 import ckpt
-from ckpt.fileformat import MAGIC
+from ckpt.fileformat import MAGIC, VERSION
 from ckpt.keys import load_key
 
 CDIP = str(BIN / "cdip")
@@ -78,9 +78,9 @@ def test_sigkill_in_the_middle_of_a_large_write(store, tmp_path):
     code = (
         "import time, numpy, ckpt, ckpt.fileformat as ff\n"
         # each 8 MiB chunk waits 20 ms: a window of over a second to kill it in, on any disk
-        "overlapped = ff._overlapped\n"
-        "ff._overlapped = lambda chunks, io, mac: overlapped(\n"
-        "    chunks, lambda chunk: (time.sleep(0.02), io(chunk)), mac)\n"
+        "digests = ff._chunk_digests\n"
+        "ff._chunk_digests = lambda view, io: digests(\n"
+        "    view, lambda chunk: (time.sleep(0.02), io(chunk)))\n"
         "ckpt.ckpt(lambda a: None)(numpy.ones(60_000_000))\n"  # 480 MB
         "print('finished')\n"
     )
@@ -137,18 +137,19 @@ def test_a_newer_format_version_is_listed_and_refused(store):
     data = newer.call_path.read_bytes()
     # as a newer ckpt would write it, signed with our key
     body = data[: -32]
-    body = MAGIC + bytes([2]) + body[len(MAGIC) + 1 :]
+    body = MAGIC + bytes([VERSION + 1]) + body[len(MAGIC) + 1 :]
     import hmac
 
     newer.call_path.write_bytes(body + hmac.new(load_key(), body, "sha256").digest())
     listed = cdip("info")
     assert listed.returncode == 0
     row = next(line for line in listed.stdout.splitlines() if line.startswith(newer.id))
-    assert "BROKEN" in row and "format 2, not 1" in row
+    newer_than_ours = f"format {VERSION + 1}, not {VERSION}"
+    assert "BROKEN" in row and newer_than_ours in row
     assert len(listed.stdout.splitlines()) == 4  # store line, header, two rows
     replay = cdip("run", newer.id, "--mode", "run")
     assert replay.returncode == 2
-    assert "format 2, not 1" in replay.stderr
+    assert newer_than_ours in replay.stderr
     with pytest.raises(ckpt.CkptError):
         ckpt.load(newer.id)
 

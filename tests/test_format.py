@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ckpt.errors import CorruptCheckpointError
-from ckpt.fileformat import ALIGN, PartWriter, read_part, read_summary
+from ckpt.fileformat import ALIGN, PartWriter, read_part, read_summary, verify_part
 from ckpt.values import pickle_value, unpickle_value
 
 KEY = b"k" * 32
@@ -75,6 +75,44 @@ def test_buffers_are_aligned_and_round_trip_numpy(tmp_path):
         numpy.testing.assert_array_equal(original, copy)
         assert copy.flags.writeable and copy.flags.aligned
     assert loaded[1].flags.f_contiguous
+
+
+@pytest.fixture(scope="module")
+def large_part(tmp_path_factory):
+    """A part holding a 40 MiB array: five 8 MiB chunks, hashed by the thread pool."""
+    numpy = pytest.importorskip("numpy")
+    array = numpy.random.default_rng(1).integers(0, 255, 40 << 20, dtype=numpy.uint8)
+    path = tmp_path_factory.mktemp("large") / "part"
+    write(path, {"s": 1}, {}, [array])
+    return path, array
+
+
+def test_large_buffers_round_trip_through_the_chunk_hashes(large_part):
+    numpy = pytest.importorskip("numpy")
+    path, array = large_part
+    part = read_part(str(path), KEY)
+    (record,) = part.records
+    numpy.testing.assert_array_equal(unpickle_value(record.inband, record.buffers), array)
+    assert verify_part(str(path), KEY) == part.tag
+
+
+@pytest.mark.parametrize("damage", ["flip a bit in the fourth chunk", "swap two chunks"])
+def test_damage_inside_a_large_buffer_is_refused(large_part, tmp_path, damage):
+    path, array = large_part
+    data = bytearray(path.read_bytes())
+    start = data.index(array[:64].tobytes())
+    chunk = 8 << 20
+    if damage.startswith("flip"):
+        data[start + 3 * chunk + 12345] ^= 0x10
+    else:
+        first = bytes(data[start : start + chunk])
+        data[start : start + chunk] = data[start + chunk : start + 2 * chunk]
+        data[start + chunk : start + 2 * chunk] = first
+    damaged = tmp_path / "damaged"
+    damaged.write_bytes(bytes(data))
+    for check in (read_part, verify_part):
+        with pytest.raises(CorruptCheckpointError, match="does not verify"):
+            check(str(damaged), KEY)
 
 
 @pytest.fixture(scope="module")

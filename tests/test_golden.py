@@ -17,31 +17,32 @@ import ckpt
 DATA = Path(__file__).parent / "data"
 
 
-@pytest.fixture
-def golden_store(tmp_path, monkeypatch) -> Path:
+@pytest.fixture(params=[1, 2], ids=["format-1", "format-2"])
+def golden(request, tmp_path, monkeypatch) -> str:
+    """A copy of one version's golden store, in use; returns the label it was saved with."""
     store = tmp_path / "golden"
-    shutil.copytree(DATA / "format-1" / "store", store)
+    shutil.copytree(DATA / f"format-{request.param}" / "store", store)
     key = tmp_path / "key"
-    shutil.copy(DATA / "format-1" / "key", key)
+    shutil.copy(DATA / f"format-{request.param}" / "key", key)
     key.chmod(0o600)  # git does not keep file modes: the key must be private to be used
     monkeypatch.setenv("PYCKPT_KEY_FILE", str(key))
     monkeypatch.setenv("PYCKPT_DIR", str(store))
-    return store
+    return f"v{request.param}"
 
 
-def test_format_1_loads(golden_store):
+def test_every_format_loads(golden):
     checkpoint = ckpt.load("golden")
     assert checkpoint.trigger == "error"
     numpy.testing.assert_array_equal(checkpoint.arguments["values"], numpy.arange(6.0))
     numpy.testing.assert_array_equal(checkpoint.arguments["weights"], numpy.full(6, 0.5))
-    assert checkpoint.arguments["label"] == "v1"
+    assert checkpoint.arguments["label"] == golden
     assert checkpoint.locals["total"] == 7.5
-    assert checkpoint.exception.message == "v1: 7.5"
-    with pytest.raises(ValueError, match=r"v1: 7\.5"):
+    assert checkpoint.exception.message == f"{golden}: 7.5"
+    with pytest.raises(ValueError, match=rf"{golden}: 7\.5"):
         checkpoint.call()  # the function saved by value (it was typed into `python -c`)
 
 
-def test_format_1_lists_and_shows(golden_store):
+def test_every_format_lists_and_shows(golden):
     env = {**os.environ}
     listed = subprocess.run([str(BIN / "cdip"), "info", "--json"], capture_output=True,
                             text=True, env=env, check=True)
@@ -50,4 +51,4 @@ def test_format_1_lists_and_shows(golden_store):
     shown = subprocess.run([str(BIN / "cdip"), "info", row["id"]], capture_output=True,
                            text=True, env=env)
     assert shown.returncode == 0, shown.stderr
-    assert "ValueError: v1: 7.5" in shown.stdout
+    assert f"ValueError: {golden}: 7.5" in shown.stdout
