@@ -184,7 +184,7 @@ def adopt(bundle: Bundle, store: Store) -> list[tuple[str, str]]:
             if suffix == ERROR_SUFFIX:
                 summary["call_tag"] = call_tag.hex()
             final = store.filename(key, stamp, checkpoint_id, suffix)
-            tag = store.write_part(final, summary, part.detail, part.records)
+            tag, _ = store.write_part(final, summary, part.detail, part.records)
             call_tag = tag if suffix == CALL_SUFFIX else call_tag
         adopted.append((old_id, checkpoint_id))
     return adopted

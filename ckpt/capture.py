@@ -34,6 +34,7 @@ class Saved:
     stamp: int
     tag: bytes
     started: float
+    size: int = 0  # bytes of the call part
 
 
 # What save_call returns when it warned: the error save then stays silent, so
@@ -102,8 +103,8 @@ def _write_call(
     }
     function_record = Pickled(target.by_value, [], {})
     final = store.filename(target.key, stamp, checkpoint_id, CALL_SUFFIX)
-    tag = store.write_part(final, summary, detail, [function_record, *pickled])
-    return Saved(store, checkpoint_id, stamp, tag, started)
+    tag, size = store.write_part(final, summary, detail, [function_record, *pickled])
+    return Saved(store, checkpoint_id, stamp, tag, started, size)
 
 
 def _git_state(filename: str | None) -> dict[str, Any]:
@@ -172,9 +173,8 @@ def exception_summary(exc: BaseException, start: types.TracebackType | None) -> 
     }
 
 
-def _write_error(
-    target: Target, saved: Saved, exc: BaseException
-) -> None:
+def _write_error(target: Target, saved: Saved, exc: BaseException) -> int:
+    """Write the error part of `saved`; return its size."""
     start = _traceback_from(exc, target)
     frames = [tb.tb_frame for tb in _user_tracebacks(start)]
     pickled: list[Pickled] = []
@@ -203,7 +203,7 @@ def _write_error(
     detail = {"exception": summary_exc, "duration": duration, "frames": frame_details,
               "module_source": target.module_source}
     final = saved.store.filename(target.key, saved.stamp, saved.id, ERROR_SUFFIX)
-    saved.store.write_part(final, summary, detail, pickled)
+    return saved.store.write_part(final, summary, detail, pickled)[1]
     if not saved.store.filename(target.key, saved.stamp, saved.id, CALL_SUFFIX).exists():
         # another process's retention removed the call part meanwhile: don't leave half
         _unlink_quietly(final)
@@ -238,23 +238,17 @@ _store_sizes: dict[Path, tuple[int, float]] = {}
 _MEASURE_EVERY = 10.0
 
 
-def _prune(target: Target, saved: Saved) -> None:
+def _prune(target: Target, saved: Saved, written: int) -> None:
+    """Apply `keep` and the store's budget after `written` more bytes were saved."""
     protect = set(_in_flight) | {saved.id}
     store = saved.store
     store.prune(target.key, target.keep_count(), protect=protect)
     limit, now = configured_max_bytes(), time.monotonic()
     total, measured = _store_sizes.get(store.path, (None, 0.0))
-    written = sum(path.stat().st_size for path in _parts_of(store, target, saved))
     if total is not None and now - measured < _MEASURE_EVERY and total + written <= limit:
         _store_sizes[store.path] = (total + written, measured)
         return
     _store_sizes[store.path] = (store.enforce_budget(limit, protect=protect), now)
-
-
-def _parts_of(store: Store, target: Target, saved: Saved) -> list[Path]:
-    paths = [store.filename(target.key, saved.stamp, saved.id, suffix)
-             for suffix in (CALL_SUFFIX, ERROR_SUFFIX)]
-    return [path for path in paths if path.exists()]
 
 
 def save_call(
@@ -271,7 +265,7 @@ def save_call(
         started = time.perf_counter()
         saved = _write_call(target, bind_arguments(target, args, kwargs), "call", started)
         _in_flight.add(saved.id)
-        _prune(target, saved)
+        _prune(target, saved, saved.size)
         return saved
     except Exception as exc:
         _warn("save", target, exc)
@@ -307,13 +301,13 @@ def save_error(
             arguments = bind_arguments(target, args, kwargs)
             saved = _write_call(target, arguments, "error", 0.0)
         try:
-            _write_error(target, saved, exc)
+            written = _write_error(target, saved, exc) + (saved.size if fresh else 0)
         except Exception:
             if fresh:  # a call part saved only for this error would mislead alone
                 call_path = saved.store.filename(target.key, saved.stamp, saved.id, CALL_SUFFIX)
                 _unlink_quietly(call_path)
             raise
-        _prune(target, saved)
+        _prune(target, saved, written)
     except Exception as exc_saving:
         if not quiet:
             _warn("save", target, exc_saving)

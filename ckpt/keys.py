@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import stat
 import sys
@@ -15,7 +16,15 @@ KEY_SIZE = 32
 
 def key_path() -> Path:
     """Where the key lives: `$PYCKPT_KEY_FILE`, else the user's config directory."""
-    explicit = os.environ.get("PYCKPT_KEY_FILE")
+    environ = os.environ
+    return _key_path(environ.get("PYCKPT_KEY_FILE"), environ.get("XDG_CONFIG_HOME"),
+                     environ.get("HOME"))
+
+
+@functools.lru_cache(maxsize=8)
+def _key_path(explicit: str | None, config_home: str | None, home: str | None) -> Path:
+    # Cached on everything it depends on: every save asks, and the answer costs
+    # tens of microseconds to build.
     if explicit:
         return Path(explicit)
     return _user_config_dir() / "key"

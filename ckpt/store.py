@@ -224,17 +224,23 @@ class Store:
 
     def open_temporary(self) -> tuple[Path, IO[bytes]]:
         """A new private temporary file in the store, for an atomic write."""
-        if not self.path.is_dir():
-            self.path.mkdir(parents=True, mode=0o700, exist_ok=True)
         path = self.path / f"{TEMP_PREFIX}{os.getpid()}-{os.urandom(4).hex()}-{_HOST}"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+        try:
+            fd = os.open(path, flags, 0o600)
+        except FileNotFoundError:  # the first save: no stat on every save to find out
+            self.path.mkdir(parents=True, mode=0o700, exist_ok=True)
+            fd = os.open(path, flags, 0o600)
         return path, os.fdopen(fd, "wb")
 
     def write_part(
         self, final: Path, summary: dict[str, Any], detail: dict[str, Any],
         records: Iterable[RecordLike],
-    ) -> bytes:
-        """Write a signed part atomically: to a private temporary, then renamed to `final`."""
+    ) -> tuple[bytes, int]:
+        """Write a signed part atomically: to a private temporary, then renamed to `final`.
+
+        Returns its tag and its size in bytes.
+        """
         from .fileformat import PartWriter
         from .keys import load_key
 
@@ -246,6 +252,7 @@ class Store:
                 for record in records:
                     writer.write_record(record.inband, record.buffers)
                 tag = writer.finish()
+                size = writer.size
                 if os.environ.get("PYCKPT_FSYNC") == "1":
                     stream.flush()
                     os.fsync(stream.fileno())
@@ -253,7 +260,7 @@ class Store:
         except BaseException:
             temporary.unlink(missing_ok=True)
             raise
-        return tag
+        return tag, size
 
     def remove(self, entry: Entry) -> None:
         """Delete a checkpoint; one removed meanwhile by someone else is fine."""
