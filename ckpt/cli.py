@@ -16,10 +16,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
     standby = _head_start(sys.argv[1:]) if argv is None else None
     try:
-        return _run(argv, standby)
+        status = _run(argv, standby)
     finally:
         if standby is not None:
             standby.cancel()
+    if standby is not None:
+        _leave(status)
+    return status
+
+
+def _leave(status: int) -> None:
+    """End a replay's supervisor at once: tearing the interpreter down costs ~10 ms.
+
+    Nothing of ours is pending by then (the child has ended, no file is open
+    for writing), so only the standard streams need flushing.
+    """
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    finally:
+        os._exit(status)
 
 
 def _head_start(arguments: Sequence[str]) -> Standby | None:

@@ -6,24 +6,41 @@ import argparse
 import json
 import os
 import sys
-from pathlib import Path
 
 from .errors import EXIT_OK, EXIT_USAGE, CkptError, CorruptCheckpointError
-from .location import find_store_path, init_store
-from .store import Store
 from .target import DEFAULT_KEEP, configured_keep
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from pathlib import Path
+
+    from .store import Store
 
 
+def _path(text: str) -> Path:
+    from pathlib import Path
+
+    return Path(text)
+
+
+# The store (and pathlib with it) is imported by the commands that use it:
+# `cdip --help` and a usage error need neither.
 def _store(args: argparse.Namespace) -> Store:
+    from pathlib import Path
+
+    from .location import find_store_path
+    from .store import Store
+
     return Store(Path(args.dir) if args.dir else find_store_path())
 
 
 def cmd_init(args: argparse.Namespace) -> int:
     """Create a .pyckpt store in the current directory (kept out of git)."""
+    from pathlib import Path
+
+    from .location import init_store
+
     path, created = init_store(Path.cwd())
     print(f"{'created' if created else 'already exists:'} {path}")
     return EXIT_OK
@@ -123,7 +140,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         entries = [entry for entry in store.entries() if not entry.problem]
     if not entries:
         raise CkptError(f"no checkpoints to export in {store.path}")
-    count = bundle.export(entries, Path(args.output))
+    count = bundle.export(entries, _path(args.output))
     print(f"exported {count} checkpoint(s) to {args.output}")
     return EXIT_OK
 
@@ -149,7 +166,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         print("Loading a checkpoint runs code from it: import only bundles you trust.")
         return bool(args.yes) or _confirm(f"import them into {store.path}?")
 
-    adopted = bundle.import_bundle(Path(args.bundle), store, show_and_confirm)
+    adopted = bundle.import_bundle(_path(args.bundle), store, show_and_confirm)
     if not adopted:
         print("nothing imported")
         return EXIT_USAGE

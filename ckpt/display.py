@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime
 import time
 
 from .store import Entry
@@ -36,11 +35,13 @@ def age(created: float, now: float | None = None) -> str:
 
 def local_time(created: float) -> str:
     """'2026-11-24 16:30:05' in local time."""
-    return datetime.datetime.fromtimestamp(created).strftime("%Y-%m-%d %H:%M:%S")
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(created))
 
 
 def iso_time(created: float) -> str:
     """ISO 8601 in UTC, for JSON."""
+    import datetime  # only for --json: listing for people does without it
+
     return datetime.datetime.fromtimestamp(created, datetime.timezone.utc).isoformat()
 
 

@@ -23,7 +23,6 @@ is detected before anything is unpickled, and fsync is not needed for integrity.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import struct
@@ -65,6 +64,8 @@ def _chunks(view: memoryview) -> Iterable[memoryview]:
 
 
 def _sha256(chunk: memoryview) -> bytes:
+    import hashlib  # here: OpenSSL takes ~4 ms to load, and listing never hashes
+
     return hashlib.sha256(chunk).digest()
 
 

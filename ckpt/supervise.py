@@ -126,7 +126,6 @@ class Standby:
         finally:
             signal.signal(signal.SIGINT, previous)
             os.close(read)
-        _become_subreaper()
         self._interrupts = previous is signal.default_int_handler
         self.python = sys.executable
 
@@ -135,6 +134,7 @@ class Standby:
         import json
 
         message = json.dumps({"options": options, "interrupts": self._interrupts})
+        _become_subreaper()  # before the child can start processes of its own
         try:
             with open(self._pipe, "w", closefd=True) as pipe:
                 self._pipe = -1
