@@ -108,13 +108,13 @@ def listing(entries: list[Entry], now: float | None = None) -> list[str]:
 
 def source_status(location: dict[str, Any]) -> str:
     """Whether the function's source changed since capture, read without importing it."""
-    from .source import source_hash
+    from .source import current_source_hash
 
     recorded = location.get("source_hash")
     filename = location.get("file")
     if not recorded or not filename:
         return "unknown (no source file at capture)"
-    now = source_hash(filename, location["qualname"])
+    now = current_source_hash(location)
     if now is None:
         return f"not found in {filename} (renamed or deleted since?)"
     return "unchanged since capture" if now == recorded else "changed since capture"

@@ -51,9 +51,9 @@ def source_changed(location: dict[str, Any]) -> bool:
     recorded, filename = location.get("source_hash"), location.get("file")
     if not recorded or not filename:
         return False
-    from .source import source_hash
+    from .source import current_source_hash
 
-    now = source_hash(filename, location["qualname"])
+    now = current_source_hash(location)
     return now is not None and now != recorded
 
 

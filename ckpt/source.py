@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-import ast
 import hashlib
 
+# ast is imported by the functions that parse: a replay whose file did not change
+# never needs it (see `current_source_hash`).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Union
+    import ast
+    from typing import Any, Union
 
     _Def = Union[ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef]
 
 
 def _children(node: ast.AST) -> list[_Def]:
+    import ast
+
     found: list[_Def] = []
     for child in ast.iter_child_nodes(node):
         if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
@@ -39,6 +43,8 @@ def find_definition(tree: ast.Module, qualname: str) -> _Def | None:
 
 def function_source(text: str, qualname: str) -> str | None:
     """The source of `qualname` in module text `text`, decorators included."""
+    import ast
+
     try:
         tree = ast.parse(text)
     except (SyntaxError, ValueError):
@@ -62,3 +68,25 @@ def source_hash(path: str, qualname: str) -> str | None:
     if source is None:
         return None
     return hashlib.sha256(source.encode()).hexdigest()[:16]
+
+
+def file_hash(path: str) -> str | None:
+    """A short hash of a file's bytes, or None when it cannot be read."""
+    try:
+        with open(path, "rb") as stream:
+            return hashlib.sha256(stream.read()).hexdigest()[:16]
+    except OSError:
+        return None
+
+
+def current_source_hash(location: dict[str, Any]) -> str | None:
+    """The hash of the function's source now, or None when it is not found.
+
+    A file byte-for-byte as it was at capture is not parsed again.
+    """
+    filename = location.get("file")
+    if not filename:
+        return None
+    if location.get("file_hash") and file_hash(filename) == location["file_hash"]:
+        return location.get("source_hash")
+    return source_hash(filename, location["qualname"])

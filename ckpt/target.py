@@ -88,7 +88,7 @@ class Target:
     @functools.cached_property
     def location(self) -> dict[str, Any]:
         """How to find the function again: module, qualname, file, line, source hash."""
-        from .source import source_hash
+        from .source import file_hash, source_hash
 
         code = getattr(self.function, "__code__", None)
         filename = code.co_filename if code is not None else None
@@ -101,6 +101,7 @@ class Target:
             "file": filename,
             "line": code.co_firstlineno if code is not None else None,
             "source_hash": source_hash(filename, qualname) if filename else None,
+            "file_hash": file_hash(filename) if filename else None,
             "main": getattr(self.function, "__module__", None) == "__main__",
             "coroutine": is_coroutine_function(self.function),
         }

@@ -326,6 +326,7 @@ def bench_replay(settings: Settings) -> None:
     settings.add("replay", "cdip run --mode run, trivial function", f"{times['replay']*1e3:.0f} ms",
                  times["replay"] / times["direct"],
                  f"python -c 'import mod; mod.f(1)' ({times['direct']*1e3:.0f} ms)", "<= 1.5x")
+    _replay_imports(settings, project, env)
     nbytes = settings.size(1 << 30, 4 * MiB)
     subprocess.run([sys.executable, "-c", "import benchmod, numpy; "
                     f"benchmod.big(numpy.ones({nbytes // 8}))"], cwd=project, env=env, check=True)
@@ -339,6 +340,48 @@ def bench_replay(settings: Settings) -> None:
                  f"{big_times['replay'] * 1e3:.0f} ms",
                  big_times["replay"] / big_times["np.load"],
                  f"python + np.load ({big_times['np.load'] * 1e3:.0f} ms)", "<= 1.2x")
+
+
+def _import_times(stderr: str) -> dict[str, float]:
+    """Module name to its own import time in seconds, from `-X importtime` output."""
+    times = {}
+    for line in stderr.splitlines():
+        if line.startswith("import time:") and "|" in line and "self [us]" not in line:
+            own, _, name = line.removeprefix("import time:").split("|")
+            times[name.strip()] = int(own) / 1e6
+    return times
+
+
+def _replay_imports(settings: Settings, project: Path, env: dict[str, str]) -> None:
+    """Where a replay's time goes: what the supervisor and the child import.
+
+    Modules every interpreter imports at start-up (`python -c pass`) are left out.
+    """
+    from ckpt.supervise import RUNNER
+
+    startup = _import_times(subprocess.run([sys.executable, "-X", "importtime", "-c", "pass"],
+                                           env=env, capture_output=True, text=True).stderr)
+
+    cli = subprocess.run([sys.executable, "-X", "importtime", str(BIN / "cdip"), "run",
+                          "trivial", "--mode", "run"], cwd=project, env=env,
+                         capture_output=True, text=True, check=True)
+    supervisor = {k: v for k, v in _import_times(cli.stderr).items() if k not in startup}
+    forbidden = [m for m in ("cloudpickle", "psutil", "numpy", "benchmod") if m in supervisor]
+    settings.add("replay", "cdip run: the supervisor's imports beyond python's own",
+                 f"{sum(supervisor.values()) * 1e3:.0f} ms")
+    settings.add("replay", "cdip run imports cloudpickle/psutil/numpy/user code",
+                 ", ".join(forbidden) or "none")
+    entry = json.loads(subprocess.run([str(BIN / "cdip"), "info", "--json"], cwd=project,
+                                      env=env, capture_output=True, text=True,
+                                      check=True).stdout)[0]
+    options = json.dumps({"store": str(project / "store"), "id": entry["id"], "mode": "run"})
+    child = subprocess.run([sys.executable, "-X", "importtime", *RUNNER, options], cwd=project,
+                           env={**env, "PYCKPT_DISABLE": "1"}, capture_output=True, text=True,
+                           check=True)
+    runner = {k: v for k, v in _import_times(child.stderr).items() if k not in startup}
+    ours = sum(t for name, t in runner.items() if name != "benchmod" and "ckpt" in name)
+    settings.add("replay", "replay child: its imports beyond python's own",
+                 f"{sum(runner.values()) * 1e3:.0f} ms, {ours * 1e3:.0f} ms in ckpt's modules")
 
 
 # -- 5. listing at scale -------------------------------------------------------------

@@ -499,6 +499,22 @@ def test_notices_name_python_and_package_drift():
     assert "no-such-dist not installed now, 1.0 at capture" in lines
 
 
+def test_a_file_unchanged_since_capture_is_not_parsed_again(tmp_path):
+    from ckpt.source import current_source_hash, file_hash, source_hash
+
+    module = tmp_path / "m.py"
+    module.write_text("def f():\n    return 1\n")
+    location = {"file": str(module), "qualname": "f", "file_hash": file_hash(str(module)),
+                "source_hash": "as recorded"}
+    assert current_source_hash(location) == "as recorded"  # same bytes: taken as recorded
+    module.write_text("# a comment\ndef f():\n    return 1\n")  # other bytes: parsed
+    same_function = current_source_hash(location)
+    assert same_function == source_hash(str(module), "f") != "as recorded"
+    module.write_text("def f():\n    return 2\n")
+    assert current_source_hash(location) not in (same_function, None)
+    assert current_source_hash({**location, "file_hash": None}) == source_hash(str(module), "f")
+
+
 def test_no_name_replays_the_newest(pipeline):
     result = cdip("run", "--mode", "run")
     assert result.returncode == 1
