@@ -32,7 +32,7 @@ BUNDLE_FORMAT = "ckpt-bundle"
 BUNDLE_VERSION = 1
 
 
-def _sha256(path: Path) -> str:
+def _sha256(path: str) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as stream:
         while chunk := stream.read(1 << 20):
@@ -40,8 +40,9 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def export(entries: list[Entry], output: Path) -> int:
+def export(entries: list[Entry], output: str | os.PathLike[str]) -> int:
     """Write `entries` (verified under this user's key first) into one bundle file."""
+    output = Path(output)
     key = load_key(create=False)
     described = []
     for entry in entries:
@@ -49,13 +50,13 @@ def export(entries: list[Entry], output: Path) -> int:
             raise CorruptCheckpointError(f"checkpoint {entry.id} cannot be exported: "
                                          f"{entry.problem}")
         for path in entry.paths:
-            verify_part(str(path), key)
+            verify_part(path, key)
         described.append({
             "id": entry.id, "name": entry.name, "trigger": entry.trigger,
             "created": entry.created, "stamp": entry.stamp,
             "function": entry.summary.get("function"),
             "exception": (entry.error_summary or {}).get("exception"),
-            "files": [{"name": path.name, "size": path.stat().st_size,
+            "files": [{"name": os.path.basename(path), "size": os.stat(path).st_size,
                        "sha256": _sha256(path)} for path in entry.paths],
         })
     manifest = json.dumps({
@@ -69,7 +70,7 @@ def export(entries: list[Entry], output: Path) -> int:
             _add_bytes(tar, "manifest.sha256", hashlib.sha256(manifest).hexdigest().encode())
             for entry in entries:
                 for path in entry.paths:
-                    tar.add(path, arcname=f"checkpoints/{path.name}")
+                    tar.add(path, arcname=f"checkpoints/{os.path.basename(path)}")
         os.replace(temporary, output)
     except BaseException:
         temporary.unlink(missing_ok=True)
@@ -190,10 +191,11 @@ def adopt(bundle: Bundle, store: Store) -> list[tuple[str, str]]:
     return adopted
 
 
-def import_bundle(path: Path, store: Store, confirm: Any) -> list[tuple[str, str]]:
+def import_bundle(path: str | os.PathLike[str], store: Store,
+                  confirm: Any) -> list[tuple[str, str]]:
     """Open, show (via `confirm`), then adopt a bundle; [] if the user declined."""
     with tempfile.TemporaryDirectory(prefix="ckpt-import-") as workdir:
-        bundle = open_bundle(path, Path(workdir))
+        bundle = open_bundle(Path(path), Path(workdir))
         if not confirm(bundle):
             return []
         return adopt(bundle, store)

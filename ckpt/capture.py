@@ -10,7 +10,6 @@ import traceback
 import types
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable
 
 from . import environment
@@ -39,7 +38,7 @@ class Saved:
 
 # What save_call returns when it warned: the error save then stays silent, so
 # one invocation never gives more than one warning.
-SAVE_FAILED = Saved(Store(Path()), "", 0, b"", 0.0)
+SAVE_FAILED = Saved(Store(""), "", 0, b"", 0.0)
 
 _KINDS = {
     inspect.Parameter.POSITIONAL_ONLY: "positional_only",
@@ -69,9 +68,9 @@ def bind_arguments(
     return [("args", "var_positional", args), ("kwargs", "var_keyword", dict(kwargs))]
 
 
-def _unlink_quietly(path: Path) -> None:
+def _unlink_quietly(path: str) -> None:
     try:
-        path.unlink()
+        os.unlink(path)
     except OSError:
         pass
 
@@ -204,7 +203,7 @@ def _write_error(target: Target, saved: Saved, exc: BaseException) -> int:
               "module_source": target.module_source}
     final = saved.store.filename(target.key, saved.stamp, saved.id, ERROR_SUFFIX)
     return saved.store.write_part(final, summary, detail, pickled)[1]
-    if not saved.store.filename(target.key, saved.stamp, saved.id, CALL_SUFFIX).exists():
+    if not os.path.exists(saved.store.filename(target.key, saved.stamp, saved.id, CALL_SUFFIX)):
         # another process's retention removed the call part meanwhile: don't leave half
         _unlink_quietly(final)
 
@@ -234,7 +233,7 @@ def end_call(saved: Saved | None) -> None:
 
 # The store's size as this process last measured it, and when: measuring stats every
 # file, so between measurements (at most 10 s apart) our own writes are added to it.
-_store_sizes: dict[Path, tuple[int, float]] = {}
+_store_sizes: dict[str, tuple[int, float]] = {}
 _MEASURE_EVERY = 10.0
 
 

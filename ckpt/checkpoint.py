@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import collections
 import importlib
+import os
 import sys
-from pathlib import Path
 
 from .errors import CkptError, CorruptCheckpointError
 from .fileformat import Part, read_part
@@ -166,8 +166,8 @@ def read_checkpoint(entry: Entry, trust: bool = False) -> Checkpoint:
     if entry.problem:
         raise CorruptCheckpointError(f"checkpoint {entry.id}: {entry.problem}")
     key = None if trust else load_key(create=False)
-    call = read_part(str(entry.call_path), key)
-    error = read_part(str(entry.error_path), key) if entry.error_path else None
+    call = read_part(entry.call_path, key)
+    error = read_part(entry.error_path, key) if entry.error_path else None
     _check_identity(entry, call, error)
     parameters = call.detail["arguments"]
     names = [parameter["name"] for parameter in parameters]
@@ -214,7 +214,8 @@ def _load_frames(error: Part | None) -> list[Frame]:
     return frames
 
 
-def load(name_or_id: str | None = None, *, directory: str | Path | None = None) -> Checkpoint:
+def load(name_or_id: str | None = None, *,
+         directory: str | os.PathLike[str] | None = None) -> Checkpoint:
     """Load a checkpoint: by id, by name (the newest), or the newest of all.
 
     Args:
@@ -224,11 +225,11 @@ def load(name_or_id: str | None = None, *, directory: str | Path | None = None) 
     Raises:
         CkptError: nothing matches, or the checkpoint is corrupt or untrusted.
     """
-    store = Store(Path(directory) if directory is not None else find_store_path())
+    store = Store(directory if directory is not None else find_store_path())
     return read_checkpoint(store.find(name_or_id))
 
 
-def checkpoints(*, directory: str | Path | None = None) -> list[Entry]:
+def checkpoints(*, directory: str | os.PathLike[str] | None = None) -> list[Entry]:
     """Every checkpoint in the store, oldest first and newest last (nothing unpickled)."""
-    store = Store(Path(directory) if directory is not None else find_store_path())
+    store = Store(directory if directory is not None else find_store_path())
     return store.entries()

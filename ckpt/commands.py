@@ -13,35 +13,24 @@ from .target import DEFAULT_KEEP, configured_keep
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from pathlib import Path
 
     from .store import Store
 
 
-def _path(text: str) -> Path:
-    from pathlib import Path
-
-    return Path(text)
-
-
-# The store (and pathlib with it) is imported by the commands that use it:
+# The store is imported by the commands that use it:
 # `cdip --help` and a usage error need neither.
 def _store(args: argparse.Namespace) -> Store:
-    from pathlib import Path
-
     from .location import find_store_path
     from .store import Store
 
-    return Store(Path(args.dir) if args.dir else find_store_path())
+    return Store(args.dir or find_store_path())
 
 
 def cmd_init(args: argparse.Namespace) -> int:
     """Create a .pyckpt store in the current directory (kept out of git)."""
-    from pathlib import Path
-
     from .location import init_store
 
-    path, created = init_store(Path.cwd())
+    path, created = init_store(os.getcwd())
     print(f"{'created' if created else 'already exists:'} {path}")
     return EXIT_OK
 
@@ -62,7 +51,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     total = sum(entry.size for entry in entries)
     print(f"store: {store.path} ({len(entries)} checkpoint(s), {display.human_size(total)})")
     if not entries:
-        exists = "" if store.path.is_dir() else " (the directory does not exist yet)"
+        exists = "" if os.path.isdir(store.path) else " (the directory does not exist yet)"
         print(f"no checkpoints yet{exists}: decorate a function with @ckpt.ckpt and run it")
         return EXIT_OK
     print("\n".join(display.listing(entries)))
@@ -113,6 +102,8 @@ def _confirm(question: str) -> bool:
 
 def cmd_gc(args: argparse.Namespace) -> int:
     """Keep the newest N checkpoints per name; remove broken files and leftovers."""
+    from .store import discard
+
     store = _store(args)
     keep = args.keep if args.keep is not None else configured_keep()
     entries = store.entries()
@@ -124,7 +115,7 @@ def cmd_gc(args: argparse.Namespace) -> int:
         removed += len(store.prune(key, keep))
     leftovers = store.stale_temporaries() + store.orphans()
     for path in leftovers:
-        path.unlink(missing_ok=True)
+        discard(path)
     print(f"removed {removed} checkpoint(s) and {len(leftovers)} leftover file(s)")
     return EXIT_OK
 
@@ -140,7 +131,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         entries = [entry for entry in store.entries() if not entry.problem]
     if not entries:
         raise CkptError(f"no checkpoints to export in {store.path}")
-    count = bundle.export(entries, _path(args.output))
+    count = bundle.export(entries, args.output)
     print(f"exported {count} checkpoint(s) to {args.output}")
     return EXIT_OK
 
@@ -166,7 +157,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         print("Loading a checkpoint runs code from it: import only bundles you trust.")
         return bool(args.yes) or _confirm(f"import them into {store.path}?")
 
-    adopted = bundle.import_bundle(_path(args.bundle), store, show_and_confirm)
+    adopted = bundle.import_bundle(args.bundle, store, show_and_confirm)
     if not adopted:
         print("nothing imported")
         return EXIT_USAGE
@@ -193,14 +184,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     if mode in INTERACTIVE and not args.command and not sys.stdin.isatty():
         raise CkptError(f"--mode {mode} needs a terminal, and standard input is not one",
                         hint="use --mode run, or give debugger commands with -c")
-    metadata = read_headers(str(entry.call_path))[1].get("metadata", {})
+    metadata = read_headers(entry.call_path)[1].get("metadata", {})
     python = _interpreter(args.python, metadata.get("executable"))
     if not supervise.runner_importable(python):
         raise CkptError(f"ckpt is not installed in {python}, the interpreter to replay with",
                         hint=f"install it there, or pass --python {sys.executable}")
     print(f"{args.prog}: replaying {entry.name} (id {entry.id}, saved on {entry.trigger} "
           f"{display.age(entry.created)}) with {python}, mode {mode}", file=sys.stderr)
-    options = json.dumps({"store": str(store.path), "id": entry.id, "mode": mode,
+    options = json.dumps({"store": store.path, "id": entry.id, "mode": mode,
                           "frame": args.frame, "debugger": args.debugger, "shell": args.shell,
                           "json": args.json, "trust": args.trust, "command": args.command})
     if args.standby is not None and _same_file(args.standby.python, python):
@@ -229,18 +220,48 @@ def _positive(text: str) -> int:
     return value
 
 
+class _Formatter(argparse.HelpFormatter):
+    """argparse's help formatter, told the terminal's width.
+
+    Left to find it, each one imports shutil (and bz2, lzma, fnmatch with it):
+    a few milliseconds of every `cdip` command, help or not.
+    """
+
+    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24,
+                 width: int | None = None) -> None:
+        super().__init__(prog, indent_increment, max_help_position,
+                         _columns() - 2 if width is None else width)
+
+
+def _columns() -> int:
+    """The terminal's width as `shutil.get_terminal_size()` gives it."""
+    try:
+        columns = int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        columns = 0
+    if columns <= 0:
+        stream = sys.__stdout__
+        try:
+            columns = os.get_terminal_size(stream.fileno()).columns if stream else 0
+        except (ValueError, OSError):
+            columns = 0
+    return columns or 80
+
+
 def build_parser(prog: str) -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = argparse.ArgumentParser(
-        prog=prog, description="Save failing function calls; replay them with today's code.")
-    common = argparse.ArgumentParser(add_help=False)
+        prog=prog, description="Save failing function calls; replay them with today's code.",
+        formatter_class=_Formatter)
+    common = argparse.ArgumentParser(add_help=False, formatter_class=_Formatter)
     common.add_argument("--dir", metavar="PATH", help="the store (default: PYCKPT_DIR, "
                         "a .pyckpt upward from here, else the user state directory)")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     def add(name: str, handler: Callable[[argparse.Namespace], int]) -> argparse.ArgumentParser:
         doc = (handler.__doc__ or "").strip()
-        sub = commands.add_parser(name, parents=[common], help=doc, description=doc)
+        sub = commands.add_parser(name, parents=[common], help=doc, description=doc,
+                                  formatter_class=_Formatter)
         sub.set_defaults(handler=handler)
         return sub
 

@@ -76,7 +76,7 @@ def entry_json(entry: Entry) -> dict[str, Any]:
         "function": entry.summary.get("function"),
         "exception": exception,
         "size": entry.size,
-        "path": str(entry.call_path),
+        "path": entry.call_path,
         "problem": entry.problem,
     }
 
@@ -149,11 +149,11 @@ def detail(entry: Entry) -> tuple[list[str], dict[str, Any]]:
 
     key = load_key(create=False)
     for path in entry.paths:
-        verify_part(str(path), key)
-    summary, call_detail = read_headers(str(entry.call_path))
+        verify_part(path, key)
+    summary, call_detail = read_headers(entry.call_path)
     error_detail: dict[str, Any] = {}
     if entry.error_path is not None:
-        error_detail = read_headers(str(entry.error_path))[1]
+        error_detail = read_headers(entry.error_path)[1]
     location = dict(call_detail.get("function", {}))
     if location.get("file"):
         cwd = call_detail.get("metadata", {}).get("cwd")

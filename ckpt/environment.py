@@ -7,7 +7,6 @@ import getpass
 import os
 import sys
 import types
-from pathlib import Path
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -158,38 +157,48 @@ def git_commit(directory: str) -> str | None:
 
     Read from `.git` directly: running git would cost a process per save.
     """
-    for folder in [Path(directory), *Path(directory).parents]:
-        dotgit = folder / ".git"
-        if dotgit.is_file():  # a worktree or submodule: "gitdir: <path>"
-            text = dotgit.read_text(errors="replace").strip()
+    folder = os.path.abspath(directory)
+    while True:
+        dotgit = os.path.join(folder, ".git")
+        if os.path.isfile(dotgit):  # a worktree or submodule: "gitdir: <path>"
+            text = _read_text(dotgit) or ""
             if not text.startswith("gitdir:"):
                 return None
-            dotgit = (folder / text.partition(":")[2].strip()).resolve()
-        if dotgit.is_dir():
+            dotgit = os.path.realpath(os.path.join(folder, text.partition(":")[2].strip()))
+        if os.path.isdir(dotgit):
             return _resolve_head(dotgit)
-    return None
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            return None
+        folder = parent
 
 
-def _resolve_head(gitdir: Path) -> str | None:
+def _read_text(path: str) -> str | None:
+    """A small file's stripped text, or None when it cannot be read."""
     try:
-        head = (gitdir / "HEAD").read_text().strip()
+        with open(path, errors="replace") as stream:
+            return stream.read().strip()
     except OSError:
+        return None
+
+
+def _resolve_head(gitdir: str) -> str | None:
+    head = _read_text(os.path.join(gitdir, "HEAD"))
+    if head is None:
         return None
     if not head.startswith("ref:"):
         return head or None
     ref = head.partition(":")[2].strip()
     common = gitdir
-    commondir = gitdir / "commondir"
-    if commondir.is_file():
-        common = (gitdir / commondir.read_text().strip()).resolve()
+    commondir = _read_text(os.path.join(gitdir, "commondir"))
+    if commondir is not None:
+        common = os.path.realpath(os.path.join(gitdir, commondir))
     for base in (gitdir, common):
-        try:
-            return (base / ref).read_text().strip()
-        except OSError:
-            pass
-    try:
-        packed = (common / "packed-refs").read_text()
-    except OSError:
+        sha = _read_text(os.path.join(base, ref))
+        if sha is not None:
+            return sha
+    packed = _read_text(os.path.join(common, "packed-refs"))
+    if packed is None:
         return None
     for line in packed.splitlines():
         sha, _, name = line.partition(" ")

@@ -7,14 +7,13 @@ import functools
 import os
 import stat
 import sys
-from pathlib import Path
 
 from .errors import CkptError
 
 KEY_SIZE = 32
 
 
-def key_path() -> Path:
+def key_path() -> str:
     """Where the key lives: `$PYCKPT_KEY_FILE`, else the user's config directory."""
     environ = os.environ
     return _key_path(environ.get("PYCKPT_KEY_FILE"), environ.get("XDG_CONFIG_HOME"),
@@ -22,22 +21,22 @@ def key_path() -> Path:
 
 
 @functools.lru_cache(maxsize=8)
-def _key_path(explicit: str | None, config_home: str | None, home: str | None) -> Path:
+def _key_path(explicit: str | None, config_home: str | None, home: str | None) -> str:
     # Cached on everything it depends on: every save asks, and the answer costs
     # tens of microseconds to build.
     if explicit:
-        return Path(explicit)
-    return _user_config_dir() / "key"
+        return explicit
+    return os.path.join(_user_config_dir(), "key")
 
 
-def _user_config_dir() -> Path:
+def _user_config_dir() -> str:
     if sys.platform.startswith("linux"):
         # What platformdirs answers on Linux, without paying for its import.
         base = os.environ.get("XDG_CONFIG_HOME", "").strip() or os.path.expanduser("~/.config")
-        return Path(base) / "pyckpt"
+        return os.path.join(base, "pyckpt")
     import platformdirs
 
-    return Path(platformdirs.user_config_dir("pyckpt", appauthor=False))
+    return str(platformdirs.user_config_dir("pyckpt", appauthor=False))
 
 
 def load_key(create: bool = True) -> bytes:
@@ -62,7 +61,7 @@ def load_key(create: bool = True) -> bytes:
 _cache: dict[tuple[str, int, int, int, int, int], bytes] = {}
 
 
-def _cached_key(path: Path) -> bytes:
+def _cached_key(path: str) -> bytes:
     """The key, read once per process while the file stays the same (a save is hot)."""
     try:
         info = os.stat(path, follow_symlinks=False)
@@ -72,7 +71,7 @@ def _cached_key(path: Path) -> bytes:
         return _read_key(path)  # let _read_key say what is wrong
     # Only a key that passed _read_key's checks is cached, under everything they looked at.
     me = os.getuid() if hasattr(os, "getuid") else -1
-    identity = (str(path), info.st_ino, info.st_mtime_ns, info.st_mode, info.st_uid, me)
+    identity = (path, info.st_ino, info.st_mtime_ns, info.st_mode, info.st_uid, me)
     key = _cache.get(identity)
     if key is None:
         key = _read_key(path)
@@ -81,7 +80,7 @@ def _cached_key(path: Path) -> bytes:
     return key
 
 
-def _read_key(path: Path) -> bytes:
+def _read_key(path: str) -> bytes:
     try:
         # O_NOFOLLOW: a symlink planted in place of the key is refused, not followed
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
@@ -107,7 +106,7 @@ def _read_key(path: Path) -> bytes:
     return key
 
 
-def _check_key_file(path: Path, info: os.stat_result) -> None:
+def _check_key_file(path: str, info: os.stat_result) -> None:
     if not stat.S_ISREG(info.st_mode):
         raise CkptError(f"the checkpoint key {path} is not a regular file")
     if hasattr(os, "getuid") and info.st_uid != os.getuid():
@@ -122,9 +121,10 @@ def _check_key_file(path: Path, info: os.stat_result) -> None:
         )
 
 
-def _create_key(path: Path) -> bytes:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}")
+def _create_key(path: str) -> bytes:
+    directory, name = os.path.split(path)
+    os.makedirs(directory or ".", mode=0o700, exist_ok=True)
+    temporary = os.path.join(directory, f".{name}.{os.getpid()}.{os.urandom(4).hex()}")
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         os.write(fd, os.urandom(KEY_SIZE))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 
 STORE_DIRNAME = ".pyckpt"
 GITIGNORE = "# Created by ckpt: checkpoints hold data, keep them out of git.\n*\n"
@@ -15,29 +14,31 @@ CACHEDIR_TAG = (
 )
 
 
-def find_store_path() -> Path:
+def find_store_path() -> str:
     """The store for this process, by the three rules of the design, in order."""
     explicit = os.environ.get("PYCKPT_DIR")
     if explicit:
-        return Path(explicit).expanduser()
+        return os.path.expanduser(explicit)
     try:
-        here = Path.cwd()
+        folder = os.getcwd()
     except OSError:
-        here = None
-    if here is not None:
-        for folder in [here, *here.parents]:
-            candidate = folder / STORE_DIRNAME
-            if candidate.is_dir() and _is_private(candidate):
-                return candidate
-    return _user_state_dir()
+        return _user_state_dir()
+    while True:
+        candidate = os.path.join(folder, STORE_DIRNAME)
+        if os.path.isdir(candidate) and _is_private(candidate):
+            return candidate
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            return _user_state_dir()
+        folder = parent
 
 
-def _is_private(candidate: Path) -> bool:
+def _is_private(candidate: str) -> bool:
     """Whether a `.pyckpt` found upward is safe to use: ours, writable by us alone.
 
     Another user's store could feed us their pickles or read our arguments.
     """
-    info = candidate.stat()
+    info = os.stat(candidate)
     owner_ok = not hasattr(os, "getuid") or info.st_uid == os.getuid()
     if owner_ok and not info.st_mode & 0o022:
         return True
@@ -50,22 +51,24 @@ def _is_private(candidate: Path) -> bool:
     return False
 
 
-def _user_state_dir() -> Path:
+def _user_state_dir() -> str:
     if sys.platform.startswith("linux"):
         # What platformdirs answers on Linux, without paying for its import.
         base = os.environ.get("XDG_STATE_HOME", "").strip() or os.path.expanduser("~/.local/state")
-        return Path(base) / "pyckpt"
+        return os.path.join(base, "pyckpt")
     import platformdirs
 
-    return Path(platformdirs.user_state_dir("pyckpt", appauthor=False))
+    return str(platformdirs.user_state_dir("pyckpt", appauthor=False))
 
 
-def init_store(directory: Path) -> tuple[Path, bool]:
+def init_store(directory: str) -> tuple[str, bool]:
     """Create `.pyckpt` in `directory` (idempotent); return it and whether it is new."""
-    path = directory / STORE_DIRNAME
-    created = not path.exists()
-    path.mkdir(mode=0o700, exist_ok=True)
+    path = os.path.join(directory, STORE_DIRNAME)
+    created = not os.path.exists(path)
+    os.makedirs(path, mode=0o700, exist_ok=True)
     for filename, text in ((".gitignore", GITIGNORE), ("CACHEDIR.TAG", CACHEDIR_TAG)):
-        if not (path / filename).exists():
-            (path / filename).write_text(text)
+        marker = os.path.join(path, filename)
+        if not os.path.exists(marker):
+            with open(marker, "w") as stream:
+                stream.write(text)
     return path, created

@@ -6,7 +6,6 @@ import os
 import re
 import time
 from collections.abc import Collection, Iterable, Iterator, Sequence
-from pathlib import Path
 
 from .errors import CkptError, CorruptCheckpointError, NotFoundError
 from .fileformat import read_summary
@@ -49,8 +48,8 @@ def new_id() -> str:
 class Entry:
     """One checkpoint in the store, as listing sees it (nothing unpickled)."""
 
-    def __init__(self, checkpoint_id: str, key: str, stamp: int, call_path: Path,
-                 error_path: Path | None, summary: dict[str, Any],
+    def __init__(self, checkpoint_id: str, key: str, stamp: int, call_path: str,
+                 error_path: str | None, summary: dict[str, Any],
                  error_summary: dict[str, Any] | None, problem: str | None = None) -> None:
         self.id = checkpoint_id
         self.key = key
@@ -92,7 +91,7 @@ class Entry:
         return self.stamp / 1e9
 
     @property
-    def paths(self) -> list[Path]:
+    def paths(self) -> list[str]:
         """Every file of this checkpoint."""
         return [self.call_path] + ([self.error_path] if self.error_path else [])
 
@@ -103,7 +102,7 @@ class Entry:
             self._size = 0
             for path in self.paths:
                 try:
-                    self._size += path.stat().st_size
+                    self._size += os.stat(path).st_size
                 except OSError:
                     pass
         return self._size
@@ -118,19 +117,26 @@ def _parse_filename(filename: str) -> tuple[str, int, str, str] | None:
 
 
 class Store:
-    """A directory of checkpoints."""
+    """A directory of checkpoints.
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    Paths are plain strings here: pathlib costs every `cdip` command and every
+    replay several milliseconds to import.
+    """
 
-    def filename(self, key: str, stamp: int, checkpoint_id: str, suffix: str) -> Path:
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = os.fspath(path)
+
+    def _file(self, filename: str) -> str:
+        return os.path.join(self.path, filename)
+
+    def filename(self, key: str, stamp: int, checkpoint_id: str, suffix: str) -> str:
         """The final path of one part of a checkpoint."""
-        return self.path / f"{key}~{stamp:020d}~{checkpoint_id}{suffix}"
+        return self._file(f"{key}~{stamp:020d}~{checkpoint_id}{suffix}")
 
     def _scan(self) -> Iterator[tuple[str, int, str, str, str]]:
         """(name key, stamp, id, suffix, file name) of every part.
 
-        Every save runs this: no Path is built per file.
+        Every save runs this: file names are parsed, nothing is opened.
         """
         try:
             names = os.listdir(self.path)
@@ -143,22 +149,22 @@ class Store:
             if parsed is not None and parsed[3] in (CALL_SUFFIX, ERROR_SUFFIX):
                 yield (*parsed, filename)
 
-    def _index(self, key: str | None = None) -> tuple[dict[str, tuple[str, int, Path]],
-                                                         dict[str, Path]]:
+    def _index(self, key: str | None = None) -> tuple[dict[str, tuple[str, int, str]],
+                                                         dict[str, str]]:
         """Call parts by id (key, stamp, path) and error parts by id, from file names only."""
-        calls: dict[str, tuple[str, int, Path]] = {}
-        errors: dict[str, Path] = {}
+        calls: dict[str, tuple[str, int, str]] = {}
+        errors: dict[str, str] = {}
         for entry_key, stamp, checkpoint_id, suffix, filename in self._scan():
             if key is not None and entry_key != key:
                 continue
             if suffix == CALL_SUFFIX:
-                calls[checkpoint_id] = (entry_key, stamp, self.path / filename)
+                calls[checkpoint_id] = (entry_key, stamp, self._file(filename))
             else:
-                errors[checkpoint_id] = self.path / filename
+                errors[checkpoint_id] = self._file(filename)
         return calls, errors
 
-    def _read(self, ids: Iterable[str], calls: dict[str, tuple[str, int, Path]],
-              errors: dict[str, Path]) -> list[Entry]:
+    def _read(self, ids: Iterable[str], calls: dict[str, tuple[str, int, str]],
+              errors: dict[str, str]) -> list[Entry]:
         found = []
         for checkpoint_id in ids:
             entry_key, stamp, path = calls[checkpoint_id]
@@ -173,10 +179,10 @@ class Store:
         calls, errors = self._index(key)
         return self._read(calls, calls, errors)
 
-    def orphans(self) -> list[Path]:
+    def orphans(self) -> list[str]:
         """Error parts whose call part is gone."""
         calls = {parsed[2] for parsed in self._scan() if parsed[3] == CALL_SUFFIX}
-        return [self.path / p[4] for p in self._scan()
+        return [self._file(p[4]) for p in self._scan()
                 if p[3] == ERROR_SUFFIX and p[2] not in calls]
 
     def find(self, name_or_id: str | None) -> Entry:
@@ -222,19 +228,19 @@ class Store:
             hint="`cdip info` lists the names and ids there are",
         )
 
-    def open_temporary(self) -> tuple[Path, IO[bytes]]:
+    def open_temporary(self) -> tuple[str, IO[bytes]]:
         """A new private temporary file in the store, for an atomic write."""
-        path = self.path / f"{TEMP_PREFIX}{os.getpid()}-{os.urandom(4).hex()}-{_HOST}"
+        path = self._file(f"{TEMP_PREFIX}{os.getpid()}-{os.urandom(4).hex()}-{_HOST}")
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
         try:
             fd = os.open(path, flags, 0o600)
         except FileNotFoundError:  # the first save: no stat on every save to find out
-            self.path.mkdir(parents=True, mode=0o700, exist_ok=True)
+            os.makedirs(self.path, mode=0o700, exist_ok=True)
             fd = os.open(path, flags, 0o600)
         return path, os.fdopen(fd, "wb")
 
     def write_part(
-        self, final: Path, summary: dict[str, Any], detail: dict[str, Any],
+        self, final: str, summary: dict[str, Any], detail: dict[str, Any],
         records: Iterable[RecordLike],
     ) -> tuple[bytes, int]:
         """Write a signed part atomically: to a private temporary, then renamed to `final`.
@@ -258,17 +264,14 @@ class Store:
                     os.fsync(stream.fileno())
             os.replace(temporary, final)
         except BaseException:
-            temporary.unlink(missing_ok=True)
+            discard(temporary)
             raise
         return tag, size
 
     def remove(self, entry: Entry) -> None:
         """Delete a checkpoint; one removed meanwhile by someone else is fine."""
         for path in entry.paths:
-            try:
-                path.unlink()
-            except FileNotFoundError:
-                pass
+            discard(path)
 
     def prune(self, key: str, keep: int, protect: Collection[str] = ()) -> list[str]:
         """Delete all but the newest `keep` checkpoints of a name; return the deleted ids.
@@ -285,14 +288,13 @@ class Store:
         doomed = [i for i in ordered[: max(len(ordered) - keep, 0)] if i not in protect]
         for checkpoint_id in doomed:
             for _, filename in parts[checkpoint_id]:
-                (self.path / filename).unlink(missing_ok=True)
+                discard(self._file(filename))
         return doomed
 
     def _sized_parts(self) -> list[tuple[int, str, str, int]]:
         parts = []
-        directory = str(self.path)
         for _, stamp, checkpoint_id, _, filename in self._scan():
-            path = os.path.join(directory, filename)
+            path = self._file(filename)
             try:
                 parts.append((stamp, checkpoint_id, path, os.stat(path).st_size))
             except FileNotFoundError:
@@ -327,7 +329,7 @@ class Store:
             deleted.append(checkpoint_id)
         return total
 
-    def stale_temporaries(self) -> list[Path]:
+    def stale_temporaries(self) -> list[str]:
         """Leftovers of interrupted writes: temporaries whose writer is gone.
 
         The writer is known by host and pid; one on another host (a shared
@@ -341,11 +343,11 @@ class Store:
         for filename in names:
             if not filename.startswith(TEMP_PREFIX):
                 continue
-            path = self.path / filename
+            path = self._file(filename)
             pid_text, _, rest = filename[len(TEMP_PREFIX) :].partition("-")
             host = rest.partition("-")[2]
             try:
-                age = time.time() - path.stat().st_mtime
+                age = time.time() - os.stat(path).st_mtime
             except OSError:
                 continue
             if host == _HOST:
@@ -394,14 +396,14 @@ def _pid_alive(pid: int) -> bool:
 
 
 def _read_entry(
-    checkpoint_id: str, key: str, stamp: int, call_path: Path, error_path: Path | None
+    checkpoint_id: str, key: str, stamp: int, call_path: str, error_path: str | None
 ) -> Entry | None:
     """Read both summaries; None when the checkpoint was deleted meanwhile."""
     problem = None
     summary: dict[str, Any] = {}
     error_summary = None
     try:
-        summary = read_summary(str(call_path))
+        summary = read_summary(call_path)
     except FileNotFoundError:
         return None
     except OSError as exc:
@@ -410,7 +412,7 @@ def _read_entry(
         problem = exc.reason
     if error_path is not None and problem is None:
         try:
-            error_summary = read_summary(str(error_path))
+            error_summary = read_summary(error_path)
         except FileNotFoundError:
             error_path = None
         except OSError as exc:
@@ -418,3 +420,11 @@ def _read_entry(
         except CorruptCheckpointError as exc:
             problem = exc.reason
     return Entry(checkpoint_id, key, stamp, call_path, error_path, summary, error_summary, problem)
+
+
+def discard(path: str) -> None:
+    """Delete a file; one removed meanwhile by someone else is fine."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass

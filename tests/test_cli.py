@@ -115,6 +115,15 @@ def test_help_lists_every_command(cli):
         assert command in result.stdout
 
 
+def test_help_is_wrapped_to_the_terminal_width(cli):
+    narrow, wide = (cli("run", "--help", env={"COLUMNS": str(columns)}).stdout.splitlines()
+                    for columns in (50, 120))
+    assert len(narrow) > len(wide)
+    # argparse never breaks an option's own spelling; every other line fits
+    assert all(len(line) <= 48 for line in narrow if "{" not in line)
+    assert max(len(line) for line in wide) > 50
+
+
 def test_rm_by_id_and_by_name(cli, tmp_path):
     run_pipeline(tmp_path)
     run_pipeline(tmp_path)
@@ -169,7 +178,7 @@ def test_gc_keeps_the_newest_per_name_and_removes_leftovers(cli, tmp_path, store
 def test_broken_files_are_listed_and_marked_and_the_rest_still_listed(cli, tmp_path, store):
     run_pipeline(tmp_path)
     good, bad = ckpt.checkpoints()
-    bad.call_path.write_bytes(b"")
+    Path(bad.call_path).write_bytes(b"")
     result = cli("info")
     assert result.returncode == 0, result.stderr
     assert good.id in result.stdout

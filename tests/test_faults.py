@@ -134,13 +134,13 @@ def test_a_newer_format_version_is_listed_and_refused(store):
     ckpt.ckpt(lambda x: x)(1)
     ckpt.ckpt(lambda x: x, name="newer")(2)
     newer = ckpt.checkpoints()[-1]
-    data = newer.call_path.read_bytes()
+    data = Path(newer.call_path).read_bytes()
     # as a newer ckpt would write it, signed with our key
     body = data[: -32]
     body = MAGIC + bytes([VERSION + 1]) + body[len(MAGIC) + 1 :]
     import hmac
 
-    newer.call_path.write_bytes(body + hmac.new(load_key(), body, "sha256").digest())
+    Path(newer.call_path).write_bytes(body + hmac.new(load_key(), body, "sha256").digest())
     listed = cdip("info")
     assert listed.returncode == 0
     row = next(line for line in listed.stdout.splitlines() if line.startswith(newer.id))
@@ -160,8 +160,8 @@ def test_bad_files_are_marked_and_the_rest_listed(store, damage):
     f(1)
     f(2)
     good, bad = ckpt.checkpoints()
-    data = bad.call_path.read_bytes()
-    bad.call_path.write_bytes({"empty": b"", "truncated": data[:20],
+    data = Path(bad.call_path).read_bytes()
+    Path(bad.call_path).write_bytes({"empty": b"", "truncated": data[:20],
                                "garbage": os.urandom(len(data))}[damage])
     listed = cdip("info")
     assert listed.returncode == 0 and good.id in listed.stdout

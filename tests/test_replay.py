@@ -447,11 +447,11 @@ def test_until_error_reports_that_it_now_succeeds(pipeline, tmp_path):
 
 def test_a_tampered_checkpoint_is_refused_before_unpickling(pipeline, tmp_path):
     entry = ckpt.checkpoints()[-1]
-    data = bytearray(entry.call_path.read_bytes())
+    data = bytearray(Path(entry.call_path).read_bytes())
     # the pickled threshold, 2.0: one flipped bit would load as 2.0000000000000004
     position = data.index(b"G" + struct.pack(">d", 2.0)) + 8
     data[position] ^= 1
-    entry.call_path.write_bytes(bytes(data))
+    Path(entry.call_path).write_bytes(bytes(data))
     result = cdip("run", "summarise", "--mode", "run")
     assert result.returncode == 2
     assert "does not verify" in result.stderr

@@ -92,7 +92,7 @@ def test_init_creates_a_store_kept_out_of_git(cli, tmp_path):
 
 def test_find_store_path_follows_the_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("PYCKPT_DIR", str(tmp_path / "x"))
-    assert find_store_path() == tmp_path / "x"
+    assert find_store_path() == str(tmp_path / "x")
 
 
 def test_name_keys_are_safe_and_distinct():
