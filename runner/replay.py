@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 from ckpt import drift
 from ckpt.checkpoint import Checkpoint, read_checkpoint
@@ -43,8 +42,8 @@ def replay(
     options: Options, restore: Callable[[dict[str, Any]], Callable[[str], str]]
 ) -> int:
     """Restore the captured process, load the checkpoint and run the mode."""
-    entry = Store(Path(options.store)).find(options.id)
-    detail = read_headers(str(entry.call_path))[1]
+    entry = Store(options.store).find(options.id)
+    detail = read_headers(entry.call_path)[1]
     remap = restore(detail.get("metadata", {}))
     if options.trust:
         print("note: --trust: loading without checking the signature", file=sys.stderr)
@@ -54,7 +53,7 @@ def replay(
     function, note = find_function(checkpoint.location, checkpoint.saved_function)
     module_source = None
     if entry.error_path is not None:
-        module_source = read_headers(str(entry.error_path))[1].get("module_source")
+        module_source = read_headers(entry.error_path)[1].get("module_source")
     for line in ([note] if note else []) + notices(checkpoint, module_source):
         print(line, file=sys.stderr)
     if options.mode == "locals":
