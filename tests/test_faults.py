@@ -79,8 +79,8 @@ def test_sigkill_in_the_middle_of_a_large_write(store, tmp_path):
         "import time, numpy, ckpt, ckpt.fileformat as ff\n"
         # each 8 MiB chunk waits 20 ms: a window of over a second to kill it in, on any disk
         "digests = ff._chunk_digests\n"
-        "ff._chunk_digests = lambda view, io: digests(\n"
-        "    view, lambda chunk: (time.sleep(0.02), io(chunk)))\n"
+        "ff._chunk_digests = lambda view, io, writing: digests(\n"
+        "    view, lambda chunk: (time.sleep(0.02), io(chunk)), writing)\n"
         "ckpt.ckpt(lambda a: None)(numpy.ones(60_000_000))\n"  # 480 MB
         "print('finished')\n"
     )

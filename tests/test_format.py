@@ -179,3 +179,13 @@ def test_writer_streams_without_buffering_everything():
     writer = PartWriter(stream, KEY)
     writer.write_header({"a": 1}, {})
     assert writer.size == len(stream.getvalue())
+
+
+@pytest.mark.parametrize(("cores", "writing", "reading"), [(None, 1, 1), (1, 1, 1), (2, 1, 2),
+                                                           (3, 2, 3), (16, 4, 4)])
+def test_hashing_leaves_the_writer_a_core(monkeypatch, cores, writing, reading):
+    import ckpt.fileformat as fileformat
+
+    monkeypatch.setattr(fileformat.os, "cpu_count", lambda: cores)
+    assert fileformat._hash_workers(writing=True) == writing
+    assert fileformat._hash_workers(writing=False) == reading
