@@ -8,8 +8,14 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 import ckpt.decorator
+
+# Examples write and read real files: on a busy CI machine one can take longer than
+# hypothesis's 200 ms deadline without anything being wrong.
+settings.register_profile("ckpt", deadline=None)
+settings.load_profile("ckpt")
 
 SAMPLES = Path(__file__).parent / "samples"
 BIN = Path(sys.executable).parent
