@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from .decorator import ckpt, disable, enable, is_enabled
 from .errors import CkptError, CkptWarning
 
 TYPE_CHECKING = False  # not typing's: `import ckpt` must stay cheap (see decorator.py)
@@ -10,6 +9,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from .checkpoint import Checkpoint, checkpoints, load
+    from .decorator import ckpt, disable, enable, is_enabled
     from .values import Unpicklable
 
 __all__ = [
@@ -27,14 +27,18 @@ __all__ = [
 __version__ = "0.1.0"
 
 # Loading is for notebooks and the replay child: `import ckpt` in a user's
-# program must not pay for it.
+# program must not pay for it. The decorator is imported on first use too, so that
+# `cdip`, whose modules live in this package, starts a replay's child sooner.
 _LAZY = {"Checkpoint": "checkpoint", "checkpoints": "checkpoint", "load": "checkpoint",
-         "Unpicklable": "values"}
+         "Unpicklable": "values", "ckpt": "decorator", "disable": "decorator",
+         "enable": "decorator", "is_enabled": "decorator"}
 
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
         import importlib
 
-        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value  # found once; later lookups are plain attribute reads
+        return value
     raise AttributeError(f"module 'ckpt' has no attribute {name!r}")
