@@ -225,6 +225,10 @@ def _large_once(settings: Settings, kind: str, what: str, nbytes: int, fsync: bo
     store = settings.workdir / f"store-{kind}"
     env = fresh_env(store, PYCKPT_FSYNC="1" if fsync else "0", BENCH_FSYNC="1" if fsync else "0",
                     PYCKPT_MAX_BYTES=str(8 * nbytes + (1 << 30)))
+    # Every run starts with no dirty pages left by the one before: otherwise the
+    # kernel throttles whichever writer comes next, and np.save's own times swing
+    # between 0.5 and 1.5 s for 1 GiB here.
+    os.sync()
     result = subprocess.run([sys.executable, "-c", LARGE_CHILD, kind, what, str(nbytes),
                              str(target)], capture_output=True, text=True, env=env, check=True)
     shutil.rmtree(store, ignore_errors=True)
@@ -246,7 +250,7 @@ def _dd(settings: Settings, nbytes: int) -> float:
 
 def bench_large(settings: Settings) -> None:
     """A 1 GiB array, and 50 small arrays + 200 MB: capture against np.save, and peak RSS."""
-    repeats = settings.size(3, 1)
+    repeats = settings.size(5, 1)
     cases = [("array", settings.size(1 << 30, 4 * MiB), "1 GiB float64 array"),
              ("dict", settings.size(200 * 10**6, 2 * MiB), "dict: 50 small arrays + 200 MB")]
     for what, nbytes, label in cases:
