@@ -194,13 +194,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     options = json.dumps({"store": store.path, "id": entry.id, "mode": mode,
                           "frame": args.frame, "debugger": args.debugger, "shell": args.shell,
                           "json": args.json, "trust": args.trust, "command": args.command})
-    if args.standby is not None and _same_file(args.standby.python, python):
-        return supervise.supervise(args.standby.go(options), supervise.replay_env())
+    if args.standby is not None:
+        if supervise.is_this_interpreter(python):
+            return supervise.supervise(args.standby.go(options), supervise.replay_env())
+        args.standby.cancel()  # another interpreter replays: send ours away first
     return supervise.supervise([python, *supervise.RUNNER, options], supervise.replay_env())
-
-
-def _same_file(one: str, other: str) -> bool:
-    return os.path.realpath(one) == os.path.realpath(other)
 
 
 def _interpreter(requested: str | None, recorded: object) -> str:

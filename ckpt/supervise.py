@@ -127,7 +127,6 @@ class Standby:
             signal.signal(signal.SIGINT, previous)
             os.close(read)
         self._interrupts = previous is signal.default_int_handler
-        self.python = sys.executable
 
     def go(self, options: str) -> Child:
         """Hand the child its runner options (JSON); return it."""
@@ -149,8 +148,14 @@ class Standby:
             return
         os.close(self._pipe)
         self._pipe = -1
-        self.child.send_signal(signal.SIGKILL)
-        self.child.wait()
+        try:
+            self.child.send_signal(signal.SIGKILL)
+        except ProcessLookupError:
+            pass  # it ended on its own, and is reaped below
+        try:
+            self.child.wait()
+        except ChildProcessError:
+            pass  # reaped already
 
 
 def supervise(command: Sequence[str] | Child, env: dict[str, str]) -> int:
@@ -191,9 +196,19 @@ def supervise(command: Sequence[str] | Child, env: dict[str, str]) -> int:
         _kill_descendants()
 
 
+def is_this_interpreter(python: str) -> bool:
+    """Whether `python` is the interpreter running us, in the same environment.
+
+    Paths are compared as given, not resolved: a virtual environment's python is
+    a link to its base interpreter, and resolving it would take another
+    environment (with other packages) for ours.
+    """
+    return os.path.abspath(python) == os.path.abspath(sys.executable)
+
+
 def runner_importable(python: str) -> bool:
     """Whether `python` can start our replay child (ckpt installed there)."""
-    if os.path.realpath(python) == os.path.realpath(sys.executable):
+    if is_this_interpreter(python):
         return True
     import subprocess
 

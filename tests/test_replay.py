@@ -317,6 +317,24 @@ def test_a_recorded_interpreter_that_is_gone_falls_back_to_ours(pipeline, store)
     assert "not an executable" in result.stderr
 
 
+def test_a_checkpoint_from_another_environment_replays_in_that_environment(tmp_path):
+    # A venv's python links to the same base interpreter as ours: it must not be
+    # taken for ours (its packages, and its sys.prefix, differ).
+    other = tmp_path / "other-env"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(other)], check=True,
+                   timeout=120)
+    ours = [p for p in sys.path if p.endswith("site-packages") or "__editable__" in p]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(ours)}
+    (tmp_path / "where.py").write_text(
+        "import sys, ckpt\n\n@ckpt.ckpt\ndef where():\n    return sys.prefix\n")
+    subprocess.run([str(other / "bin" / "python"), "-c", "import where; where.where()"],
+                   cwd=tmp_path, env=env, check=True, timeout=60)
+    result = cdip("run", "where", "--mode", "run", cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    assert f"where returned {str(other)!r}" in result.stdout
+    assert f"with {other / 'bin' / 'python'}," in result.stderr
+
+
 def test_replay_files_no_new_checkpoints(pipeline):
     before = [entry.id for entry in ckpt.checkpoints()]
     cdip("run", "summarise", "--mode", "run")
