@@ -199,11 +199,17 @@ def supervise(command: Sequence[str] | Child, env: dict[str, str]) -> int:
 def is_this_interpreter(python: str) -> bool:
     """Whether `python` is the interpreter running us, in the same environment.
 
-    Paths are compared as given, not resolved: a virtual environment's python is
-    a link to its base interpreter, and resolving it would take another
-    environment (with other packages) for ours.
+    A virtual environment's python is a link to its base interpreter, so the same
+    file is not enough: it must also be found in the same directory (`python3`
+    next to `python` is the same environment; another venv's `python` is not).
     """
-    return os.path.abspath(python) == os.path.abspath(sys.executable)
+    ours, theirs = os.path.abspath(sys.executable), os.path.abspath(python)
+    if os.path.dirname(ours) != os.path.dirname(theirs):
+        return False
+    try:
+        return os.path.samefile(ours, theirs)
+    except OSError:
+        return False
 
 
 def runner_importable(python: str) -> bool:

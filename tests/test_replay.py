@@ -335,6 +335,19 @@ def test_a_checkpoint_from_another_environment_replays_in_that_environment(tmp_p
     assert f"with {other / 'bin' / 'python'}," in result.stderr
 
 
+def test_the_interpreter_is_ours_only_in_our_environment(tmp_path):
+    from ckpt.supervise import is_this_interpreter
+
+    assert is_this_interpreter(sys.executable)
+    sibling = Path(sys.executable).with_name("python3")
+    assert sibling.exists()
+    assert is_this_interpreter(str(sibling))  # another name, same environment
+    elsewhere = tmp_path / "python"
+    elsewhere.symlink_to(os.path.realpath(sys.executable))
+    assert not is_this_interpreter(str(elsewhere))  # the same file, another directory
+    assert not is_this_interpreter(str(tmp_path / "missing" / "python"))
+
+
 def test_replay_files_no_new_checkpoints(pipeline):
     before = [entry.id for entry in ckpt.checkpoints()]
     cdip("run", "summarise", "--mode", "run")
