@@ -206,12 +206,12 @@ class Store:
             return self._read([newest], calls, errors)[-1]
         if name_or_id in calls:
             return self._read([name_or_id], calls, errors)[0]
-        key = name_key(name_or_id)
-        named = [e for e in self._read([i for i in calls if calls[i][0] == key], calls, errors)
-                 if e.name == name_or_id]
-        if not named:  # a test's bare name: `test_y` or `test_y[2]` for `tests/x.py::test_y[2]`
-            named = [e for e in self._read(calls, calls, errors)
-                     if name_or_id in _short_names(e.name)]
+        by_name = self._newest_named(name_or_id, calls, errors)
+        if by_name is not None:
+            return by_name
+        # a test's bare name: `test_y` or `test_y[2]` for `tests/x.py::test_y[2]`
+        named = [e for e in self._read(calls, calls, errors)
+                 if name_or_id in _short_names(e.name)]
         if named:
             return named[-1]
         if len(name_or_id) >= MIN_ID_PREFIX:
@@ -227,6 +227,22 @@ class Store:
             f"no checkpoint named {name_or_id!r} in {self.path}",
             hint="`cdip info` lists the names and ids there are",
         )
+
+    def _newest_named(self, name: str, calls: dict[str, tuple[str, int, str]],
+                      errors: dict[str, str]) -> Entry | None:
+        """The newest checkpoint filed under `name`, reading headers newest first.
+
+        File names give the candidates (name key) and their order (time): usually
+        only the newest one's header is read, however many the name has.
+        """
+        key = name_key(name)
+        candidates = sorted((i for i in calls if calls[i][0] == key),
+                            key=lambda i: (calls[i][1], i), reverse=True)
+        for checkpoint_id in candidates:
+            for entry in self._read([checkpoint_id], calls, errors):
+                if entry.name == name:  # not a key shared by another name
+                    return entry
+        return None
 
     def open_temporary(self) -> tuple[str, IO[bytes]]:
         """A new private temporary file in the store, for an atomic write."""

@@ -115,6 +115,19 @@ def test_ids_are_unique_and_accepted_by_prefix(store):
     assert ckpt.load(newest.id[:6]).args == (19,)
 
 
+def test_a_name_finds_its_newest_even_past_a_file_under_the_same_key(store):
+    ckpt.ckpt(lambda x: x, name="a", keep=10)(1)
+    ckpt.ckpt(lambda x: x, name="a", keep=10)(2)
+    ckpt.ckpt(lambda x: x, name="b")(3)
+    *_, newest_a, b = ckpt.checkpoints()
+    # b's file, renamed to a's name key and to the newest time: as a key collision would be
+    stamp = f"{b.stamp + 1:020d}"
+    os.rename(b.call_path, os.path.join(store, f"{name_key('a')}~{stamp}~{b.id}.call"))
+    found = Store(store).find("a")
+    assert found.id == newest_a.id and found.name == "a"
+    assert Store(store).find(b.id).name == "b"
+
+
 def test_unknown_name_is_a_clear_error(store):
     ckpt.ckpt(lambda x: x)(1)
     with pytest.raises(ckpt.CkptError, match="no checkpoint named 'nope'"):
