@@ -212,6 +212,9 @@ elif kind == "pickle":
 elif kind == "cloudpickle":
     with open(target, "wb") as s:
         cloudpickle.dump(data, s, protocol=5)
+elif kind == "joblib":
+    import joblib
+    joblib.dump(data, target)
 if os.environ.get("BENCH_FSYNC") == "1" and kind != "ckpt":
     fd = os.open(target, os.O_RDONLY); os.fsync(fd); os.close(fd)
 elapsed = time.perf_counter() - started
@@ -237,6 +240,12 @@ def _large_once(settings: Settings, kind: str, what: str, nbytes: int, fsync: bo
     return json.loads(result.stdout)
 
 
+def _installed(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
 def _dd(settings: Settings, nbytes: int) -> float:
     target = settings.workdir / "dd.bin"
     started = time.perf_counter()
@@ -254,7 +263,9 @@ def bench_large(settings: Settings) -> None:
     cases = [("array", settings.size(1 << 30, 4 * MiB), "1 GiB float64 array"),
              ("dict", settings.size(200 * 10**6, 2 * MiB), "dict: 50 small arrays + 200 MB")]
     for what, nbytes, label in cases:
-        kinds = ["ckpt", "numpy", "pickle", "cloudpickle"]
+        # joblib is not a dependency of ours: compared with only where it is installed
+        others = ["pickle", "cloudpickle"] + (["joblib"] if _installed("joblib") else [])
+        kinds = ["ckpt", "numpy", *others]
         results: dict[str, list[dict]] = {kind: [] for kind in kinds}
         for _ in range(repeats):
             for kind in kinds:
@@ -266,8 +277,9 @@ def bench_large(settings: Settings) -> None:
         settings.add("large", f"{label}: ckpt throughput vs {reference}",
                      f"{nbytes / seconds['ckpt'] / MiB:.0f} MiB/s", throughput,
                      f"{reference} {nbytes / seconds['numpy'] / MiB:.0f} MiB/s", ">= 1.0x")
-        for other in ("pickle", "cloudpickle"):
-            settings.add("large", f"{label}: {other}.dump protocol 5 throughput vs ckpt",
+        for other in others:
+            protocol = "" if other == "joblib" else " protocol 5"
+            settings.add("large", f"{label}: {other}.dump{protocol} throughput vs ckpt",
                          f"{nbytes / seconds[other] / MiB:.0f} MiB/s",
                          seconds["ckpt"] / seconds[other], "ckpt")
         settings.add("large", f"{label}: ckpt peak RSS increase / argument size",
