@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 
 from .errors import CkptError, CorruptCheckpointError, NotFoundError
 from .fileformat import read_summary
@@ -108,12 +108,8 @@ class Entry:
         return self._size
 
 
-def _parse_filename(filename: str) -> tuple[str, int, str, str] | None:
-    base, dot, suffix = filename.rpartition(".")
-    parts = base.split("~")
-    if not dot or len(parts) != 3 or not parts[1].isdigit():
-        return None
-    return parts[0], int(parts[1]), parts[2], "." + suffix
+# <name key>~<time in ns>~<id>.call|.error; one match per file: the store can hold 10,000
+_PART_NAME = re.compile(r"([^~]+)~([0-9]+)~([^~.]+)(\.call|\.error)")
 
 
 class Store:
@@ -133,42 +129,51 @@ class Store:
         """The final path of one part of a checkpoint."""
         return self._file(f"{key}~{stamp:020d}~{checkpoint_id}{suffix}")
 
-    def _scan(self) -> Iterator[tuple[str, int, str, str, str]]:
-        """(name key, stamp, id, suffix, file name) of every part.
-
-        Every save runs this: file names are parsed, nothing is opened.
-        """
+    def _listdir(self) -> list[str]:
         try:
-            names = os.listdir(self.path)
+            return os.listdir(self.path)
         except FileNotFoundError:
-            return
+            return []
         except OSError as exc:
             raise CkptError(f"cannot read the store {self.path}: {exc.strerror}") from exc
-        for filename in names:
-            parsed = _parse_filename(filename)
-            if parsed is not None and parsed[3] in (CALL_SUFFIX, ERROR_SUFFIX):
-                yield (*parsed, filename)
 
-    def _index(self, key: str | None = None) -> tuple[dict[str, tuple[str, int, str]],
-                                                         dict[str, str]]:
-        """Call parts by id (key, stamp, path) and error parts by id, from file names only."""
+    def _scan(self, names: list[str] | None = None,
+              wanted: Callable[[str], bool] | None = None,
+              ) -> Iterator[tuple[str, int, str, str, str]]:
+        """(name key, stamp, id, suffix, file name) of every part (that `wanted`).
+
+        Every save runs this: only file names are looked at, and with `wanted`
+        only the names it accepts are parsed (a store can hold 10,000 files).
+        """
+        match = _PART_NAME.fullmatch
+        for filename in self._listdir() if names is None else names:
+            if wanted is not None and not wanted(filename):
+                continue
+            parsed = match(filename)
+            if parsed is not None:
+                key, stamp, checkpoint_id, suffix = parsed.groups()
+                yield key, int(stamp), checkpoint_id, suffix, filename
+
+    def _index(self, names: list[str] | None = None, wanted: Callable[[str], bool] | None = None,
+               ) -> tuple[dict[str, tuple[str, int, str]], dict[str, str]]:
+        """Call parts by id (key, stamp, file name) and error parts by id, from names only."""
         calls: dict[str, tuple[str, int, str]] = {}
         errors: dict[str, str] = {}
-        for entry_key, stamp, checkpoint_id, suffix, filename in self._scan():
-            if key is not None and entry_key != key:
-                continue
+        for entry_key, stamp, checkpoint_id, suffix, filename in self._scan(names, wanted):
             if suffix == CALL_SUFFIX:
-                calls[checkpoint_id] = (entry_key, stamp, self._file(filename))
+                calls[checkpoint_id] = (entry_key, stamp, filename)
             else:
-                errors[checkpoint_id] = self._file(filename)
+                errors[checkpoint_id] = filename
         return calls, errors
 
     def _read(self, ids: Iterable[str], calls: dict[str, tuple[str, int, str]],
               errors: dict[str, str]) -> list[Entry]:
         found = []
         for checkpoint_id in ids:
-            entry_key, stamp, path = calls[checkpoint_id]
-            entry = _read_entry(checkpoint_id, entry_key, stamp, path, errors.get(checkpoint_id))
+            entry_key, stamp, filename = calls[checkpoint_id]
+            error = errors.get(checkpoint_id)
+            entry = _read_entry(checkpoint_id, entry_key, stamp, self._file(filename),
+                                self._file(error) if error is not None else None)
             if entry is not None:
                 found.append(entry)
         found.sort(key=lambda entry: (entry.stamp, entry.id))
@@ -176,14 +181,15 @@ class Store:
 
     def entries(self, key: str | None = None) -> list[Entry]:
         """Every checkpoint (optionally of one name key), oldest first."""
-        calls, errors = self._index(key)
+        calls, errors = self._index(wanted=_under(key) if key is not None else None)
         return self._read(calls, calls, errors)
 
     def orphans(self) -> list[str]:
         """Error parts whose call part is gone."""
-        calls = {parsed[2] for parsed in self._scan() if parsed[3] == CALL_SUFFIX}
-        return [self._file(p[4]) for p in self._scan()
-                if p[3] == ERROR_SUFFIX and p[2] not in calls]
+        parts = list(self._scan())
+        calls = {part[2] for part in parts if part[3] == CALL_SUFFIX}
+        return [self._file(part[4]) for part in parts
+                if part[3] == ERROR_SUFFIX and part[2] not in calls]
 
     def find(self, name_or_id: str | None) -> Entry:
         """The checkpoint an id, an id prefix or a name (its newest) designates.
@@ -191,11 +197,13 @@ class Store:
         Raises:
             NotFoundError: nothing matches, or an id prefix is ambiguous.
         """
+        names = self._listdir()
         if name_or_id is not None:
             check_name(name_or_id)
-        # File names hold ids, name keys and times: only the headers of the
-        # candidates are read, so finding one does not grow with the store.
-        calls, errors = self._index()
+            found = self._find_by_id_or_name(name_or_id, names)
+            if found is not None:
+                return found
+        calls, errors = self._index(names)
         if not calls:
             raise NotFoundError(
                 f"no checkpoints in {self.path}",
@@ -204,11 +212,6 @@ class Store:
         if name_or_id is None:
             newest = max(calls, key=lambda i: (calls[i][1], i))
             return self._read([newest], calls, errors)[-1]
-        if name_or_id in calls:
-            return self._read([name_or_id], calls, errors)[0]
-        by_name = self._newest_named(name_or_id, calls, errors)
-        if by_name is not None:
-            return by_name
         # a test's bare name: `test_y` or `test_y[2]` for `tests/x.py::test_y[2]`
         named = [e for e in self._read(calls, calls, errors)
                  if name_or_id in _short_names(e.name)]
@@ -228,19 +231,19 @@ class Store:
             hint="`cdip info` lists the names and ids there are",
         )
 
-    def _newest_named(self, name: str, calls: dict[str, tuple[str, int, str]],
-                      errors: dict[str, str]) -> Entry | None:
-        """The newest checkpoint filed under `name`, reading headers newest first.
+    def _find_by_id_or_name(self, name_or_id: str, names: list[str]) -> Entry | None:
+        """An exact id, else a name's newest; only the files that can match are parsed.
 
-        File names give the candidates (name key) and their order (time): usually
-        only the newest one's header is read, however many the name has.
+        File names give the candidates and their order (time): usually only the
+        newest one's header is read, however many checkpoints the name has.
         """
-        key = name_key(name)
-        candidates = sorted((i for i in calls if calls[i][0] == key),
-                            key=lambda i: (calls[i][1], i), reverse=True)
-        for checkpoint_id in candidates:
+        calls, errors = self._index(names, lambda filename: f"~{name_or_id}." in filename)
+        if name_or_id in calls:
+            return next(iter(self._read([name_or_id], calls, errors)), None)
+        calls, errors = self._index(names, _under(name_key(name_or_id)))
+        for checkpoint_id in sorted(calls, key=lambda i: (calls[i][1], i), reverse=True):
             for entry in self._read([checkpoint_id], calls, errors):
-                if entry.name == name:  # not a key shared by another name
+                if entry.name == name_or_id:  # not a key shared by another name
                     return entry
         return None
 
@@ -296,9 +299,8 @@ class Store:
         """
         # file names alone say which is older: no header is read on this hot path
         parts: dict[str, list[tuple[int, str]]] = {}
-        for entry_key, stamp, checkpoint_id, _, filename in self._scan():
-            if entry_key == key:
-                parts.setdefault(checkpoint_id, []).append((stamp, filename))
+        for _, stamp, checkpoint_id, _, filename in self._scan(wanted=_under(key)):
+            parts.setdefault(checkpoint_id, []).append((stamp, filename))
         ordered = sorted(parts, key=lambda checkpoint_id: (parts[checkpoint_id][0][0],
                                                            checkpoint_id))
         doomed = [i for i in ordered[: max(len(ordered) - keep, 0)] if i not in protect]
@@ -373,6 +375,12 @@ class Store:
             if gone:
                 stale.append(path)
         return stale
+
+
+def _under(key: str) -> Callable[[str], bool]:
+    """Whether a file name is filed under name key `key` (before parsing it)."""
+    prefix = key + "~"
+    return lambda filename: filename.startswith(prefix)
 
 
 def _short_names(name: str) -> tuple[str, ...]:
