@@ -124,7 +124,9 @@ def bench_idle(settings: Settings) -> None:
     idle = ckpt.ckpt(active=False)(function)
     active = ckpt.ckpt(function)
     big = numpy.zeros(settings.size(100 * MiB // 8, 1000))
-    number, repeats = settings.size(200_000, 2000), settings.size(15, 3)
+    # Short rounds, many of them: a burst of load on the shared machine then hits
+    # every variant alike instead of one round of one.
+    number, repeats = settings.size(20_000, 2000), settings.size(75, 3)
     ckpt.disable()
     try:
         times = side_by_side({
