@@ -256,6 +256,22 @@ def test_import_ckpt_is_cheap():
     assert total_us < 50_000, f"`import ckpt` took {total_us} us"
 
 
+def test_listing_starts_without_heavy_imports(store):
+    from conftest import BIN
+
+    ckpt.ckpt(lambda x: x)(1)
+    result = subprocess.run([str(BIN / "cdip"), "info"], capture_output=True, text=True,
+                            timeout=60, env={**os.environ, "PYTHONPROFILEIMPORTTIME": "1"})
+    assert result.returncode == 0, result.stderr
+    imported = {line.split("|")[-1].strip() for line in result.stderr.splitlines()
+                if line.startswith("import time:")}
+    assert "ckpt.store" in imported  # the measurement saw our imports
+    # each of these cost `cdip` several milliseconds here; none is needed to list
+    for heavy in ("cloudpickle", "psutil", "numpy", "pathlib", "typing", "hashlib",
+                  "shutil", "datetime", "subprocess"):
+        assert heavy not in imported, f"`cdip info` imports {heavy}"
+
+
 def test_python_version_floor_is_declared():
     from pathlib import Path
 
