@@ -62,12 +62,25 @@ class Checkpoint:
         self, *, id: str, name: str, trigger: str, created: float,
         arguments: dict[str, Any], kinds: dict[str, str], frames: list[Frame],
         exception: ExceptionSummary | None, metadata: dict[str, Any],
-        location: dict[str, Any], saved_function: Callable[..., Any] | None = None,
+        location: dict[str, Any], function_pickle: bytes | None = None,
     ) -> None:
         self.id, self.name, self.trigger, self.created = id, name, trigger, created
         self.arguments, self.kinds, self.frames = arguments, kinds, frames
         self.exception, self.metadata, self.location = exception, metadata, location
-        self.saved_function = saved_function
+        self._function_pickle = function_pickle
+        self._saved_function: Callable[..., Any] | None = None
+
+    @property
+    def saved_function(self) -> Callable[..., Any] | None:
+        """The copy of the function saved at capture (by value), or None.
+
+        Unpickled on first use only: it needs cloudpickle (~20 ms to import) and
+        may import what the function refers to, and a replay of a function that
+        can be imported by name never needs it.
+        """
+        if self._saved_function is None and self._function_pickle is not None:
+            self._saved_function = unpickle_value(self._function_pickle, [])
+        return self._saved_function
 
     def __repr__(self) -> str:
         return (f"Checkpoint(id={self.id!r}, name={self.name!r}, trigger={self.trigger!r}, "
@@ -172,13 +185,12 @@ def read_checkpoint(entry: Entry, trust: bool = False) -> Checkpoint:
     parameters = call.detail["arguments"]
     names = [parameter["name"] for parameter in parameters]
     arguments = _load_values(call, 1, names, strict=True)
-    saved_function = unpickle_value(call.records[0].inband, []) if call.records else None
     return Checkpoint(
         id=entry.id, name=entry.name, trigger=entry.trigger, created=entry.created,
         arguments=arguments, kinds={p["name"]: p["kind"] for p in parameters},
         frames=_load_frames(error), exception=_exception(error),
         metadata=call.detail.get("metadata", {}), location=call.detail["function"],
-        saved_function=saved_function,
+        function_pickle=call.records[0].inband if call.records else None,
     )
 
 

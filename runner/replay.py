@@ -50,7 +50,7 @@ def replay(
     checkpoint = read_checkpoint(entry, trust=options.trust)
     if checkpoint.location.get("file"):
         checkpoint.location["file"] = remap(checkpoint.location["file"])
-    function, note = find_function(checkpoint.location, checkpoint.saved_function)
+    function, note = find_function(checkpoint.location, lambda: checkpoint.saved_function)
     module_source = None
     if entry.error_path is not None:
         module_source = read_headers(entry.error_path)[1].get("module_source")

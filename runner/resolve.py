@@ -52,9 +52,11 @@ def import_module(location: dict[str, Any]) -> ModuleType:
 
 
 def find_function(
-    location: dict[str, Any], saved: Callable[..., Any] | None
+    location: dict[str, Any], saved: Callable[[], Callable[..., Any] | None]
 ) -> tuple[Callable[..., Any], str | None]:
     """The function to replay, and a note to show the user (or None).
+
+    `saved` gives the copy saved by value, only asked for when there is no other.
 
     Raises:
         CkptError: the function was renamed or deleted since capture.
@@ -62,9 +64,10 @@ def find_function(
     qualname = location["qualname"]
     by_value_only = "<locals>" in qualname or "<lambda>" in qualname or not location.get("file")
     if by_value_only:
-        if saved is None:
+        copy = saved()
+        if copy is None:
             raise CkptError(f"{qualname} has no importable definition and no saved copy")
-        return saved, (f"note: {qualname} has no importable definition; replaying the copy "
+        return copy, (f"note: {qualname} has no importable definition; replaying the copy "
                        "saved at capture (edits to it are not picked up)")
     try:
         module = import_module(location)

@@ -348,6 +348,26 @@ def test_the_interpreter_is_ours_only_in_our_environment(tmp_path):
     assert not is_this_interpreter(str(tmp_path / "missing" / "python"))
 
 
+def test_the_replay_child_starts_without_heavy_imports(pipeline, store):
+    import json
+
+    from ckpt.supervise import RUNNER
+
+    (entry,) = [e for e in ckpt.checkpoints() if e.name == "load"]  # a step that succeeds
+    options = json.dumps({"store": str(store), "id": entry.id, "mode": "run"})
+    result = subprocess.run([sys.executable, "-X", "importtime", *RUNNER, options],
+                            capture_output=True, text=True, timeout=60, cwd=pipeline.parent,
+                            env={**os.environ, "PYCKPT_DISABLE": "1"})
+    assert result.returncode == 0, result.stderr
+    imported = {line.split("|")[-1].strip() for line in result.stderr.splitlines()
+                if line.startswith("import time:")}
+    assert "_ckpt_runner.replay" in imported
+    # argparse/runpy: the runner's own start; ast: only when the source file changed;
+    # cloudpickle: only for a function that must be replayed from its saved copy
+    for heavy in ("argparse", "runpy", "pathlib", "typing", "ast", "subprocess", "cloudpickle"):
+        assert heavy not in imported, f"the replay child imports {heavy}"
+
+
 def test_replay_files_no_new_checkpoints(pipeline):
     before = [entry.id for entry in ckpt.checkpoints()]
     cdip("run", "summarise", "--mode", "run")
