@@ -202,10 +202,11 @@ def _write_error(target: Target, saved: Saved, exc: BaseException) -> int:
     detail = {"exception": summary_exc, "duration": duration, "frames": frame_details,
               "module_source": target.module_source}
     final = saved.store.filename(target.key, saved.stamp, saved.id, ERROR_SUFFIX)
-    return saved.store.write_part(final, summary, detail, pickled)[1]
+    size = saved.store.write_part(final, summary, detail, pickled)[1]
     if not os.path.exists(saved.store.filename(target.key, saved.stamp, saved.id, CALL_SUFFIX)):
         # another process's retention removed the call part meanwhile: don't leave half
         _unlink_quietly(final)
+    return size
 
 
 def _qualname(frame: types.FrameType) -> str:

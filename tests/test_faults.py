@@ -214,3 +214,24 @@ def test_retention_spares_a_call_still_running_and_leaves_no_orphan(store):
     step(2)  # once it is done, retention applies as usual
     assert [ckpt.load(e.id).args for e in ckpt.checkpoints()] == [(2,)]
     assert not [p for p in os.listdir(store) if p.endswith(".error")]
+
+
+def test_an_error_part_whose_call_part_was_removed_meanwhile_is_not_left(store, monkeypatch):
+    from ckpt.store import Store
+
+    write_part = Store.write_part
+
+    def another_process_prunes_first(self, final, summary, detail, records):
+        if final.endswith(".error"):  # the call part goes while the error part is written
+            os.unlink(final.removesuffix(".error") + ".call")
+        return write_part(self, final, summary, detail, records)
+
+    monkeypatch.setattr(Store, "write_part", another_process_prunes_first)
+
+    @ckpt.ckpt
+    def step(x):
+        raise ValueError(x)
+
+    with pytest.raises(ValueError):
+        step(1)
+    assert os.listdir(store) == []  # no error part without its call part
