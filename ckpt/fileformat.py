@@ -266,24 +266,22 @@ class _Reader:
         """Read one out-of-band buffer, into new memory if `keep`, else only to check it."""
         if keep:
             buffer = _allocate(length)
-            view = memoryview(buffer).cast("B")
-            if self._mac is not None and self.version >= 2:
-                self._mac.update(_chunk_digests(view, self._fill, writing=False))
-                self._offset += length
-            else:
-                self._fill(view)
-                self._consume(view)
+            self._fill_tagged(memoryview(buffer).cast("B"))
             return buffer
+        # Chunk by chunk through one scratch buffer: the same chunks, so the same digests.
         scratch = memoryview(bytearray(min(length, _CHUNK)))
         for start in range(0, length, _CHUNK):
-            chunk = scratch[: min(_CHUNK, length - start)]
-            self._fill(chunk)
-            if self._mac is not None and self.version >= 2:
-                self._mac.update(_sha256(chunk))
-                self._offset += chunk.nbytes
-            else:
-                self._consume(chunk)
+            self._fill_tagged(scratch[: min(_CHUNK, length - start)])
         return None
+
+    def _fill_tagged(self, view: memoryview) -> None:
+        """Read into `view`, tagging it as its format says: chunk digests, or bytes (1)."""
+        if self._mac is not None and self.version >= 2:
+            self._mac.update(_chunk_digests(view, self._fill, writing=False))
+            self._offset += view.nbytes
+        else:
+            self._fill(view)
+            self._consume(view)
 
     def headers(self) -> tuple[dict[str, Any], dict[str, Any]]:
         head = self._exact(len(MAGIC) + 1)
