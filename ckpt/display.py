@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 from .store import Entry
@@ -9,6 +10,31 @@ from .store import Entry
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
+
+
+# C0 and C1 controls, DEL, and the Unicode characters that reorder or hide text
+# (bidirectional overrides and isolates, line/paragraph separators): anything read
+# from a checkpoint, a bundle or a file name could otherwise drive the terminal.
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029"
+                     "\u202a-\u202e\u2066-\u2069]")
+_UNSAFE_BUT_NEWLINE = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f"
+                                 "\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def printable(text: object, newlines: bool = False) -> str:
+    r"""`text` with every control character escaped (``\x1b``, ``\u202e``).
+
+    For any string that came from a checkpoint, a bundle or a file name: shown
+    raw, escape sequences in it would drive the user's terminal (fake rows,
+    hidden text, a changed title). With `newlines`, line breaks are kept.
+    """
+    pattern = _UNSAFE_BUT_NEWLINE if newlines else _UNSAFE
+    return pattern.sub(_escape, str(text))
 
 
 def human_size(size: int) -> str:
