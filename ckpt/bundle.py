@@ -54,8 +54,9 @@ def export(entries: list[Entry], output: str | os.PathLike[str]) -> int:
         described.append({
             "id": entry.id, "name": entry.name, "trigger": entry.trigger,
             "created": entry.created, "stamp": entry.stamp,
-            "function": entry.summary.get("function"),
-            "exception": (entry.error_summary or {}).get("exception"),
+            "function": entry.function,
+            "exception": (entry.error_summary.exception._asdict()
+                          if entry.error_summary and entry.error_summary.exception else None),
             "files": [{"name": os.path.basename(path), "size": os.stat(path).st_size,
                        "sha256": _sha256(path)} for path in entry.paths],
         })

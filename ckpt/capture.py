@@ -15,6 +15,7 @@ from typing import Any, Callable
 from . import environment
 from .errors import CkptWarning
 from .fileformat import VERSION
+from .header import ExceptionLine, Summary
 from .location import find_store_path
 from .store import CALL_SUFFIX, ERROR_SUFFIX, Store
 from .target import Target, configured_max_bytes
@@ -34,6 +35,9 @@ class Saved:
     tag: bytes
     started: float
     size: int = 0  # bytes of the call part
+    # A call part saved only for an error waits here, unlisted, until its error part
+    # is in place: interrupted between the two, no checkpoint without its error shows.
+    staged: str = ""
 
 
 # What save_call returns when it warned: the error save then stays silent, so
@@ -82,11 +86,10 @@ def _write_call(
     checkpoint_id, stamp = _new_identity()
     pickled = [pickle_value(value) for _, _, value in arguments]
     location = target.location
-    summary = {
-        "format": VERSION, "part": "call", "id": checkpoint_id, "name": target.name,
-        "trigger": trigger, "created": stamp / 1e9,
-        "function": f"{location['module']}:{location['qualname']}",
-    }
+    summary = Summary(
+        part="call", id=checkpoint_id, name=target.name, stamp=stamp, trigger=trigger,
+        function=f"{location['module']}:{location['qualname']}", exception=None, call_tag=None,
+    ).to_json()
     detail = {
         "function": location,
         "arguments": [
@@ -101,9 +104,11 @@ def _write_call(
         },
     }
     function_record = Pickled(target.by_value, [], {})
-    final = store.filename(target.key, stamp, checkpoint_id, CALL_SUFFIX)
-    tag, size = store.write_part(final, summary, detail, [function_record, *pickled])
-    return Saved(store, checkpoint_id, stamp, tag, started, size)
+    temporary, tag, size = store.stage_part(summary, detail, [function_record, *pickled])
+    if trigger == "call":
+        store.publish(temporary, store.filename(target.key, stamp, checkpoint_id, CALL_SUFFIX))
+        temporary = ""
+    return Saved(store, checkpoint_id, stamp, tag, started, size, temporary)
 
 
 def _git_state(filename: str | None) -> dict[str, Any]:
@@ -191,19 +196,25 @@ def _write_error(target: Target, saved: Saved, exc: BaseException) -> int:
             "file": frame.f_code.co_filename, "line": frame.f_lineno, "locals": names,
         })
     summary_exc = exception_summary(exc, start)
-    summary = {
-        "format": VERSION, "part": "error", "id": saved.id, "name": target.name,
-        "created": time.time(), "call_tag": saved.tag.hex(),
-        "exception": {"type": summary_exc["type"], "message": summary_exc["message"][:200]},
-    }
+    summary = Summary(
+        part="error", id=saved.id, name=target.name, stamp=saved.stamp, trigger="error",
+        function=f"{target.location['module']}:{target.location['qualname']}",
+        exception=ExceptionLine(summary_exc["type"], summary_exc["message"][:200]),
+        call_tag=saved.tag.hex(),
+    ).to_json()
     duration = None if saved.started == 0 else time.perf_counter() - saved.started
     # The module's source as read at the first save: kept with errors (not with every
     # call) so a checkpoint replayed elsewhere can show what changed since.
     detail = {"exception": summary_exc, "duration": duration, "frames": frame_details,
               "module_source": target.module_source}
-    final = saved.store.filename(target.key, saved.stamp, saved.id, ERROR_SUFFIX)
-    size = saved.store.write_part(final, summary, detail, pickled)[1]
-    if not os.path.exists(saved.store.filename(target.key, saved.stamp, saved.id, CALL_SUFFIX)):
+    store = saved.store
+    final = store.filename(target.key, saved.stamp, saved.id, ERROR_SUFFIX)
+    size = store.write_part(final, summary, detail, pickled)[1]
+    call_part = store.filename(target.key, saved.stamp, saved.id, CALL_SUFFIX)
+    if saved.staged:
+        # the error part first: interrupted now, it is an orphan that nothing lists
+        store.publish(saved.staged, call_part)
+    elif not os.path.exists(call_part):
         # another process's retention removed the call part meanwhile: don't leave half
         _unlink_quietly(final)
     return size
@@ -302,10 +313,8 @@ def save_error(
             saved = _write_call(target, arguments, "error", 0.0)
         try:
             written = _write_error(target, saved, exc) + (saved.size if fresh else 0)
-        except Exception:
-            if fresh:  # a call part saved only for this error would mislead alone
-                call_path = saved.store.filename(target.key, saved.stamp, saved.id, CALL_SUFFIX)
-                _unlink_quietly(call_path)
+        except BaseException:
+            _unlink_quietly(saved.staged)  # a call part saved only for this error, unlisted
             raise
         _prune(target, saved, written)
     except Exception as exc_saving:

@@ -9,9 +9,10 @@ import sys
 
 from .errors import CkptError, CorruptCheckpointError
 from .fileformat import Part, read_part
+from .header import CallDetail, ErrorDetail, Summary
 from .keys import load_key
 from .location import find_store_path
-from .store import Entry, Store, name_key
+from .store import Entry, Store, legacy_name_key, name_key
 from .values import Unpicklable, unpickle_value
 
 TYPE_CHECKING = False
@@ -170,11 +171,26 @@ def _load_values(part: Part, start: int, names: list[str], strict: bool) -> dict
     return values
 
 
-def read_checkpoint(entry: Entry, trust: bool = False) -> Checkpoint:
-    """Read, verify and unpickle a checkpoint from its store entry.
+class Verified(collections.namedtuple("Verified", "entry call error call_detail error_detail")):
+    """Both parts of a checkpoint, read whole and verified; nothing unpickled yet."""
 
-    With `trust`, a checkpoint that does not verify under this user's key is
-    loaded anyway: the user vouched for it.
+    __slots__ = ()
+    entry: Entry
+    call: Part
+    error: Part | None
+    call_detail: CallDetail
+    error_detail: ErrorDetail | None
+
+
+def verify_checkpoint(entry: Entry, trust: bool = False) -> Verified:
+    """Read both parts of a checkpoint and verify them; unpickle nothing.
+
+    The replay child verifies first, then restores the recorded working directory
+    and `sys.path` from the verified header, and only then unpickles (which may
+    import the user's modules). With `trust`, nothing is verified: the user vouched.
+
+    Raises:
+        CorruptCheckpointError: it is damaged, altered or signed under another key.
     """
     if entry.problem:
         raise CorruptCheckpointError(f"checkpoint {entry.id}: {entry.problem}")
@@ -182,14 +198,31 @@ def read_checkpoint(entry: Entry, trust: bool = False) -> Checkpoint:
     call = read_part(entry.call_path, key)
     error = read_part(entry.error_path, key) if entry.error_path else None
     _check_identity(entry, call, error)
-    parameters = call.detail["arguments"]
-    names = [parameter["name"] for parameter in parameters]
-    arguments = _load_values(call, 1, names, strict=True)
+    return Verified(entry, call, error, CallDetail.from_json(call.detail),
+                    ErrorDetail.from_json(error.detail) if error is not None else None)
+
+
+def read_checkpoint(entry: Entry, trust: bool = False) -> Checkpoint:
+    """Read, verify and unpickle a checkpoint from its store entry.
+
+    With `trust`, a checkpoint that does not verify under this user's key is
+    loaded anyway: the user vouched for it.
+    """
+    return unpickle_checkpoint(verify_checkpoint(entry, trust))
+
+
+def unpickle_checkpoint(verified: Verified) -> Checkpoint:
+    """The checkpoint's values, unpickled from parts that verified."""
+    entry, call, detail = verified.entry, verified.call, verified.call_detail
+    names = [argument.name for argument in detail.arguments]
     return Checkpoint(
         id=entry.id, name=entry.name, trigger=entry.trigger, created=entry.created,
-        arguments=arguments, kinds={p["name"]: p["kind"] for p in parameters},
-        frames=_load_frames(error), exception=_exception(error),
-        metadata=call.detail.get("metadata", {}), location=call.detail["function"],
+        arguments=_load_values(call, 1, names, strict=True),
+        kinds={argument.name: argument.kind or "positional_or_keyword"
+               for argument in detail.arguments},
+        frames=_load_frames(verified.error, verified.error_detail),
+        exception=_exception(verified.error_detail),
+        metadata=dict(detail.metadata), location=detail.location._asdict(),
         function_pickle=call.records[0].inband if call.records else None,
     )
 
@@ -199,30 +232,35 @@ def _check_identity(entry: Entry, call: Part, error: Part | None) -> None:
     if error is not None and error.summary.get("call_tag") != call.tag.hex():
         raise CorruptCheckpointError(f"checkpoint {entry.id}: its two parts do not belong together")
     for part in (call, error):
-        if part is not None and (part.summary.get("id") != entry.id
-                                 or name_key(str(part.summary.get("name"))) != entry.key):
+        if part is None:
+            continue
+        summary = Summary.from_json(part.summary)
+        if summary.id != entry.id or entry.key not in (
+                name_key(summary.name), legacy_name_key(summary.name)) or (
+                summary.stamp is not None and summary.stamp != entry.stamp):
             raise CorruptCheckpointError(
                 f"checkpoint {entry.id}: its file was renamed or swapped",
-                hint="a checkpoint's id and name are signed with it; rename nothing in the store",
+                hint="a checkpoint's id, name and time are signed with it; rename nothing "
+                     "in the store",
             )
 
 
-def _exception(error: Part | None) -> ExceptionSummary | None:
+def _exception(error: ErrorDetail | None) -> ExceptionSummary | None:
     if error is None:
         return None
-    exc = error.detail["exception"]
-    return ExceptionSummary(exc["type"], exc["message"], exc["traceback"])
+    exc = error.exception
+    return ExceptionSummary(exc.type, exc.message, exc.traceback)
 
 
-def _load_frames(error: Part | None) -> list[Frame]:
-    if error is None:
+def _load_frames(error: Part | None, detail: ErrorDetail | None) -> list[Frame]:
+    if error is None or detail is None:
         return []
     frames, start = [], 0
-    for frame in error.detail["frames"]:
-        names = [local["name"] for local in frame["locals"]]
+    for frame in detail.frames:
+        names = [local.name for local in frame.locals]
         values = _load_values(error, start, names, strict=False)
         start += len(names)
-        frames.append(Frame(frame["function"], frame["file"], frame["line"], values))
+        frames.append(Frame(frame.function, frame.file, frame.line, values))
     return frames
 
 

@@ -14,16 +14,16 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from .store import Store
+    from .store import Entry, Store
 
 
 # The store is imported by the commands that use it:
 # `cdip --help` and a usage error need neither.
-def _store(args: argparse.Namespace) -> Store:
+def _store(args: argparse.Namespace, trust: bool = False) -> Store:
     from .location import find_store_path
     from .store import Store
 
-    return Store(args.dir or find_store_path())
+    return Store(os.path.abspath(args.dir) if args.dir else find_store_path(), trust=trust)
 
 
 def cmd_init(args: argparse.Namespace) -> int:
@@ -173,24 +173,25 @@ INTERACTIVE = ("break", "until-error", "shell", "locals")
 def cmd_run(args: argparse.Namespace) -> int:
     """Replay a checkpoint (default: the newest) in a fresh interpreter."""
     from . import display, supervise
-    from .fileformat import read_headers
 
-    store = _store(args)
+    store = _store(args, trust=args.trust)
     entry = store.find(args.name)
     if entry.problem:
-        raise CorruptCheckpointError(f"checkpoint {entry.id} cannot be replayed: {entry.problem}",
-                                     hint="`cdip gc` removes broken checkpoints")
+        raise CorruptCheckpointError(
+            f"checkpoint {entry.id} cannot be replayed: {display.printable(entry.problem)}",
+            hint="`cdip gc` removes broken checkpoints; one signed elsewhere is adopted with "
+                 "`cdip import`, or replayed once with --trust")
     mode = args.mode or ("until-error" if entry.trigger == "error" else "break")
-    if mode in INTERACTIVE and not args.command and not sys.stdin.isatty():
+    if mode in INTERACTIVE and not args.command and not _is_terminal(sys.stdin):
         raise CkptError(f"--mode {mode} needs a terminal, and standard input is not one",
                         hint="use --mode run, or give debugger commands with -c")
-    metadata = read_headers(entry.call_path)[1].get("metadata", {})
-    python = _interpreter(args.python, metadata.get("executable"))
+    python, why = _interpreter(args.python, _recorded_interpreter(store, entry))
     if not supervise.runner_importable(python):
         raise CkptError(f"ckpt is not installed in {python}, the interpreter to replay with",
                         hint=f"install it there, or pass --python {sys.executable}")
-    print(f"{args.prog}: replaying {entry.name} (id {entry.id}, saved on {entry.trigger} "
-          f"{display.age(entry.created)}) with {python}, mode {mode}", file=sys.stderr)
+    print(f"{args.prog}: replaying {display.printable(entry.name)} (id {entry.id}, saved on "
+          f"{entry.trigger} {display.age(entry.created)}) with {display.printable(python)}"
+          f"{why}, mode {mode}", file=sys.stderr)
     options = json.dumps({"store": store.path, "id": entry.id, "mode": mode,
                           "frame": args.frame, "debugger": args.debugger, "shell": args.shell,
                           "json": args.json, "trust": args.trust, "command": args.command})
@@ -201,14 +202,41 @@ def cmd_run(args: argparse.Namespace) -> int:
     return supervise.supervise([python, *supervise.RUNNER, options], supervise.replay_env())
 
 
-def _interpreter(requested: str | None, recorded: object) -> str:
+def _is_terminal(stream: object) -> bool:
+    isatty = getattr(stream, "isatty", None)  # None: the stream was closed (`<&-`)
+    return bool(isatty is not None and isatty())
+
+
+def _recorded_interpreter(store: Store, entry: Entry) -> str | None:
+    """The interpreter the checkpoint was taken with, read from its verified header only.
+
+    Under --trust nothing is verified, so nothing recorded is executed: None.
+    """
+    from .fileformat import read_headers
+    from .header import CallDetail
+
+    key = store.reading_key()
+    if key is None:
+        return None
+    recorded = CallDetail.from_json(read_headers(entry.call_path, key)[1]).metadata
+    executable = recorded.get("executable")
+    return executable if isinstance(executable, str) and executable else None
+
+
+def _interpreter(requested: str | None, recorded: str | None) -> tuple[str, str]:
+    """The interpreter to replay with, and how it was chosen when it is not ours."""
+    from .supervise import is_this_interpreter
+
     if requested:
         if not os.access(requested, os.X_OK):
             raise CkptError(f"--python {requested}: not an executable")
-        return requested
-    if isinstance(recorded, str) and recorded and os.access(recorded, os.X_OK):
-        return recorded
-    return sys.executable
+        chosen, why = requested, " (--python)"
+    elif recorded and os.access(recorded, os.X_OK):
+        chosen, why = recorded, " (recorded at capture)"
+    else:
+        chosen, why = sys.executable, ""
+    return chosen, ("" if is_this_interpreter(chosen) else
+                    f"{why}, not the one cdip runs under ({sys.executable})")
 
 
 def _positive(text: str) -> int:

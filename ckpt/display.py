@@ -11,6 +11,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from .header import ValueInfo
+
 
 # C0 and C1 controls, DEL, and the Unicode characters that reorder or hide text
 # (bidirectional overrides and isolates, line/paragraph separators): anything read
@@ -75,31 +77,31 @@ def exception_text(entry: Entry) -> str:
     """'ValueError: bad value' or '' (the problem, for a broken entry)."""
     if entry.problem:
         return entry.problem
-    if not entry.error_summary:
+    if entry.error_summary is None or entry.error_summary.exception is None:
         return ""
-    exc = entry.error_summary.get("exception", {})
-    message = " ".join(str(exc.get("message", "")).split())
-    return f"{exc.get('type', '?')}: {message}" if message else str(exc.get("type", "?"))
+    exc = entry.error_summary.exception
+    message = " ".join(exc.message.split())
+    return f"{exc.type}: {message}" if message else exc.type
 
 
 def shorten(text: str, width: int) -> str:
-    """One line of at most `width` characters, cut with an ellipsis."""
-    text = " ".join(text.split())
+    """One line of at most `width` characters, cut with an ellipsis, controls escaped."""
+    text = printable(" ".join(str(text).split()))
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def entry_json(entry: Entry) -> dict[str, Any]:
     """The stable JSON schema of one listed checkpoint (see README)."""
     exception = None
-    if entry.error_summary:
-        exc = entry.error_summary.get("exception", {})
-        exception = {"type": exc.get("type"), "message": exc.get("message")}
+    if entry.error_summary is not None and entry.error_summary.exception is not None:
+        exc = entry.error_summary.exception
+        exception = {"type": exc.type, "message": exc.message}
     return {
         "id": entry.id,
         "name": entry.name,
         "trigger": entry.trigger,
         "created": iso_time(entry.created),
-        "function": entry.summary.get("function"),
+        "function": entry.function if entry.summary is not None else None,
         "exception": exception,
         "size": entry.size,
         "path": entry.call_path,
@@ -121,12 +123,12 @@ def listing(entries: list[Entry], now: float | None = None) -> list[str]:
     rows = [["ID", "NAME", "TRIGGER", "CREATED", "EXCEPTION", "FUNCTION", "SIZE"]]
     for entry in entries:
         rows.append([
-            entry.id,
+            printable(entry.id),
             shorten(entry.name, 40),
             "BROKEN" if entry.problem else entry.trigger,
             f"{local_time(entry.created)} ({age(entry.created, now)})",
             shorten(exception_text(entry), 50),
-            shorten(str(entry.summary.get("function", "?")), 50),
+            shorten(entry.function, 50),
             human_size(entry.size),
         ])
     return table(rows)
@@ -146,81 +148,79 @@ def source_status(location: dict[str, Any]) -> str:
     return "unchanged since capture" if now == recorded else "changed since capture"
 
 
-def _value_rows(values: list[dict[str, Any]]) -> list[str]:
+def _value_rows(values: tuple[ValueInfo, ...]) -> list[str]:
     if not values:
         return ["  (none)"]
     rows = []
     for value in values:
-        shape = value.get("shape")
-        if shape is not None:
-            size = f"shape {tuple(shape)} {value.get('dtype', '')}".rstrip()
-        elif "len" in value:
-            size = f"len {value['len']}"
+        if value.shape is not None:
+            size = f"shape {tuple(value.shape)} {value.dtype or ''}".rstrip()
+        elif value.len is not None:
+            size = f"len {value.len}"
         else:
             size = ""
-        note = f"  [unpicklable: {value['unpicklable']}]" if value.get("unpicklable") else ""
-        rows.append(["  " + value["name"], value.get("type", "?"), size, value["repr"] + note])
+        note = f"  [unpicklable: {value.unpicklable}]" if value.unpicklable else ""
+        rows.append(["  " + shorten(value.name, 40), shorten(value.type, 60), size,
+                     shorten(value.repr + note, 200)])
     return table(rows)
 
 
 def detail(entry: Entry) -> tuple[list[str], dict[str, Any]]:
     """`cdip info NAME`: the lines for people and the JSON object for scripts.
 
-    Both parts are verified first: even headers are shown only from a checkpoint
-    this user's key signed.
+    Both parts are verified whole first: even headers are shown only from a
+    checkpoint this user's key signed. Every string from them is shown escaped.
     """
     from . import drift
-    from .fileformat import read_headers, verify_part
+    from .fileformat import read_headers
+    from .header import CallDetail, ErrorDetail
     from .keys import load_key
 
     key = load_key(create=False)
-    for path in entry.paths:
-        verify_part(path, key)
-    summary, call_detail = read_headers(entry.call_path)
-    error_detail: dict[str, Any] = {}
+    call = CallDetail.from_json(read_headers(entry.call_path, key, whole=True)[1])
+    error = None
     if entry.error_path is not None:
-        error_detail = read_headers(entry.error_path)[1]
-    location = dict(call_detail.get("function", {}))
+        error = ErrorDetail.from_json(read_headers(entry.error_path, key, whole=True)[1])
+    location = call.location._asdict()
     if location.get("file"):
-        cwd = call_detail.get("metadata", {}).get("cwd")
-        location["file"] = drift.relocated(location["file"], cwd)
+        location["file"] = drift.relocated(location["file"], call.metadata.get("cwd"))
     status = source_status(location)
     lines = [
         f"id:        {entry.id}",
         f"name:      {entry.name}",
         f"trigger:   {entry.trigger}",
         f"created:   {local_time(entry.created)} ({age(entry.created)})",
-        f"function:  {summary.get('function')}  ({location.get('file')}:{location.get('line')})",
+        f"function:  {entry.function}  ({location.get('file')}:{location.get('line')})",
         f"source:    {status}",
         f"size:      {human_size(entry.size)}",
         "",
         "arguments:",
-        *_value_rows(call_detail.get("arguments", [])),
+        *_value_rows(call.arguments),
     ]
-    if error_detail:
-        exc = error_detail["exception"]
-        lines += ["", f"exception: {exception_text(entry)}", "", exc["traceback"].rstrip()]
-        frames = error_detail.get("frames", [])
-        if frames:
-            frame = frames[0]
-            lines += ["", f"locals at the error ({frame['qualname']}, line {frame['line']}):"]
-            lines += _value_rows(frame["locals"])
-            if len(frames) > 1:
-                lines.append(f"  (+ {len(frames) - 1} inner frame(s) saved; see --json)")
-    changes = drift.source_changes(location, error_detail.get("module_source"))
+    if error is not None:
+        lines += ["", f"exception: {exception_text(entry)}", "",
+                  error.exception.traceback.rstrip()]
+        if error.frames:
+            frame = error.frames[0]
+            lines += ["", f"locals at the error ({frame.qualname}, line {frame.line}):"]
+            lines += _value_rows(frame.locals)
+            if len(error.frames) > 1:
+                lines.append(f"  (+ {len(error.frames) - 1} inner frame(s) saved; see --json)")
+    changes = drift.source_changes(location, error.module_source if error else None)
     if changes:
         lines += ["", "source changes since capture:", *["  " + line for line in changes]]
-    environment = drift.environment_changes(call_detail.get("metadata", {}), location)
+    environment = drift.environment_changes(call.metadata, location)
     if environment:
         lines += ["", "environment changes since capture (against this interpreter):",
                   *["  " + line for line in environment]]
-    lines += ["", "metadata:", *_metadata_rows(call_detail.get("metadata", {}))]
-    error_detail.pop("module_source", None)
+    lines += ["", "metadata:", *_metadata_rows(call.metadata)]
+    error_json = error.to_json() if error is not None else {}
+    error_json.pop("module_source", None)
     data = {**entry_json(entry), "source": status, "location": location,
             "source_diff": changes, "environment_changes": environment,
-            "arguments": call_detail.get("arguments", []),
-            "metadata": call_detail.get("metadata", {}), **error_detail}
-    return lines, data
+            "arguments": [argument.to_json() for argument in call.arguments],
+            "metadata": call.metadata, **error_json}
+    return [printable(line, newlines=True) for line in lines], data
 
 
 def _metadata_rows(metadata: dict[str, Any]) -> list[str]:

@@ -30,12 +30,17 @@ class NotFoundError(CkptError):
 class CorruptCheckpointError(CkptError):
     """A checkpoint file is truncated, altered, of another format or unreadable.
 
-    `reason` is the short cause alone (no path), for listings.
+    `reason` is the short cause alone (no path), for listings. `dead` says the
+    file can never be read as a checkpoint (torn, truncated, damaged under this
+    user's own key), so `cdip gc` may remove it; a file signed elsewhere, of a
+    newer format or merely unreadable to us is not dead.
     """
 
-    def __init__(self, message: str, hint: str = "", reason: str = "") -> None:
+    def __init__(self, message: str, hint: str = "", reason: str = "",
+                 dead: bool = True) -> None:
         super().__init__(message, hint)
         self.reason = reason or message
+        self.dead = dead
 
 
 class CkptWarning(UserWarning):

@@ -1,12 +1,19 @@
 """The on-disk layout of one checkpoint part, written and read as a stream.
 
-A part is::
+A part is (format 3)::
 
-    MAGIC VERSION
+    MAGIC VERSION KEY-ID       KEY-ID: 8 bytes naming the key that signed it
     u32 len, summary JSON      small; all that listing reads
+    summary tag                HMAC-SHA256 of every byte before it
     u32 len, detail JSON       summaries of every value; `cdip info NAME` reads it
+    header tag                 HMAC-SHA256 of every byte before it
     record*                    one pickled value each (protocol 5)
     END u64 length, tag        HMAC-SHA256, see below
+
+The two header tags let listing and `cdip run`'s parent verify what they show or
+act on without reading the records (each under its own label, so one tag can
+never stand for another). Formats 1 and 2 had neither: their headers are
+verified by reading the whole part.
 
 A record is ``REC u32 nbuffers u64 inband_len u64 buffer_len*`` followed by the
 in-band pickle and then each out-of-band buffer, every buffer starting on a
@@ -23,8 +30,10 @@ is detected before anything is unpickled, and fsync is not needed for integrity.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import stat
 import struct
 from collections.abc import Iterable
 
@@ -39,8 +48,11 @@ if TYPE_CHECKING:
     Buffer = Union[bytes, bytearray, memoryview]
 
 MAGIC = b"PYCKPT\x00"
-VERSION = 2
-READABLE = (1, 2)
+VERSION = 3
+READABLE = (1, 2, 3)
+KEY_ID_SIZE = 8
+_SUMMARY_LABEL = b"ckpt summary\x00"
+_HEADER_LABEL = b"ckpt header\x00"
 END = b"CKPTEND\x00"
 RECORD = b"REC\x00"
 TAG_SIZE = 32
@@ -48,6 +60,8 @@ ALIGN = 64
 PEEK_SIZE = 8192
 # A header larger than this is not ours: refuse it rather than allocate it.
 MAX_HEADER = 64 * 1024 * 1024
+# Listing reads every summary: one larger than this is refused unread.
+MAX_SUMMARY = 1024 * 1024
 
 _U32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
@@ -100,6 +114,24 @@ def _chunk_digests(view: memoryview, io: Callable[[memoryview], object], writing
         return b"".join(future.result() for future in pending)
 
 
+def key_id(key: bytes) -> bytes:
+    """The 8 bytes that name a key in the parts it signs (they reveal nothing of it)."""
+    return _label_tag(key, b"ckpt key id\x00", b"")[:KEY_ID_SIZE]
+
+
+def _label_tag(key: bytes, label: bytes, data: Buffer) -> bytes:
+    import hmac
+
+    mac = hmac.new(key, label, digestmod="sha256")
+    mac.update(data)
+    return mac.digest()
+
+
+def _json_block(header: dict[str, Any]) -> bytes:
+    blob = json.dumps(header, separators=(",", ":"), default=str).encode()
+    return _U32.pack(len(blob)) + blob
+
+
 def _pad(offset: int) -> bytes:
     return b"\x00" * (-offset % ALIGN)
 
@@ -111,6 +143,7 @@ class PartWriter:
         import hmac
 
         self._stream = stream
+        self._key = key
         self._mac = hmac.new(key, digestmod="sha256")
         self._offset = 0
 
@@ -120,11 +153,13 @@ class PartWriter:
         self._offset += len(data)
 
     def write_header(self, summary: dict[str, Any], detail: dict[str, Any]) -> None:
-        """Write the magic, the version and both JSON headers."""
-        self._write(MAGIC + bytes([VERSION]))
-        for header in (summary, detail):
-            blob = json.dumps(header, separators=(",", ":"), default=str).encode()
-            self._write(_U32.pack(len(blob)) + blob)
+        """Write the magic, the version, the key's id and both JSON headers, each tagged."""
+        head = bytearray(MAGIC + bytes([VERSION]) + key_id(self._key))
+        head += _json_block(summary)
+        head += _label_tag(self._key, _SUMMARY_LABEL, head)
+        head += _json_block(detail)
+        head += _label_tag(self._key, _HEADER_LABEL, head)
+        self._write(bytes(head))
 
     def write_record(self, inband: bytes, buffers: Iterable[Buffer]) -> None:
         """Write one pickled value and its out-of-band buffers, each aligned."""
@@ -172,15 +207,15 @@ class Part:
         self.summary, self.detail, self.records, self.tag = summary, detail, records, tag
 
 
-def _corrupt(path: str, what: str) -> CorruptCheckpointError:
+def _corrupt(path: str, what: str, dead: bool = True) -> CorruptCheckpointError:
     return CorruptCheckpointError(
         f"{path} is not a valid checkpoint ({what})",
         hint="delete it with `cdip rm`, or run `cdip gc` to remove broken files",
-        reason=what,
+        reason=what, dead=dead,
     )
 
 
-def _check_magic(path: str, head: bytes) -> None:
+def _check_magic(path: str, head: bytes) -> int:
     if len(head) < len(MAGIC) + 1 or not head.startswith(MAGIC):
         raise _corrupt(path, "not a ckpt file")
     version = head[len(MAGIC)]
@@ -188,43 +223,109 @@ def _check_magic(path: str, head: bytes) -> None:
         raise CorruptCheckpointError(
             f"{path} uses checkpoint format {version}; this ckpt reads format {VERSION}",
             hint="replay it with the ckpt version that wrote it, or upgrade ckpt",
-            reason=f"format {version}, not {VERSION}",
+            reason=f"format {version}, not {VERSION}", dead=False,
         )
+    return version
 
 
-def _json_at(path: str, data: bytes, offset: int) -> tuple[dict[str, Any], int]:
-    if offset + 4 > len(data):
-        raise _corrupt(path, "truncated header")
-    (length,) = _U32.unpack_from(data, offset)
-    end = offset + 4 + length
-    if end > len(data):
-        raise _corrupt(path, "truncated header")
+def _parse_json(path: str, blob: bytes) -> dict[str, Any]:
     try:
-        value = json.loads(data[offset + 4 : end])
-    except ValueError as exc:
+        value = json.loads(blob)
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested ten thousand deep
         raise _corrupt(path, "unreadable header") from exc
     if not isinstance(value, dict):
         raise _corrupt(path, "unreadable header")
-    return value, end
+    return value
 
 
-def read_summary(path: str) -> dict[str, Any]:
-    """Read only the small summary header of a part (nothing is unpickled)."""
-    with open(path, "rb") as stream:
+def open_part(path: str) -> IO[bytes]:
+    """Open a part for reading: a regular file only, never through a link.
+
+    A FIFO would block the reader forever, a device could be anything, and a
+    link could lead out of the store: each is refused before a byte is read.
+    """
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    try:
+        fd = os.open(path, flags | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise _corrupt(path, "a symbolic link, not a checkpoint file", dead=False) from exc
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise _corrupt(path, "not a regular file", dead=False)
+    return os.fdopen(fd, "rb")
+
+
+def _refuse(path: str, signer: bytes | None, key: bytes) -> CorruptCheckpointError:
+    hint = "replay it once anyway with `cdip run --trust`, or adopt it with `cdip import`"
+    if signer is not None and signer != key_id(key):
+        return CorruptCheckpointError(
+            f"{path} was signed under another key (key {signer.hex()}; yours is "
+            f"{key_id(key).hex()}): it comes from elsewhere, or your key was replaced",
+            hint=hint, reason=f"signed under another key ({signer.hex()})", dead=False)
+    return CorruptCheckpointError(
+        f"{path} does not verify: it was altered, truncated, or written under another key",
+        hint=hint, reason="does not verify", dead=signer is not None)
+
+
+def read_summary(path: str, key: bytes | None) -> dict[str, Any]:
+    """Read and verify only the small summary header of a part (nothing is unpickled).
+
+    Format 3 tags it on its own, so listing reads a few hundred bytes per file;
+    an older part is verified whole first. With `key` None nothing is verified.
+
+    Raises:
+        CorruptCheckpointError: not a checkpoint, damaged, or signed under another key.
+    """
+    with open_part(path) as stream:
         data = stream.read(PEEK_SIZE)
-        _check_magic(path, data)
-        if len(data) >= 12:
-            (length,) = _U32.unpack_from(data, 8)
-            if 12 + length > len(data) and length <= MAX_HEADER:
-                data += stream.read(12 + length - len(data))
-    return _json_at(path, data, len(MAGIC) + 1)[0]
+        version = _check_magic(path, data)
+        if version < 3:
+            stream.seek(0)
+            return _read_stream(stream, path, key, keep=False).summary
+        start = len(MAGIC) + 1 + KEY_ID_SIZE
+        if len(data) < start + 4:
+            raise _corrupt(path, "truncated header")
+        (length,) = _U32.unpack_from(data, start)
+        end = start + 4 + length
+        if length > MAX_SUMMARY:
+            raise _corrupt(path, "summary too large")
+        if end + TAG_SIZE > len(data):
+            data += stream.read(end + TAG_SIZE - len(data))
+        if end + TAG_SIZE > len(data):
+            raise _corrupt(path, "truncated header")
+    if key is not None:
+        import hmac
+
+        expected = _label_tag(key, _SUMMARY_LABEL, memoryview(data)[:end])
+        if not hmac.compare_digest(expected, data[end : end + TAG_SIZE]):
+            raise _refuse(path, data[start - KEY_ID_SIZE : start], key)
+    return _parse_json(path, data[start + 4 : end])
 
 
-def read_headers(path: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Read the summary and detail headers of a part (nothing is unpickled)."""
-    with open(path, "rb") as stream:
+def read_headers(path: str, key: bytes | None,
+                 whole: bool = False) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Read and verify the summary and detail headers of a part (nothing is unpickled).
+
+    Format 3 tags both headers together; an older part (or any part, with
+    `whole`: every value's bytes checked too) is verified whole first. With `key`
+    None nothing is verified.
+    """
+    with open_part(path) as stream:
         reader = _Reader(stream, path, mac=None)
-        return reader.headers()
+        summary, detail = reader.headers()
+        if reader.version < 3 or whole:
+            stream.seek(0)
+            part = _read_stream(stream, path, key, keep=False)
+            return part.summary, part.detail
+    if key is not None:
+        import hmac
+
+        expected = _label_tag(key, _HEADER_LABEL, reader.head[:-TAG_SIZE])
+        if not hmac.compare_digest(expected, reader.head[-TAG_SIZE:]):
+            raise _refuse(path, reader.signer, key)
+    return summary, detail
 
 
 class _Reader:
@@ -235,6 +336,8 @@ class _Reader:
         self._offset = 0
         self._size = os.fstat(stream.fileno()).st_size
         self.version = VERSION
+        self.signer: bytes | None = None  # the id of the key that signed it (format 3)
+        self.head = bytearray()  # the headers' bytes, tags included (format 3)
 
     def _fits(self, size: int) -> None:
         # A damaged length must not make us allocate gigabytes: check it first.
@@ -285,15 +388,26 @@ class _Reader:
 
     def headers(self) -> tuple[dict[str, Any], dict[str, Any]]:
         head = self._exact(len(MAGIC) + 1)
-        _check_magic(self._path, head)
-        self.version = head[len(MAGIC)]
-        return self._json(), self._json()
+        self.version = _check_magic(self._path, head)
+        if self.version < 3:
+            return self._json(MAX_HEADER), self._json(MAX_HEADER)
+        self.signer = self._exact(KEY_ID_SIZE)
+        self.head += head + self.signer
+        summary = self._json(MAX_SUMMARY)
+        self.head += self._exact(TAG_SIZE)
+        detail = self._json(MAX_HEADER)
+        self.head += self._exact(TAG_SIZE)
+        return summary, detail
 
-    def _json(self) -> dict[str, Any]:
-        (length,) = _U32.unpack(self._exact(4))
-        if length > MAX_HEADER:
+    def _json(self, limit: int) -> dict[str, Any]:
+        size = self._exact(4)
+        (length,) = _U32.unpack(size)
+        if length > limit:
             raise _corrupt(self._path, "header too large")
-        return _json_at(self._path, _U32.pack(length) + self._exact(length), 0)[0]
+        blob = self._exact(length)
+        if self.version >= 3:
+            self.head += size + blob
+        return _parse_json(self._path, blob)
 
     def record_or_end(self, keep: bool = True) -> Record | None:
         kind = self._exact(4)
@@ -335,14 +449,6 @@ def _allocate(size: int) -> Buffer:
     return numpy.empty(size, dtype=numpy.uint8).data
 
 
-def _refuse(path: str) -> CorruptCheckpointError:
-    return CorruptCheckpointError(
-        f"{path} does not verify: it was altered, truncated, or written under another key",
-        hint="replay it once anyway with `cdip run --trust`, or adopt it with `cdip import`",
-        reason="does not verify",
-    )
-
-
 def read_part(path: str, key: bytes | None) -> Part:
     """Read a whole part and verify its tag before returning anything from it.
 
@@ -361,16 +467,20 @@ def verify_part(path: str, key: bytes) -> bytes:
 
 
 def _read(path: str, key: bytes | None, keep: bool) -> Part:
+    with open_part(path) as stream:
+        return _read_stream(stream, path, key, keep)
+
+
+def _read_stream(stream: IO[bytes], path: str, key: bytes | None, keep: bool) -> Part:
     import hmac
 
     mac = hmac.new(key, digestmod="sha256") if key is not None else None
-    with open(path, "rb") as stream:
-        reader = _Reader(stream, path, mac=mac)
-        summary, detail = reader.headers()
-        records = []
-        while (record := reader.record_or_end(keep)) is not None:
-            records.append(record)
-        tag = reader.footer()
-    if mac is not None and not hmac.compare_digest(tag, mac.digest()):
-        raise _refuse(path)
+    reader = _Reader(stream, path, mac=mac)
+    summary, detail = reader.headers()
+    records = []
+    while (record := reader.record_or_end(keep)) is not None:
+        records.append(record)
+    tag = reader.footer()
+    if key is not None and mac is not None and not hmac.compare_digest(tag, mac.digest()):
+        raise _refuse(path, reader.signer, key)
     return Part(summary, detail, records, tag)

@@ -9,6 +9,7 @@ from collections.abc import Collection, Iterable, Iterator, Sequence
 
 from .errors import CkptError, CorruptCheckpointError, NotFoundError
 from .fileformat import read_summary
+from .header import Summary
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -33,11 +34,25 @@ MIN_ID_PREFIX = 4
 
 
 def name_key(name: str) -> str:
-    """A file-name-safe key for a checkpoint name; distinct names never share one."""
+    """A file-name-safe key for a checkpoint name; distinct names never share one.
+
+    128 bits of SHA-256: retention deletes by key, so two names sharing one would
+    prune each other's checkpoints (32 bits, as format 2 used, collide in practice).
+    """
+    return _key(name, 32)
+
+
+def legacy_name_key(name: str) -> str:
+    """The key formats 1 and 2 filed a name under (32 bits), still found by name."""
+    return _key(name, 8)
+
+
+def _key(name: str, digits: int) -> str:
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)[:60].strip(".") or "_"
     import hashlib
 
-    return f"{slug}-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
+    digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()
+    return f"{slug}-{digest[:digits]}"
 
 
 def new_id() -> str:
@@ -46,11 +61,17 @@ def new_id() -> str:
 
 
 class Entry:
-    """One checkpoint in the store, as listing sees it (nothing unpickled)."""
+    """One checkpoint in the store, as listing sees it (nothing unpickled).
+
+    `summary` and `error_summary` come only from headers that verified; a
+    checkpoint that did not has `problem` set, says nothing of its contents,
+    and is `dead` when it can never be read (so `cdip gc` may remove it).
+    """
 
     def __init__(self, checkpoint_id: str, key: str, stamp: int, call_path: str,
-                 error_path: str | None, summary: dict[str, Any],
-                 error_summary: dict[str, Any] | None, problem: str | None = None) -> None:
+                 error_path: str | None, summary: Summary | None,
+                 error_summary: Summary | None, problem: str | None = None,
+                 dead: bool = False) -> None:
         self.id = checkpoint_id
         self.key = key
         self.stamp = stamp
@@ -59,6 +80,7 @@ class Entry:
         self.summary = summary
         self.error_summary = error_summary
         self.problem = problem
+        self.dead = dead
         self._size: int | None = None
 
     def __repr__(self) -> str:
@@ -75,15 +97,20 @@ class Entry:
 
     @property
     def name(self) -> str:
-        """The name it is filed under."""
-        return str(self.summary.get("name", self.key))
+        """The name it is filed under (for a broken file: its file name's key)."""
+        return self.summary.name if self.summary is not None else self.key
+
+    @property
+    def function(self) -> str:
+        """``module:qualname``, or '?' for a broken file."""
+        return self.summary.function if self.summary is not None else "?"
 
     @property
     def trigger(self) -> str:
         """`error` once the call raised and was saved, else what it was saved by."""
         if self.error_path is not None:
             return "error"
-        return str(self.summary.get("trigger", "call"))
+        return self.summary.trigger if self.summary is not None else "call"
 
     @property
     def created(self) -> float:
@@ -102,14 +129,15 @@ class Entry:
             self._size = 0
             for path in self.paths:
                 try:
-                    self._size += os.stat(path).st_size
+                    self._size += os.lstat(path).st_size
                 except OSError:
                     pass
         return self._size
 
 
 # <name key>~<time in ns>~<id>.call|.error; one match per file: the store can hold 10,000
-_PART_NAME = re.compile(r"([^~]+)~([0-9]+)~([^~.]+)(\.call|\.error)")
+# (a stamp of at most 20 digits, as written: a longer one could not be shown as a date)
+_PART_NAME = re.compile(r"([^~]+)~([0-9]{1,20})~([^~.]+)(\.call|\.error)")
 
 
 class Store:
@@ -119,8 +147,26 @@ class Store:
     replay several milliseconds to import.
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], trust: bool = False) -> None:
         self.path = os.fspath(path)
+        # With `trust` (cdip run --trust) headers are read without verifying them.
+        self._trust = trust
+        self._key: bytes | None = None
+        self._key_problem: str | None = None
+
+    def reading_key(self) -> bytes | None:
+        """The key headers are verified under (None with `trust`).
+
+        Raises:
+            CkptError: this user has no key, or an unsafe one.
+        """
+        if self._trust:
+            return None
+        if self._key is None:
+            from .keys import load_key
+
+            self._key = load_key(create=False)
+        return self._key
 
     def _file(self, filename: str) -> str:
         return os.path.join(self.path, filename)
@@ -175,8 +221,8 @@ class Store:
         for checkpoint_id in ids:
             entry_key, stamp, filename = calls[checkpoint_id]
             error = errors.get(checkpoint_id)
-            entry = _read_entry(checkpoint_id, entry_key, stamp, self._file(filename),
-                                self._file(error) if error is not None else None)
+            entry = self._read_entry(checkpoint_id, entry_key, stamp, self._file(filename),
+                                     self._file(error) if error is not None else None)
             if entry is not None:
                 found.append(entry)
         found.sort(key=lambda entry: (entry.stamp, entry.id))
@@ -244,12 +290,38 @@ class Store:
         calls, errors = self._index([filename for filename in names if needle in filename])
         if name_or_id in calls:
             return next(iter(self._read([name_or_id], calls, errors)), None)
-        calls, errors = self._index(self._named(name_key(name_or_id), names))
+        keys = (name_key(name_or_id), legacy_name_key(name_or_id))
+        calls, errors = self._index([n for key in keys for n in self._named(key, names)])
         for checkpoint_id in sorted(calls, key=lambda i: (calls[i][1], i), reverse=True):
             for entry in self._read([checkpoint_id], calls, errors):
                 if entry.name == name_or_id:  # not a key shared by another name
                     return entry
         return None
+
+    def _read_entry(self, checkpoint_id: str, key: str, stamp: int, call_path: str,
+                    error_path: str | None) -> Entry | None:
+        """Read and verify both summaries; None when the checkpoint was deleted meanwhile."""
+        entry = Entry(checkpoint_id, key, stamp, call_path, error_path, None, None)
+        try:
+            verifying = self.reading_key()
+            entry.summary = _summary(call_path, verifying)
+            if error_path is not None:
+                entry.error_summary = _summary(error_path, verifying)
+            _check_entry(entry)
+        except FileNotFoundError:
+            if entry.summary is None:
+                return None
+            entry.error_path = None  # the error part went meanwhile: judge the call part alone
+            return self._read_entry(checkpoint_id, key, stamp, call_path, None)
+        except OSError as exc:
+            entry.problem = f"unreadable: {exc.strerror}"
+        except CorruptCheckpointError as exc:
+            entry.problem, entry.dead = exc.reason, exc.dead
+        except CkptError as exc:  # no key, or an unsafe one
+            entry.problem = f"cannot be verified: {exc.message}"
+        if entry.problem:
+            entry.summary = entry.error_summary = None  # nothing from a file that did not verify
+        return entry
 
     def open_temporary(self) -> tuple[str, IO[bytes]]:
         """A new private temporary file in the store, for an atomic write."""
@@ -270,6 +342,18 @@ class Store:
 
         Returns its tag and its size in bytes.
         """
+        temporary, tag, size = self.stage_part(summary, detail, records)
+        self.publish(temporary, final)
+        return tag, size
+
+    def stage_part(
+        self, summary: dict[str, Any], detail: dict[str, Any], records: Iterable[RecordLike],
+    ) -> tuple[str, bytes, int]:
+        """Write a signed part to a private temporary; return it, its tag and its size.
+
+        Nothing lists it until `publish` renames it into place (`cdip gc` removes
+        it once its writer is gone).
+        """
         from .fileformat import PartWriter
         from .keys import load_key
 
@@ -281,15 +365,21 @@ class Store:
                 for record in records:
                     writer.write_record(record.inband, record.buffers)
                 tag = writer.finish()
-                size = writer.size
                 if os.environ.get("PYCKPT_FSYNC") == "1":
                     stream.flush()
                     os.fsync(stream.fileno())
+        except BaseException:
+            discard(temporary)
+            raise
+        return temporary, tag, writer.size
+
+    def publish(self, temporary: str, final: str) -> None:
+        """Rename a staged part into place (atomically); on failure it is removed."""
+        try:
             os.replace(temporary, final)
         except BaseException:
             discard(temporary)
             raise
-        return tag, size
 
     def remove(self, entry: Entry) -> None:
         """Delete a checkpoint; one removed meanwhile by someone else is fine."""
@@ -417,36 +507,34 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _read_entry(
-    checkpoint_id: str, key: str, stamp: int, call_path: str, error_path: str | None
-) -> Entry | None:
-    """Read both summaries; None when the checkpoint was deleted meanwhile."""
-    problem = None
-    summary: dict[str, Any] = {}
-    error_summary = None
-    try:
-        summary = read_summary(call_path)
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        problem = f"unreadable: {exc.strerror}"
-    except CorruptCheckpointError as exc:
-        problem = exc.reason
-    if error_path is not None and problem is None:
-        try:
-            error_summary = read_summary(error_path)
-        except FileNotFoundError:
-            error_path = None
-        except OSError as exc:
-            problem = f"unreadable: {exc.strerror}"
-        except CorruptCheckpointError as exc:
-            problem = exc.reason
-    return Entry(checkpoint_id, key, stamp, call_path, error_path, summary, error_summary, problem)
+def _summary(path: str, key: bytes | None) -> Summary:
+    return Summary.from_json(read_summary(path, key))
+
+
+def _check_entry(entry: Entry) -> None:
+    """The verified summaries must name the files they are in: nothing renamed or swapped."""
+    summary = entry.summary
+    assert summary is not None
+    renamed = CorruptCheckpointError(
+        f"checkpoint {entry.id}: its file was renamed or swapped",
+        hint="a checkpoint's id, name and time are signed with it; rename nothing in the store",
+        reason="renamed or swapped (its signed id, name or time differ from its file name)")
+    for part, suffix in ((summary, "call"), (entry.error_summary, "error")):
+        if part is None:
+            continue
+        keys = (name_key(part.name), legacy_name_key(part.name))
+        if part.id != entry.id or entry.key not in keys or part.part != suffix or (
+                part.stamp is not None and part.stamp != entry.stamp):
+            raise renamed
+    if summary.trigger == "error" and entry.error_path is None:
+        raise CorruptCheckpointError(
+            f"checkpoint {entry.id} was interrupted while it was saved",
+            reason="interrupted: saved on error, but its error part is missing")
 
 
 def discard(path: str) -> None:
     """Delete a file; one removed meanwhile by someone else is fine."""
     try:
         os.unlink(path)
-    except FileNotFoundError:
-        pass
+    except (FileNotFoundError, IsADirectoryError, PermissionError):
+        pass  # gone already, or a directory someone made there: not ours to remove

@@ -11,10 +11,23 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
     from types import FrameType
 
+    import psutil
+
 GRACE_SECONDS = 5.0
+# Leaving no descendant behind: SIGTERM for a few rounds within a grace period,
+# then SIGKILL rounds until none is left.
+CLEANUP_GRACE_SECONDS = 2.0
+TERM_ROUNDS = 5
+KILL_ROUNDS = 20
+# How the replay child knows its supervisor (runner/__main__.py reads it, by this name).
+PARENT_VARIABLE = "_CKPT_PARENT"
 _PR_SET_CHILD_SUBREAPER = 36
 # `-c` rather than `-m _ckpt_runner`: runpy's imports would add to every replay's start.
-RUNNER = ("-c", "import sys; from _ckpt_runner.__main__ import main; sys.exit(main())")
+# `-I` (isolated): neither the directory `cdip run` is typed in, nor PYTHONPATH, nor a
+# user site can put a module (json.py, hmac.py, _ckpt_runner.py...) before ours and the
+# standard library's: the child imports only its interpreter's own until the checkpoint
+# verifies, and then the recorded `sys.path` is restored.
+RUNNER = ("-I", "-c", "import sys; from _ckpt_runner.__main__ import main; sys.exit(main())")
 
 
 def _become_subreaper() -> None:
@@ -42,26 +55,95 @@ def _has_children() -> bool:
 
 
 def _kill_descendants() -> None:
+    """Leave no descendant behind: SIGTERM, then SIGKILL, until none remains.
+
+    One snapshot is not enough: a process can start another in its SIGTERM
+    handler, one no snapshot held. Each such newcomer is ours to find in the next
+    round (as subreaper we adopt every orphan), so we repeat: SIGTERM to each new
+    process for a few rounds within the grace period, then SIGKILL, which no
+    handler can answer, until no descendant is left (bounded, for one that cannot
+    die: stuck in the kernel, or owned by another user).
+    """
     if not _has_children():
         return  # nothing to clean up: spare the import of psutil
+    import time
+
+    import psutil
+
+    deadline = time.monotonic() + CLEANUP_GRACE_SECONDS
+    warned: set[psutil.Process] = set()
+    for _ in range(TERM_ROUNDS):
+        remaining = _living_descendants()
+        if not remaining:
+            return
+        fresh = [process for process in remaining if process not in warned]
+        _signal_each(fresh, kill=False)
+        warned.update(fresh)
+        if not _wait_gone(remaining, deadline):
+            break  # some outlived the grace period: no more asking
+    for _ in range(KILL_ROUNDS):
+        remaining = _living_descendants()
+        if not remaining:
+            return
+        _signal_each(remaining, kill=True)
+        _wait_gone(remaining, time.monotonic() + 1.0)
+
+
+def _living_descendants() -> list[psutil.Process]:
+    """Our descendants that have not ended (the ended ones that are ours, reaped)."""
     import psutil
 
     try:
         descendants = psutil.Process().children(recursive=True)
     except psutil.Error:
-        return
-    for process in descendants:
+        return []
+    return [process for process in descendants if not _ended(process)]
+
+
+def _ended(process: psutil.Process) -> bool:
+    """Whether `process` is gone or a zombie; a zombie of ours is reaped on the way."""
+    import psutil
+
+    try:
+        if process.is_running() and process.status() != psutil.STATUS_ZOMBIE:
+            return False
+    except psutil.NoSuchProcess:
+        return True
+    except psutil.Error:
+        return False  # cannot tell: signalling it says more
+    try:
+        os.waitpid(process.pid, os.WNOHANG)  # an orphan we adopted: reap it
+    except ChildProcessError:
+        pass  # another's child: its parent reaps it
+    return True
+
+
+def _signal_each(processes: list[psutil.Process], kill: bool) -> None:
+    import psutil
+
+    for process in processes:
         try:
-            process.terminate()
+            if kill:
+                process.kill()
+            else:
+                process.terminate()
         except psutil.Error:
             pass
-    _, alive = psutil.wait_procs(descendants, timeout=2)
-    for process in alive:
-        try:
-            process.kill()
-        except psutil.Error:
-            pass
-    psutil.wait_procs(alive, timeout=2)
+
+
+def _wait_gone(processes: list[psutil.Process], deadline: float) -> bool:
+    """Wait until all of `processes` have ended or `deadline` passes; whether they ended."""
+    import time
+
+    delay = 0.002
+    while True:
+        processes = [process for process in processes if not _ended(process)]
+        if not processes:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
 
 
 def exit_status(returncode: int) -> int:
@@ -70,9 +152,27 @@ def exit_status(returncode: int) -> int:
 
 
 def replay_env() -> dict[str, str]:
-    """The replay child's environment: ours, with capture off."""
-    # Replaying must not file new checkpoints of its own.
-    return {**os.environ, "PYCKPT_DISABLE": "1"}
+    """The replay child's environment: ours, with capture off, and who supervises it."""
+    # Replaying must not file new checkpoints of its own. The child checks that its
+    # parent is still us and dies with us (the runner takes the variable out again).
+    return {**os.environ, "PYCKPT_DISABLE": "1", PARENT_VARIABLE: str(os.getpid())}
+
+
+def _open_standard_streams() -> None:
+    """Put /dev/null where standard input, output or error is closed (`cdip run <&-`).
+
+    Else the first file or pipe we open takes the empty number, and the child
+    would read its input from our pipe, or write its output into it.
+    """
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)
+            if null != fd:  # cannot be, as the lower numbers are open: but be sure
+                os.dup2(null, fd)
+                os.close(null)
+            os.set_inheritable(fd, True)
 
 
 class Child:
@@ -82,6 +182,7 @@ class Child:
     """
 
     def __init__(self, command: Sequence[str], env: dict[str, str]) -> None:
+        _open_standard_streams()
         self.pid = os.posix_spawn(command[0], list(command), env)
         self.returncode: int | None = None
 
@@ -116,6 +217,7 @@ class Standby:
     """
 
     def __init__(self, env: dict[str, str]) -> None:
+        _open_standard_streams()  # before the pipe could take the number of one
         read, self._pipe = os.pipe()
         os.set_inheritable(read, True)
         # Ignored across exec, SIGINT cannot kill the child mid-start with a traceback
@@ -218,6 +320,6 @@ def runner_importable(python: str) -> bool:
         return True
     import subprocess
 
-    probe = subprocess.run([python, "-c", "import _ckpt_runner, ckpt"],
+    probe = subprocess.run([python, "-I", "-c", "import _ckpt_runner, ckpt"],
                            capture_output=True, timeout=60, check=False)
     return probe.returncode == 0

@@ -23,6 +23,7 @@ def restore_process(metadata: dict[str, object]) -> Callable[[str], str]:
     working directory is gone (a checkpoint from CI, say), paths under it are
     taken relative to the current directory instead.
     """
+    from ckpt.display import printable
     from ckpt.drift import relocated
 
     cwd = metadata.get("cwd")
@@ -32,16 +33,16 @@ def restore_process(metadata: dict[str, object]) -> Callable[[str], str]:
             os.chdir(cwd)
         except OSError:
             here = os.getcwd()
-            print(f"note: the recorded working directory {cwd} does not exist here; "
-                  f"paths under it are taken from {here}", file=sys.stderr)
+            print(f"note: the recorded working directory {printable(cwd)} does not exist "
+                  f"here; paths under it are taken from {printable(here)}", file=sys.stderr)
             remap = functools.partial(relocated, recorded_cwd=cwd, here=here)
     recorded = [remap(p) for p in metadata.get("path", []) if isinstance(p, str)]  # type: ignore[attr-defined]
     # An entry missing for this interpreter too (python311.zip) is no news.
     missing = [p for p in recorded if p and not os.path.exists(p) and p not in sys.path]
     if missing:
         what = "entry no longer exists" if len(missing) == 1 else "entries no longer exist"
-        print(f"note: {len(missing)} recorded sys.path {what}: {', '.join(missing[:3])}",
-              file=sys.stderr)
+        print(f"note: {len(missing)} recorded sys.path {what}: "
+              f"{printable(', '.join(missing[:3]))}", file=sys.stderr)
     # The recorded path first; this interpreter's own after it, so ckpt stays importable.
     ours = [p for p in sys.path if p not in recorded and p != ""]
     sys.path[:] = recorded + ours
@@ -75,8 +76,34 @@ def standby(fd: int) -> str | None:
     return str(request["options"])
 
 
+def die_with_parent() -> None:
+    """Die with `cdip`, even when it is killed with SIGKILL and cannot clean up (Linux).
+
+    `cdip` names itself in `_CKPT_PARENT` (ckpt.supervise.PARENT_VARIABLE); the
+    kernel then sends us SIGKILL when it ends. That covers only a parent alive when
+    it is set: one that died before has made us an orphan already, as getppid()
+    then shows. A process we start does not inherit it: when `cdip` is killed with
+    SIGKILL, such a grandchild is orphaned (to init, or the nearest subreaper) and
+    lives on; every other end of `cdip` kills it too (supervise._kill_descendants).
+    """
+    expected = os.environ.pop("_CKPT_PARENT", "")  # not for the user's code to see
+    if not expected.isdigit():
+        return  # started by hand, or by a `cdip` older than this
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            # PR_SET_PDEATHSIG (1), SIGKILL (9)
+            ctypes.CDLL(None, use_errno=True).prctl(1, 9, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != int(expected):
+        os._exit(128 + 9)  # as if the signal had come: nobody is waiting for a status
+
+
 def main(argv: list[str] | None = None) -> int:
     """Replay one checkpoint; return the exit status."""
+    die_with_parent()
     arguments = sys.argv[1:] if argv is None else argv
     if arguments[:1] == ["--standby"]:
         waited = standby(int(arguments[1]))
@@ -86,8 +113,6 @@ def main(argv: list[str] | None = None) -> int:
     options = parse(arguments)
     if options is None:
         return EXIT_USAGE
-    if sys.path and sys.path[0] in ("", os.getcwd()):
-        del sys.path[0]  # `-m` put the launch directory first; the recorded path decides
     try:
         from ckpt.errors import CkptError
 
@@ -98,9 +123,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return replay.replay(options, restore_process)
     except CkptError as exc:
-        print(f"cdip: error: {exc.message}", file=sys.stderr)
+        from ckpt.display import printable
+
+        print(f"cdip: error: {printable(exc.message)}", file=sys.stderr)
         if exc.hint:
-            print(f"hint: {exc.hint}", file=sys.stderr)
+            print(f"hint: {printable(exc.hint)}", file=sys.stderr)
         return exc.exit_code
 
 

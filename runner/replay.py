@@ -5,9 +5,9 @@ from __future__ import annotations
 import sys
 
 from ckpt import drift
-from ckpt.checkpoint import Checkpoint, read_checkpoint
+from ckpt.checkpoint import Checkpoint, unpickle_checkpoint, verify_checkpoint
+from ckpt.display import printable
 from ckpt.errors import CkptError
-from ckpt.fileformat import read_headers
 from ckpt.store import Store
 from ckpt.values import Unpicklable
 
@@ -41,21 +41,24 @@ def notices(checkpoint: Checkpoint, module_source: str | None) -> list[str]:
 def replay(
     options: Options, restore: Callable[[dict[str, Any]], Callable[[str], str]]
 ) -> int:
-    """Restore the captured process, load the checkpoint and run the mode."""
-    entry = Store(options.store).find(options.id)
-    detail = read_headers(entry.call_path)[1]
-    remap = restore(detail.get("metadata", {}))
+    """Verify the checkpoint, restore the captured process, unpickle, run the mode.
+
+    In that order: until the checkpoint verifies, nothing recorded in it (its
+    working directory, its `sys.path`) decides where modules are imported from.
+    """
+    entry = Store(options.store, trust=options.trust).find(options.id)
     if options.trust:
         print("note: --trust: loading without checking the signature", file=sys.stderr)
-    checkpoint = read_checkpoint(entry, trust=options.trust)
+    verified = verify_checkpoint(entry, trust=options.trust)
+    remap = restore(verified.call_detail.metadata)
+    checkpoint = unpickle_checkpoint(verified)
     if checkpoint.location.get("file"):
         checkpoint.location["file"] = remap(checkpoint.location["file"])
     function, note = find_function(checkpoint.location, lambda: checkpoint.saved_function)
-    module_source = None
-    if entry.error_path is not None:
-        module_source = read_headers(entry.error_path)[1].get("module_source")
+    error_detail = verified.error_detail
+    module_source = error_detail.module_source if error_detail is not None else None
     for line in ([note] if note else []) + notices(checkpoint, module_source):
-        print(line, file=sys.stderr)
+        print(printable(line), file=sys.stderr)
     if options.mode == "locals":
         frames = checkpoint.frames
         if not frames:

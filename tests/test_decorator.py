@@ -368,5 +368,5 @@ def test_metadata_holds_timestamps_and_duration(store):
     entry = ckpt.checkpoints()[-1]
     from ckpt.fileformat import read_headers
 
-    detail = read_headers(str(entry.error_path))[1]
+    detail = read_headers(str(entry.error_path), None)[1]
     assert 0.05 <= detail["duration"] < 5

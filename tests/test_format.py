@@ -10,7 +10,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ckpt.errors import CorruptCheckpointError
-from ckpt.fileformat import ALIGN, PartWriter, read_part, read_summary, verify_part
+from ckpt.fileformat import (
+    ALIGN,
+    PartWriter,
+    read_headers,
+    read_part,
+    read_summary,
+    verify_part,
+)
 from ckpt.values import pickle_value, unpickle_value
 
 KEY = b"k" * 32
@@ -50,7 +57,8 @@ def test_random_structures_round_trip(tmp_path, summary, detail, values):
     assert part.tag == tag
     assert part.summary == summary and part.detail == detail
     assert [unpickle_value(r.inband, r.buffers) for r in part.records] == values
-    assert read_summary(str(path)) == summary
+    assert read_summary(str(path), KEY) == summary
+    assert read_headers(str(path), KEY) == (summary, detail)
 
 
 def test_buffers_are_aligned_and_round_trip_numpy(tmp_path):
@@ -163,15 +171,17 @@ def test_garbage_is_refused(tmp_path, garbage):
 def test_another_key_is_refused(tmp_path, valid_part):
     path = tmp_path / "part"
     path.write_bytes(valid_part)
-    with pytest.raises(CorruptCheckpointError, match="does not verify"):
-        read_part(str(path), b"o" * 32)
+    for read in (read_part, read_summary, read_headers):
+        with pytest.raises(CorruptCheckpointError, match="signed under another key") as caught:
+            read(str(path), b"o" * 32)
+        assert not caught.value.dead  # another key's file is not for gc to remove
 
 
 def test_a_newer_format_version_is_named(tmp_path, valid_part):
     path = tmp_path / "part"
     path.write_bytes(valid_part[:7] + bytes([99]) + valid_part[8:])
     with pytest.raises(CorruptCheckpointError, match="format 99"):
-        read_summary(str(path))
+        read_summary(str(path), KEY)
 
 
 def test_writer_streams_without_buffering_everything():

@@ -324,7 +324,11 @@ def test_a_checkpoint_from_another_environment_replays_in_that_environment(tmp_p
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(other)], check=True,
                    timeout=120)
     ours = [p for p in sys.path if p.endswith("site-packages") or "__editable__" in p]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(ours)}
+    # ckpt installed there, as pip would (a .pth): the replay child boots isolated
+    # (-I), so PYTHONPATH could not make it importable
+    (site,) = (other / "lib").glob("python*/site-packages")
+    (site / "ckpt-test.pth").write_text("\n".join(ours) + "\n")
+    env = dict(os.environ)
     (tmp_path / "where.py").write_text(
         "import sys, ckpt\n\n@ckpt.ckpt\ndef where():\n    return sys.prefix\n")
     subprocess.run([str(other / "bin" / "python"), "-c", "import where; where.where()"],
@@ -332,7 +336,8 @@ def test_a_checkpoint_from_another_environment_replays_in_that_environment(tmp_p
     result = cdip("run", "where", "--mode", "run", cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stderr
     assert f"where returned {str(other)!r}" in result.stdout
-    assert f"with {other / 'bin' / 'python'}," in result.stderr
+    assert (f"with {other / 'bin' / 'python'} (recorded at capture), not the one cdip runs "
+            f"under ({sys.executable})") in result.stderr
 
 
 def test_the_interpreter_is_ours_only_in_our_environment(tmp_path):

@@ -125,7 +125,9 @@ def test_a_name_finds_its_newest_even_past_a_file_under_the_same_key(store):
     os.rename(b.call_path, os.path.join(store, f"{name_key('a')}~{stamp}~{b.id}.call"))
     found = Store(store).find("a")
     assert found.id == newest_a.id and found.name == "a"
-    assert Store(store).find(b.id).name == "b"
+    # ... and the renamed file is caught: its signed name and time are not its file name's
+    renamed = Store(store).find(b.id)
+    assert renamed.problem and "renamed" in renamed.problem and renamed.summary is None
 
 
 def test_unknown_name_is_a_clear_error(store):

@@ -15,6 +15,7 @@ from conftest import BIN, SAMPLES, run_python
 
 import ckpt
 from ckpt.keys import key_path, load_key
+from ckpt.store import Store
 
 CDIP = str(BIN / "cdip")
 
@@ -80,7 +81,7 @@ def test_another_users_key_is_refused(failed, tmp_path):
     run_python("-c", "import ckpt; ckpt.ckpt(lambda: 0)()", env=other, check=True)
     refused = cdip("run", failed.id, "--mode", "run", env=other)
     assert refused.returncode == 2
-    assert "does not verify" in refused.stderr
+    assert "signed under another key" in refused.stderr  # named as such, not "damaged"
 
 
 def test_checkpoints_cannot_be_swapped_or_renamed(store):
@@ -104,7 +105,9 @@ def test_error_part_cannot_be_attached_to_another_call(store):
             f(value)
     first, second = ckpt.checkpoints()
     shutil.copy(first.error_path, second.error_path)
-    with pytest.raises(ckpt.CkptError, match="do not belong together"):
+    # its signed summary names the first checkpoint: listing already tells
+    assert "renamed or swapped" in Store(store).find(second.id).problem
+    with pytest.raises(ckpt.CkptError, match="renamed or swapped"):
         ckpt.load(second.id)
 
 

@@ -1,0 +1,297 @@
+"""The header schema of a checkpoint part, once: typed, frozen records and their JSON.
+
+Every header field anything acts on or shows is read through these records, and
+only from a header whose tag verified (see `fileformat`). Parsing checks every
+field's type, so a header that verifies but is malformed (a bug, an old writer)
+is a clear error, never a crash further on. namedtuples, not dataclasses: the
+dataclasses module costs every `cdip` command ~15 ms to import.
+"""
+
+from __future__ import annotations
+
+import collections
+
+from .errors import CorruptCheckpointError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+_MISSING = object()
+
+
+class MalformedHeader(CorruptCheckpointError):
+    """A header whose fields are not what the schema says."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(f"malformed header: {what}", reason=f"malformed header ({what})")
+
+
+def _field(data: dict[str, Any], name: str, kinds: type | tuple[type, ...],
+           default: Any = _MISSING) -> Any:
+    value = data.get(name, default)
+    if value is _MISSING:
+        raise MalformedHeader(f"no {name!r}")
+    if value is default:
+        return value
+    allowed = kinds if isinstance(kinds, tuple) else (kinds,)
+    # bool is an int to isinstance; a flag where a number belongs is malformed all the same
+    if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
+        raise MalformedHeader(f"{name!r} is a {type(value).__name__}")
+    return value
+
+
+def _object(data: object, what: str) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise MalformedHeader(f"{what} is not an object")
+    return data
+
+
+def _strings(data: dict[str, Any], name: str) -> list[str]:
+    values = _field(data, name, list, [])
+    if not all(isinstance(value, str) for value in values):
+        raise MalformedHeader(f"{name!r} holds a non-string")
+    return list(values)
+
+
+def _json(record: tuple[Any, ...]) -> dict[str, Any]:
+    """A record as JSON-ready data: nested records too; None fields left out."""
+    fields = record._asdict()  # type: ignore[attr-defined]
+    return {name: _plain(value) for name, value in fields.items() if value is not None}
+
+
+def _plain(value: Any) -> Any:
+    if hasattr(value, "_asdict"):
+        return _json(value)
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    return value
+
+
+class ExceptionLine(collections.namedtuple("ExceptionLine", "type message")):
+    """What a call raised, in the one line listing shows."""
+
+    __slots__ = ()
+    type: str
+    message: str
+
+    @classmethod
+    def from_json(cls, data: object) -> ExceptionLine:
+        """Parse and check."""
+        data = _object(data, "exception")
+        return cls(_field(data, "type", str), _field(data, "message", str, ""))
+
+
+class Summary(collections.namedtuple(
+        "Summary", "part id name stamp trigger function exception call_tag")):
+    """The small header listing reads: what the part is and which checkpoint it belongs to.
+
+    Attributes:
+        part: ``call`` or ``error``.
+        id: the checkpoint's id.
+        name: the name it is filed under.
+        stamp: nanoseconds since the epoch of the call (None before format 3).
+        trigger: what saved the call part: ``call``, or ``error`` when it was written
+            only because the call raised (its error part then completes it).
+        function: ``module:qualname``.
+        exception: (error part) what the call raised.
+        call_tag: (error part) the tag of the call part it completes, hex.
+    """
+
+    __slots__ = ()
+    part: str
+    id: str
+    name: str
+    stamp: int | None
+    trigger: str
+    function: str
+    exception: ExceptionLine | None
+    call_tag: str | None
+
+    @classmethod
+    def from_json(cls, data: object) -> Summary:
+        """Parse and check a summary header."""
+        data = _object(data, "the summary")
+        part = _field(data, "part", str, "call")
+        if part not in ("call", "error"):
+            raise MalformedHeader(f"part {part!r}")
+        exception = data.get("exception")
+        return cls(
+            part=part, id=_field(data, "id", str), name=_field(data, "name", str),
+            stamp=_field(data, "stamp", int, None),
+            trigger=_field(data, "trigger", str, part),
+            function=_field(data, "function", str, ""),
+            exception=ExceptionLine.from_json(exception) if exception is not None else None,
+            call_tag=_field(data, "call_tag", str, None),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON object written to disk."""
+        return _json(self)
+
+
+class Location(collections.namedtuple(
+        "Location", "module qualname file line source_hash file_hash main coroutine")):
+    """How the function is found again: module, qualified name, file and source hashes."""
+
+    __slots__ = ()
+    module: str
+    qualname: str
+    file: str | None
+    line: int | None
+    source_hash: str | None
+    file_hash: str | None
+    main: bool
+    coroutine: bool
+
+    @classmethod
+    def from_json(cls, data: object) -> Location:
+        """Parse and check."""
+        data = _object(data, "the function's location")
+        return cls(
+            module=_field(data, "module", str), qualname=_field(data, "qualname", str),
+            file=_field(data, "file", str, None), line=_field(data, "line", int, None),
+            source_hash=_field(data, "source_hash", str, None),
+            file_hash=_field(data, "file_hash", str, None),
+            main=_field(data, "main", bool, False),
+            coroutine=_field(data, "coroutine", bool, False),
+        )
+
+
+class ValueInfo(collections.namedtuple(
+        "ValueInfo", "name kind type repr shape dtype len unpicklable redacted")):
+    """What `cdip info` shows of one saved value, without unpickling it."""
+
+    __slots__ = ()
+    name: str
+    kind: str | None
+    type: str
+    repr: str
+    shape: list[int] | None
+    dtype: str | None
+    len: int | None
+    unpicklable: str | None
+    redacted: bool | None
+
+    @classmethod
+    def from_json(cls, data: object) -> ValueInfo:
+        """Parse and check."""
+        data = _object(data, "a value's description")
+        shape = _field(data, "shape", list, None)
+        if shape is not None and not all(isinstance(n, int) for n in shape):
+            raise MalformedHeader("a shape holds a non-integer")
+        return cls(
+            name=_field(data, "name", str), kind=_field(data, "kind", str, None),
+            type=_field(data, "type", str, "?"), repr=_field(data, "repr", str, ""),
+            shape=shape, dtype=_field(data, "dtype", str, None), len=_field(data, "len", int, None),
+            unpicklable=_field(data, "unpicklable", str, None),
+            redacted=_field(data, "redacted", bool, None),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON object written to disk."""
+        return _json(self)
+
+
+def _values(data: dict[str, Any], name: str) -> tuple[ValueInfo, ...]:
+    return tuple(ValueInfo.from_json(item) for item in _field(data, name, list, []))
+
+
+# The metadata fields, in the order `cdip info` shows them.
+METADATA_FIELDS = ("host", "user", "pid", "python", "implementation", "executable",
+                   "platform", "cwd", "argv", "path", "packages", "git_commit", "git_dirty")
+
+
+class CallDetail(collections.namedtuple("CallDetail", "location arguments metadata")):
+    """The call part's detail header: where the function is, its arguments, the process.
+
+    `metadata` stays a dict of checked fields (host, pid, executable, cwd, argv,
+    path, packages, git state...): it is shown and compared, and only `cwd`,
+    `path`, `argv` and `executable` are acted on, each checked here.
+    """
+
+    __slots__ = ()
+    location: Location
+    arguments: tuple[ValueInfo, ...]
+    metadata: dict[str, Any]
+
+    @classmethod
+    def from_json(cls, data: object) -> CallDetail:
+        """Parse and check a call part's detail header."""
+        data = _object(data, "the detail header")
+        return cls(Location.from_json(data.get("function")), _values(data, "arguments"),
+                   _metadata(_object(data.get("metadata", {}), "the metadata")))
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON object written to disk."""
+        return {"function": _json(self.location), "arguments": _plain(self.arguments),
+                "metadata": self.metadata}
+
+
+def _metadata(data: dict[str, Any]) -> dict[str, Any]:
+    checked = dict(data)
+    for name in ("cwd", "executable", "host", "user", "python", "platform"):
+        _field(data, name, str, None)
+    _field(data, "pid", int, None)
+    checked["argv"] = _strings(data, "argv")
+    checked["path"] = _strings(data, "path")
+    packages = _field(data, "packages", dict, {})
+    if not all(isinstance(v, str) for v in packages.values()):
+        raise MalformedHeader("a package version is not a string")
+    _field(data, "git_commit", str, None)
+    return checked
+
+
+class ExceptionInfo(collections.namedtuple("ExceptionInfo", "type message traceback")):
+    """What the call raised, with its formatted traceback."""
+
+    __slots__ = ()
+    type: str
+    message: str
+    traceback: str
+
+
+class FrameInfo(collections.namedtuple("FrameInfo", "function qualname file line locals")):
+    """One saved frame: where it was, and its locals' descriptions."""
+
+    __slots__ = ()
+    function: str
+    qualname: str
+    file: str
+    line: int
+    locals: tuple[ValueInfo, ...]
+
+    @classmethod
+    def from_json(cls, data: object) -> FrameInfo:
+        """Parse and check."""
+        data = _object(data, "a frame")
+        function = _field(data, "function", str)
+        return cls(function, _field(data, "qualname", str, function), _field(data, "file", str),
+                   _field(data, "line", int), _values(data, "locals"))
+
+
+class ErrorDetail(collections.namedtuple(
+        "ErrorDetail", "exception duration frames module_source")):
+    """The error part's detail header: the exception, each frame's locals, the module source."""
+
+    __slots__ = ()
+    exception: ExceptionInfo
+    duration: float | None
+    frames: tuple[FrameInfo, ...]
+    module_source: str | None
+
+    @classmethod
+    def from_json(cls, data: object) -> ErrorDetail:
+        """Parse and check an error part's detail header."""
+        data = _object(data, "the detail header")
+        exc = _object(data.get("exception"), "exception")
+        exception = ExceptionInfo(_field(exc, "type", str), _field(exc, "message", str, ""),
+                                  _field(exc, "traceback", str, ""))
+        frames = tuple(FrameInfo.from_json(f) for f in _field(data, "frames", list, []))
+        return cls(exception, _field(data, "duration", (int, float), None), frames,
+                   _field(data, "module_source", str, None))
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON object written to disk."""
+        return {"exception": _json(self.exception), "duration": self.duration,
+                "frames": _plain(self.frames), "module_source": self.module_source}
