@@ -107,16 +107,25 @@ def cmd_gc(args: argparse.Namespace) -> int:
     store = _store(args)
     keep = args.keep if args.keep is not None else configured_keep()
     entries = store.entries()
-    broken = [entry for entry in entries if entry.problem]
-    for entry in broken:
+    # Only what can never be read goes: a checkpoint signed elsewhere, of a newer
+    # format or unreadable to us now is kept (and said so).
+    doomed = [entry for entry in entries if entry.problem and entry.dead]
+    kept = [entry for entry in entries if entry.problem and not entry.dead]
+    by_name: dict[str, list[Entry]] = {}
+    for entry in entries:
+        if not entry.problem:
+            by_name.setdefault(entry.key, []).append(entry)
+    for same_name in by_name.values():  # oldest first, as listed
+        doomed += same_name[: max(len(same_name) - keep, 0)]
+    for entry in doomed:
         store.remove(entry)
-    removed = len(broken)
-    for key in sorted({entry.key for entry in entries if not entry.problem}):
-        removed += len(store.prune(key, keep))
     leftovers = store.stale_temporaries() + store.orphans()
     for path in leftovers:
         discard(path)
-    print(f"removed {removed} checkpoint(s) and {len(leftovers)} leftover file(s)")
+    print(f"removed {len(doomed)} checkpoint(s) and {len(leftovers)} leftover file(s)")
+    if kept:
+        print(f"kept {len(kept)} checkpoint(s) that cannot be read here but are not broken "
+              "(signed elsewhere, newer format, unreadable): see `cdip info`")
     return EXIT_OK
 
 

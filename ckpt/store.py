@@ -233,12 +233,25 @@ class Store:
         calls, errors = self._index(self._named(key) if key is not None else None)
         return self._read(calls, calls, errors)
 
-    def orphans(self) -> list[str]:
-        """Error parts whose call part is gone."""
+    def orphans(self, min_age: float = 60.0) -> list[str]:
+        """Error parts whose call part is gone (older than `min_age` seconds).
+
+        A call part saved only for an error is renamed into place just after its
+        error part: a young orphan may be such a write, still under way.
+        """
         parts = list(self._scan())
         calls = {part[2] for part in parts if part[3] == CALL_SUFFIX}
-        return [self._file(part[4]) for part in parts
-                if part[3] == ERROR_SUFFIX and part[2] not in calls]
+        found = []
+        for _, _, checkpoint_id, suffix, filename in parts:
+            if suffix != ERROR_SUFFIX or checkpoint_id in calls:
+                continue
+            try:
+                young = time.time() - os.lstat(self._file(filename)).st_mtime < min_age
+            except OSError:
+                continue
+            if not young:
+                found.append(self._file(filename))
+        return found
 
     def find(self, name_or_id: str | None) -> Entry:
         """The checkpoint an id, an id prefix or a name (its newest) designates.
@@ -258,9 +271,17 @@ class Store:
                 f"no checkpoints in {self.path}",
                 hint="decorate a function with @ckpt.ckpt and run your program",
             )
-        if name_or_id is None:
-            newest = max(calls, key=lambda i: (calls[i][1], i))
-            return self._read([newest], calls, errors)[-1]
+        if name_or_id is None:  # the newest that can be read, else the newest
+            ordered = sorted(calls, key=lambda i: (calls[i][1], i), reverse=True)
+            first = None
+            for checkpoint_id in ordered:
+                for entry in self._read([checkpoint_id], calls, errors):
+                    if not entry.problem:
+                        return entry
+                    first = first or entry
+            if first is not None:
+                return first
+            raise NotFoundError(f"no checkpoints in {self.path}")
         # a test's bare name: `test_y` or `test_y[2]` for `tests/x.py::test_y[2]`
         named = [e for e in self._read(calls, calls, errors)
                  if name_or_id in _short_names(e.name)]
@@ -325,7 +346,7 @@ class Store:
 
     def open_temporary(self) -> tuple[str, IO[bytes]]:
         """A new private temporary file in the store, for an atomic write."""
-        path = self._file(f"{TEMP_PREFIX}{os.getpid()}-{os.urandom(4).hex()}-{_HOST}")
+        path = self._file(f"{TEMP_PREFIX}{os.getpid()}-{os.urandom(4).hex()}-{_HOST}@{_PID_NS}")
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
         try:
             fd = os.open(path, flags, 0o600)
@@ -442,27 +463,25 @@ class Store:
         return total
 
     def stale_temporaries(self) -> list[str]:
-        """Leftovers of interrupted writes: temporaries whose writer is gone.
+        """Leftovers of interrupted writes: temporaries whose writer is provably gone.
 
-        The writer is known by host and pid; one on another host (a shared
-        store) is only presumed gone after a day.
+        The writer is known by host, PID namespace and pid: only one of this host
+        and namespace whose pid is dead is gone for sure. Any other (another
+        machine on a shared store, a container with the same host name) is only
+        presumed gone after a day without a write.
         """
         stale = []
-        try:
-            names = os.listdir(self.path)
-        except OSError:
-            return []
-        for filename in names:
+        for filename in self._listdir():
             if not filename.startswith(TEMP_PREFIX):
                 continue
             path = self._file(filename)
             pid_text, _, rest = filename[len(TEMP_PREFIX) :].partition("-")
-            host = rest.partition("-")[2]
+            host, _, namespace = rest.partition("-")[2].partition("@")
             try:
-                age = time.time() - os.stat(path).st_mtime
+                age = time.time() - os.lstat(path).st_mtime
             except OSError:
                 continue
-            if host == _HOST:
+            if host == _HOST and namespace in (_PID_NS, ""):  # "": named before format 3
                 gone = not _pid_alive(int(pid_text) if pid_text.isdigit() else -1)
             else:
                 gone = age > 86400
@@ -493,6 +512,17 @@ def check_name(name_or_id: str) -> None:
 
 
 _HOST = re.sub(r"[^A-Za-z0-9.]", "_", os.uname().nodename if hasattr(os, "uname") else "")[:64]
+
+
+def _pid_namespace() -> str:
+    """This process's PID namespace (Linux), so pids are compared only within one."""
+    try:
+        return re.sub(r"[^0-9]", "", os.readlink("/proc/self/ns/pid"))
+    except OSError:
+        return ""
+
+
+_PID_NS = _pid_namespace()
 
 
 def _pid_alive(pid: int) -> bool:

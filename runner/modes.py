@@ -8,6 +8,7 @@ from collections.abc import Coroutine
 from types import CodeType, TracebackType
 
 from ckpt.checkpoint import Checkpoint
+from ckpt.display import printable
 from ckpt.errors import CkptError
 from ckpt.target import is_coroutine_function
 from ckpt.values import short_repr
@@ -75,7 +76,7 @@ def run_once(options: Options, checkpoint: Checkpoint,
 
         print(json.dumps({"id": checkpoint.id, "name": checkpoint.name, **outcome}))
     else:
-        print(text)
+        print(printable(text))
     return status
 
 
@@ -139,7 +140,7 @@ def debug_from_start(options: Options, checkpoint: Checkpoint,
                      function: Callable[..., Any]) -> int:
     """The debugger stopped at the first line of the function, arguments bound."""
     debugger = make_debugger(options)
-    print(f"> breaking at the first line of {checkpoint.name}", file=sys.stderr)
+    print(f"> breaking at the first line of {printable(checkpoint.name)}", file=sys.stderr)
     try:
         if is_coroutine_function(function):
             import asyncio
@@ -182,8 +183,8 @@ def until_error(options: Options, checkpoint: Checkpoint,
         result = _invoke(function, checkpoint.args, checkpoint.kwargs)
     except Exception as exc:
         _print_exception(exc)
-        print(f"\n{checkpoint.name} raised {type(exc).__name__}: entering post-mortem "
-              "debugging (q to quit)", file=sys.stderr)
+        print(f"\n{printable(checkpoint.name)} raised {type(exc).__name__}: entering "
+              "post-mortem debugging (q to quit)", file=sys.stderr)
         debugger = make_debugger(options)
         debugger.reset()
         try:
@@ -191,7 +192,7 @@ def until_error(options: Options, checkpoint: Checkpoint,
         except _quit():
             pass
         return EXIT_RAISED
-    print(f"{checkpoint.name} now succeeds: it returned {short_repr(result)}")
+    print(printable(f"{checkpoint.name} now succeeds: it returned {short_repr(result)}"))
     return EXIT_OK
 
 
@@ -234,9 +235,9 @@ def shell(options: Options, checkpoint: Checkpoint,
         values, what = checkpoint.arguments, f"the arguments of {checkpoint.name}"
     namespace, (handle,) = _namespace(checkpoint, function, values)
     names = ", ".join(values) or "(none)"
-    banner = (f"ckpt shell: {what}: {names}\n"
-              f"{handle}() calls {checkpoint.name} again with these variables; "
-              "`checkpoint` is the checkpoint. Ctrl-D to leave.")
+    banner = printable(f"ckpt shell: {what}: {names}\n"
+                       f"{handle}() calls {checkpoint.name} again with these variables; "
+                       "`checkpoint` is the checkpoint. Ctrl-D to leave.", newlines=True)
     if options.shell == "ipython":
         try:
             from IPython.terminal.interactiveshell import TerminalInteractiveShell

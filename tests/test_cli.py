@@ -165,14 +165,22 @@ def test_gc_keeps_the_newest_per_name_and_removes_leftovers(cli, tmp_path, store
     recent_elsewhere.write_bytes(b"in progress")
     alive = store / f".tmp-{os.getpid()}-beefbeef-{_HOST}"  # this process: still writing
     alive.write_bytes(b"in progress")
+    # same host name, another PID namespace (a container): its pid means nothing here
+    other_namespace = store / f".tmp-999999999-abadcafe-{_HOST}@1"
+    other_namespace.write_bytes(b"in progress")
     orphan = store / "x-00000000~00000000000000000001~abcdefabcdef.error"
     orphan.write_bytes(b"no call part")
+    os.utime(orphan, (time.time() - 120, time.time() - 120))
+    # an error part is renamed into place just before the call part it completes
+    young_orphan = store / "x-00000000~00000000000000000002~abcdefabcdee.error"
+    young_orphan.write_bytes(b"its call part comes next")
     result = cli("gc", "--keep", "1")
     assert result.returncode == 0, result.stderr
     assert "removed 4 checkpoint(s) and 3 leftover file(s)" in result.stdout
     assert [e.name for e in ckpt.checkpoints()] == ["load", "summarise"]
     assert not dead.exists() and not elsewhere.exists() and not orphan.exists()
-    assert alive.exists() and recent_elsewhere.exists()
+    assert alive.exists() and recent_elsewhere.exists() and young_orphan.exists()
+    assert other_namespace.exists()
 
 
 def test_broken_files_are_listed_and_marked_and_the_rest_still_listed(cli, tmp_path, store):

@@ -1,0 +1,293 @@
+"""The review's attacks on the read path, reproduced for real: each one must fail to act.
+
+A forged checkpoint (signed under an attacker's key) planted in a store or shipped
+in a cloned repository, modules planted where `cdip run` is typed or where a
+checkpoint says it was taken, escape sequences in names and messages, hostile
+files in the store, and saves killed half-way.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import BIN, run_python
+
+import ckpt
+from ckpt.fileformat import (
+    KEY_ID_SIZE,
+    MAGIC,
+    PartWriter,
+    _label_tag,
+    _U32,
+    key_id,
+    read_part,
+)
+from ckpt.keys import key_path, load_key
+from ckpt.store import Store, legacy_name_key, name_key
+from ckpt.supervise import RUNNER
+
+CDIP = str(BIN / "cdip")
+
+
+def cdip(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
+         timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([CDIP, *args], capture_output=True, text=True, timeout=timeout,
+                          stdin=subprocess.DEVNULL, cwd=cwd, env={**os.environ, **(env or {})})
+
+
+def attacker_key(tmp_path: Path) -> Path:
+    key = tmp_path / "attacker" / "key"
+    key.parent.mkdir(parents=True, exist_ok=True)
+    key.write_bytes(os.urandom(32))
+    key.chmod(0o600)
+    return key
+
+
+def forge(tmp_path: Path, store: Path, **metadata: object) -> str:
+    """A checkpoint of `step(data)` signed under an attacker's key, its metadata rewritten."""
+    key = attacker_key(tmp_path)
+    module = tmp_path / "victim"
+    module.mkdir(exist_ok=True)
+    (module / "victimstep.py").write_text(
+        "import ckpt\n\n@ckpt.ckpt\ndef step(data):\n    return len(data)\n")
+    run_python("-c", "import numpy, victimstep; victimstep.step(numpy.arange(5))",
+               cwd=module, env={"PYCKPT_KEY_FILE": str(key), "PYCKPT_DIR": str(store)},
+               check=True)
+    (path,) = [p for p in store.iterdir() if p.name.endswith(".call")]
+    part = read_part(str(path), None)
+    part.detail["metadata"].update(metadata)
+    with open(path, "wb") as stream:
+        writer = PartWriter(stream, key.read_bytes())
+        writer.write_header(part.summary, part.detail)
+        for record in part.records:
+            writer.write_record(record.inband, record.buffers)
+        writer.finish()
+    return str(part.summary["id"])
+
+
+def planted(directory: Path, names: list[str], marker: Path) -> None:
+    """Modules that record, when imported, that they ran."""
+    for name in names:
+        (directory / name).write_text(
+            f"open({str(marker)!r}, 'a').write({name!r} + '\\n')\n")
+
+
+@pytest.fixture
+def own_key() -> bytes:
+    return load_key()  # the victim has saved before: a key of their own exists
+
+
+def test_a_cloned_repository_cannot_choose_the_interpreter(tmp_path, monkeypatch, own_key):
+    clone = tmp_path / "clone"
+    store = clone / ".pyckpt"
+    store.mkdir(parents=True, mode=0o700)
+    marker = tmp_path / "ran"
+    tools = clone / "tools"
+    tools.mkdir()
+    fake = tools / "python3"
+    fake.write_text(f"#!/bin/sh\necho attacker >> {marker}\nexec {sys.executable} \"$@\"\n")
+    fake.chmod(0o755)
+    checkpoint_id = forge(tmp_path, store, executable=str(fake))
+    monkeypatch.delenv("PYCKPT_DIR")  # the store is the clone's .pyckpt, found upward
+    replay = cdip("run", "--mode", "run", cwd=clone)
+    assert replay.returncode == 2, replay.stderr
+    assert "signed under another key" in replay.stderr
+    listed = cdip("info", cwd=clone)
+    assert listed.returncode == 0 and "BROKEN" in listed.stdout
+    assert checkpoint_id in listed.stdout and "victimstep" not in listed.stdout
+    assert not marker.exists(), "the checkpoint's interpreter ran"
+
+
+def test_the_child_verifies_before_it_restores_cwd_and_sys_path(tmp_path, store, own_key):
+    evil = tmp_path / "evil"
+    evil.mkdir()
+    marker = tmp_path / "ran"
+    planted(evil, ["numpy.py", "hmac.py", "victimstep.py", "cloudpickle.py"], marker)
+    checkpoint_id = forge(tmp_path, store, cwd=str(evil), path=[str(evil)])
+    options = json.dumps({"store": str(store), "id": checkpoint_id, "mode": "run"})
+    # the child alone, as `cdip run` starts it: it must refuse by itself
+    child = subprocess.run([sys.executable, *RUNNER, options], capture_output=True, text=True,
+                           timeout=60, cwd=tmp_path)
+    assert child.returncode == 2, child.stderr
+    assert "signed under another key" in child.stderr
+    assert not marker.exists(), marker.read_text()
+    assert cdip("run", checkpoint_id, "--mode", "run").returncode == 2
+    assert not marker.exists()
+
+
+def test_modules_where_cdip_run_is_typed_never_run(tmp_path, store):
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "steps.py").write_text(
+        "import ckpt, numpy\n\n@ckpt.ckpt\ndef step(data):\n    return int(data.sum())\n")
+    run_python("-c", "import numpy, steps; steps.step(numpy.arange(4))", cwd=work, check=True)
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    marker = tmp_path / "ran"
+    names = ["json.py", "hmac.py", "pickle.py", "struct.py", "_ckpt_runner.py", "ckpt.py",
+             "numpy.py", "signal.py", "functools.py", "collections.py", "re.py", "os.py"]
+    planted(downloads, names, marker)
+    replay = cdip("run", "step", "--mode", "run", cwd=downloads)
+    assert replay.returncode == 0, replay.stderr
+    assert "step returned 6" in replay.stdout
+    assert not marker.exists(), f"ran from the current directory: {marker.read_text()}"
+
+
+ESCAPES = "\x1b]0;owned\x07\x1b[2J\x1b[31m\u202e"
+
+
+def test_escape_sequences_never_reach_the_terminal(tmp_path, store):
+    script = tmp_path / "hostile.py"
+    script.write_text(
+        "import ckpt\n\n"
+        f"@ckpt.ckpt(name={'evil' + ESCAPES!r})\n"
+        "def step(label):\n"
+        f"    secret = {ESCAPES!r}\n"
+        f"    raise ValueError({'boom' + ESCAPES + chr(10) + 'ffff  fake  call  row'!r})\n\n"
+        "try:\n"
+        f"    step({ESCAPES!r})\n"
+        "except ValueError:\n    pass\n")
+    run_python(str(script), check=True)
+    outputs = []
+    listed = cdip("info")
+    assert listed.returncode == 0
+    assert len(listed.stdout.splitlines()) == 3  # the store, the header, one row: no fake row
+    outputs.append(listed.stdout)
+    (row,) = json.loads(cdip("info", "--json").stdout)
+    assert row["name"] == "evil" + ESCAPES  # JSON stays exact (and valid)
+    shown = cdip("info", row["id"])
+    assert shown.returncode == 0, shown.stderr
+    outputs.append(shown.stdout)
+    replay = cdip("run", row["id"], "--mode", "run")
+    assert replay.returncode == 1
+    outputs += [replay.stdout, replay.stderr.split("Traceback")[0]]
+    for output in outputs:
+        assert "\x1b" not in output and "\x07" not in output and "\u202e" not in output
+    assert "\\x1b[2J" in listed.stdout  # shown, escaped: not hidden either
+
+
+def test_a_save_killed_half_way_is_never_listed_as_a_valid_checkpoint(tmp_path, store):
+    script = tmp_path / "loop.py"
+    script.write_text(
+        "import ckpt, numpy\n\n"
+        "@ckpt.ckpt(active=False, keep=100)\n"
+        "def step(data):\n    raise ValueError('bad data')\n\n"
+        "data = numpy.ones(4_000_000)\n"
+        "print('ready', flush=True)\n"
+        "while True:\n"
+        "    try:\n        step(data)\n    except ValueError:\n        pass\n")
+    rng = random.Random(7)
+    for _ in range(8):
+        process = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE,
+                                   text=True)
+        assert process.stdout is not None and process.stdout.readline() == "ready\n"
+        time.sleep(rng.uniform(0.05, 0.5))
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    entries = ckpt.checkpoints()
+    assert entries, "nothing was saved at all"
+    for entry in entries:
+        if not entry.problem:
+            assert entry.trigger == "error" and entry.error_summary.exception is not None
+    assert cdip("gc").returncode == 0
+    after = Store(store).entries()
+    assert all(not entry.problem for entry in after)
+    for entry in after:
+        assert ckpt.load(entry.id).exception.message == "bad data"
+
+
+def test_a_missing_key_is_reported_not_silently_replaced(store):
+    ckpt.ckpt(lambda x: x, name="old")(1)
+    old_id = key_id(load_key()).hex()
+    os.unlink(key_path())
+    listed = cdip("info")
+    assert listed.returncode == 0 and "BROKEN" in listed.stdout
+    assert "no checkpoint key" in listed.stdout
+    ckpt.ckpt(lambda x: x, name="new")(2)  # a new key is made for new checkpoints...
+    old, new = ckpt.checkpoints()
+    assert new.problem is None
+    assert old.problem == f"signed under another key ({old_id})"  # ...the old ones name theirs
+    refused = cdip("run", old.id, "--mode", "run")
+    assert refused.returncode == 2 and old_id in refused.stderr
+
+
+def _raw_part(path: Path, summary: bytes, key: bytes) -> None:
+    """A format-3 part whose summary is these exact bytes, correctly tagged."""
+    head = bytearray(MAGIC + bytes([3]) + key_id(key)) + _U32.pack(len(summary)) + summary
+    head += _label_tag(key, b"ckpt summary\x00", head)
+    path.write_bytes(bytes(head) + b"\x00" * 64)
+
+
+def test_hostile_files_in_the_store_never_hang_or_crash_anything(store, own_key):
+    ckpt.ckpt(lambda x: x, name="good")(1)
+    os.mkfifo(store / "fifo-0~00000000000000000001~aaaaaaaaaaaa.call")
+    (store / "dir-0~00000000000000000002~bbbbbbbbbbbb.call").mkdir()
+    (store / "link-0~00000000000000000003~cccccccccccc.call").symlink_to("/etc/passwd")
+    (store / "huge-0~99999999999999999999~dddddddddddd.call").write_bytes(b"garbage")
+    nested = b'{"id":' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    _raw_part(store / "deep-0~00000000000000000004~eeeeeeeeeeee.call", nested, own_key)
+    malformed = json.dumps({"part": "error", "id": "ffffffffffff", "name": "m",
+                            "exception": "not an object"}).encode()
+    _raw_part(store / f"{name_key('m')}~00000000000000000005~ffffffffffff.call", malformed,
+              own_key)
+    for command in (["info"], ["info", "--json"], ["rm", "good"]):
+        result = cdip(*command, timeout=20)
+        assert result.returncode == 0, result.stderr
+        assert "Traceback" not in result.stderr
+    ckpt.ckpt(lambda x: x, name="good")(1)
+    listed = cdip("info").stdout
+    assert listed.count("BROKEN") == 6
+    for reason in ("not a regular file", "symbolic link", "unreadable header",
+                   "malformed header"):
+        assert reason in listed
+    assert [e.name for e in ckpt.checkpoints() if not e.problem] == ["good"]
+    collected = cdip("gc", timeout=20)
+    assert collected.returncode == 0, collected.stderr
+    assert "removed 3 checkpoint(s)" in collected.stdout and "kept 3" in collected.stdout
+    # what is not ours to judge stays: the FIFO, the directory, the link
+    assert cdip("info", timeout=20).stdout.count("BROKEN") == 3
+    assert stat.S_ISFIFO(os.lstat(store / "fifo-0~00000000000000000001~aaaaaaaaaaaa.call")
+                         .st_mode)
+    assert Path("/etc/passwd").exists()
+
+
+def _colliding_names() -> tuple[str, str]:
+    seen: dict[str, str] = {}
+    for number in range(2_000_000):
+        name = f"step{number}"
+        key = legacy_name_key(name).rpartition("-")[2]
+        if key in seen:
+            return seen[key], name
+        seen[key] = name
+    raise AssertionError("no 32-bit collision found")
+
+
+def test_names_that_collided_in_32_bits_keep_their_own_checkpoints(store):
+    first, second = _colliding_names()
+    assert name_key(first) != name_key(second)
+    for name in (first, second, first, second):
+        ckpt.ckpt(lambda x: x, name=name, keep=2)(1)
+    names = [entry.name for entry in ckpt.checkpoints()]
+    assert names.count(first) == 2 and names.count(second) == 2
+
+
+def test_renaming_an_old_checkpoint_does_not_make_it_the_newest(store):
+    f = ckpt.ckpt(lambda x: x, name="step")
+    f("old")
+    f("new")
+    old, new = ckpt.checkpoints()
+    renamed = old.call_path.replace(f"~{old.stamp:020d}~", f"~{new.stamp + 1:020d}~")
+    os.rename(old.call_path, renamed)
+    assert ckpt.load().args == ("new",)
+    assert ckpt.load("step").args == ("new",)
+    listed = {entry.id: entry.problem for entry in ckpt.checkpoints()}
+    assert "renamed" in listed[old.id]
