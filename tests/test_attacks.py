@@ -23,11 +23,10 @@ from conftest import BIN, run_python
 
 import ckpt
 from ckpt.fileformat import (
-    KEY_ID_SIZE,
+    _U32,
     MAGIC,
     PartWriter,
     _label_tag,
-    _U32,
     key_id,
     read_part,
 )
