@@ -17,7 +17,7 @@ import ckpt
 DATA = Path(__file__).parent / "data"
 
 
-@pytest.fixture(params=[1, 2], ids=["format-1", "format-2"])
+@pytest.fixture(params=[1, 2, 3], ids=["format-1", "format-2", "format-3"])
 def golden(request, tmp_path, monkeypatch) -> str:
     """A copy of one version's golden store, in use; returns the label it was saved with."""
     store = tmp_path / "golden"
