@@ -68,8 +68,6 @@ def _kill_descendants() -> None:
         return  # nothing to clean up: spare the import of psutil
     import time
 
-    import psutil
-
     deadline = time.monotonic() + CLEANUP_GRACE_SECONDS
     warned: set[psutil.Process] = set()
     for _ in range(TERM_ROUNDS):

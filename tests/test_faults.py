@@ -50,7 +50,7 @@ def test_a_full_disk_is_one_warning_per_call_and_leaves_nothing(store):
     store.mkdir()
     # a real file system that fills up: a 1 MiB tmpfs mounted over the store
     command = ["unshare", "-rm", "sh", "-c",
-               f'mount -t tmpfs -o size=1m tmpfs "{store}" && exec "$0" -c "$1"',
+               f'mount -t tmpfs -o size=1m,mode=0700 tmpfs "{store}" && exec "$0" -c "$1"',
                sys.executable, SAVING_PROGRAM]
     result = subprocess.run(command, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr

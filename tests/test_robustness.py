@@ -124,7 +124,7 @@ def test_read_only_store_warns_and_changes_nothing(store, tmp_path):
     else:
         # root writes through file modes: mount a real read-only file system instead
         command = ["unshare", "-rm", "sh", "-c",
-                   f'mount -t tmpfs -o ro tmpfs "{store}" && exec "$0" -c "$1"',
+                   f'mount -t tmpfs -o ro,mode=0700 tmpfs "{store}" && exec "$0" -c "$1"',
                    sys.executable, READ_ONLY_PROGRAM]
     result = subprocess.run(command, capture_output=True, text=True, timeout=60)
     store.chmod(0o700)
