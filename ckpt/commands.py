@@ -23,7 +23,7 @@ def _store(args: argparse.Namespace, trust: bool = False) -> Store:
     from .location import find_store_path
     from .store import Store
 
-    return Store(os.path.abspath(args.dir) if args.dir else find_store_path(), trust=trust)
+    return Store(find_store_path(args.dir), trust=trust)
 
 
 def cmd_init(args: argparse.Namespace) -> int:

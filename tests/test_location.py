@@ -95,6 +95,13 @@ def test_the_default_store_of_another_user_is_refused(cli, monkeypatch):
     assert listed.returncode == 2 and "belongs to another user" in listed.stderr
 
 
+def test_an_unsafe_store_given_with_dir_is_refused(tmp_path, cli):
+    theirs = make_store(tmp_path / "theirs", 0o700, NOBODY)
+    result = cli("info", "--dir", "theirs")
+    assert result.returncode == 2
+    assert f"not using the store {theirs}: it belongs to another user" in result.stderr
+
+
 def test_a_store_that_does_not_exist_yet_is_created_private(tmp_path, monkeypatch):
     new = tmp_path / "not" / "yet"
     monkeypatch.setenv("PYCKPT_DIR", str(new))
