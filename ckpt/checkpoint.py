@@ -275,11 +275,11 @@ def load(name_or_id: str | None = None, *,
     Raises:
         CkptError: nothing matches, or the checkpoint is corrupt or untrusted.
     """
-    store = Store(directory if directory is not None else find_store_path())
+    store = Store(find_store_path(os.fspath(directory) if directory is not None else None))
     return read_checkpoint(store.find(name_or_id))
 
 
 def checkpoints(*, directory: str | os.PathLike[str] | None = None) -> list[Entry]:
     """Every checkpoint in the store, oldest first and newest last (nothing unpickled)."""
-    store = Store(directory if directory is not None else find_store_path())
+    store = Store(find_store_path(os.fspath(directory) if directory is not None else None))
     return store.entries()
