@@ -1,200 +1,800 @@
 """Portable bundles: `cdip export` packs checkpoints into one file, `cdip import` adopts them.
 
-A bundle is a tar file: `manifest.json` (what it holds, readable without
-unpickling anything, with a SHA-256 of every file), `manifest.sha256`, and the
-checkpoint files as they were signed by the exporter. Each call part carries the
+A bundle is a tar file: `manifest.json` (an index of what it holds, with the
+size and SHA-256 of every file), `manifest.sha256`, and the checkpoint parts,
+written afresh from their verified content under the exporter's key (with any
+`--redact`ed values replaced by placeholders). Each error part carries the
 source of its function's module at capture, so the importer sees what changed.
+
 A bundle proves its integrity (a truncated or altered file is refused), not who
 made it: importing is the user's deliberate decision to trust it, after which
-its checkpoints are signed again under the importer's own key.
+its checkpoints are signed again under the importer's own key. Everything in a
+bundle is untrusted input until then: what the importer is shown is read from
+the parts themselves (the manifest is only an index, and must agree with them),
+every size is bounded from the tar headers before anything is extracted, and
+nothing reaches the store unless every checkpoint was written.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fnmatch
 import hashlib
 import io
 import json
+import math
 import os
+import pickle
+import re
+import shutil
 import socket
+import stat
 import tarfile
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, Callable
 
+from .display import human_size, printable
 from .errors import CkptError, CorruptCheckpointError
-from .fileformat import read_part, verify_part
+from .fileformat import Part, PartWriter, Record, read_part
+from .header import CallDetail, ErrorDetail, Summary
 from .keys import load_key
-from .store import CALL_SUFFIX, ERROR_SUFFIX, Entry, Store, name_key, new_id
+from .store import CALL_SUFFIX, ERROR_SUFFIX, Entry, Store, discard, name_key, new_id
+from .target import configured_max_bytes
+from .values import Unpicklable
 
 BUNDLE_FORMAT = "ckpt-bundle"
 BUNDLE_VERSION = 1
+MANIFEST = "manifest.json"
+DIGEST = "manifest.sha256"
+PARTS = "checkpoints/"
+MAX_MANIFEST = 4 << 20
+MAX_CHECKPOINTS = 10_000
+MAX_NAME = 4096
+# A checkpoint's time (ns since the epoch) must lie in 2000..2100: anything else is no
+# capture of ours, and would break the store's file names or every date shown.
+FIRST_STAMP = 946_684_800 * 10**9
+LAST_STAMP = 4_102_444_800 * 10**9
+REDACTED = "<redacted>"
+REDACTED_WHY = "redacted at export"
+
+_ID = re.compile(r"[0-9a-f]{12}")  # what store.new_id makes
+# A part's file name in the store (as store._PART_NAME), and in a bundle: a plain name
+_PART_FILE = re.compile(r"([^~]+)~([0-9]+)~([^~.]+)(\.call|\.error)")
+_MEMBER = re.compile(r"[A-Za-z0-9_.~-]{1,240}\.(call|error)")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_CHUNK = 1 << 20
+# While tar headers are scanned no read may exceed this: tarfile reads a GNU long
+# name or a pax header whole, as large as a crafted header declares (gigabytes of
+# memory), and parses pax records in time quadratic in their size (Python < 3.11.10).
+_HEADER_READ = 4096
 
 
-def _sha256(path: str) -> str:
+# --- export ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Value:
+    """One argument or local a bundle carries: its name and type, and whether redacted."""
+
+    name: str
+    type: str
+    redacted: bool
+
+
+@dataclass(frozen=True)
+class Exported:
+    """What one exported checkpoint carries, read from its verified headers."""
+
+    id: str
+    name: str
+    trigger: str
+    arguments: list[Value]
+    frames: list[tuple[str, list[Value]]]  # (qualname, locals) of each saved frame
+
+    @property
+    def values(self) -> list[Value]:
+        """Every argument and local, in order."""
+        return self.arguments + [value for _, values in self.frames for value in values]
+
+
+def export(entries: list[Entry], output: str | os.PathLike[str],
+           redact: tuple[str, ...] = ()) -> list[Exported]:
+    """Write `entries`, verified under this user's key, into one bundle file.
+
+    Values of arguments and locals whose names match a `redact` glob are
+    replaced by placeholders in the bundle (the store keeps them); nothing is
+    unpickled to do so. The bundle is created privately (mode 0600, a random
+    temporary name, no link followed) and renamed onto `output`.
+
+    Raises:
+        CkptError: a checkpoint does not verify, or the bundle cannot be written.
+    """
+    output = Path(output)
+    key = load_key(create=False)
+    try:
+        staging = Path(tempfile.mkdtemp(prefix=".ckpt-export-", dir=output.parent))
+    except OSError as exc:
+        raise CkptError(f"cannot write {printable(output)}: {exc.strerror}") from exc
+    try:
+        manifest, carried = [], []
+        for entry in entries:
+            described, exported = _stage_checkpoint(entry, key, staging, redact)
+            manifest.append(described)
+            carried.append(exported)
+        _write_bundle(output, _manifest_bytes(manifest), staging)
+    except OSError as exc:
+        where = printable(exc.filename or output)
+        raise CkptError(f"cannot export to {printable(output)}: {where}: {exc.strerror}") from exc
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return carried
+
+
+def carried_lines(carried: list[Exported]) -> list[str]:
+    """What the exported checkpoints carry, for people: each one's values by name and type."""
+    def listed(values: list[Value]) -> str:
+        return ", ".join(printable(f"{value.name}: {value.type}")
+                         + (" [redacted]" if value.redacted else "") for value in values)
+
+    lines = []
+    for item in carried:
+        lines += [f"  {printable(item.id)}  {printable(item.name)} ({item.trigger})",
+                  f"    arguments: {listed(item.arguments) or '(none)'}"]
+        lines += [f"    locals of {printable(qualname)}: {listed(values) or '(none)'}"
+                  for qualname, values in item.frames]
+    lines.append("  each also carries its function's code, the exception message and "
+                 "traceback, the module's source, and where it ran (host, user, cwd, argv, "
+                 "sys.path): --redact changes none of these")
+    return lines
+
+
+def unmatched(carried: list[Exported], patterns: list[str]) -> list[str]:
+    """The --redact patterns that matched no value (a typo would let a secret leave)."""
+    names = [value.name for item in carried for value in item.values if value.redacted]
+    return [p for p in patterns if not any(fnmatch.fnmatchcase(n, p) for n in names)]
+
+
+def _stage_checkpoint(entry: Entry, key: bytes, staging: Path, redact: tuple[str, ...],
+                      ) -> tuple[dict[str, Any], Exported]:
+    """Verify, redact and re-write one checkpoint's parts into `staging`."""
+    if entry.problem:
+        raise CorruptCheckpointError(f"checkpoint {entry.id} cannot be exported: {entry.problem}")
+    call = read_part(entry.call_path, key)
+    summary = call.summary
+    arguments = _redact(call, redact)
+    call_tag = _write_part(staging / os.path.basename(entry.call_path), call, key)
+    del call  # its buffers: one part in memory at a time
+    frames: list[tuple[str, list[Value]]] = []
+    exception = None
+    if entry.error_path is not None:
+        error = read_part(entry.error_path, key)
+        error.summary = {**error.summary, "call_tag": call_tag.hex()}  # the part it completes
+        locals_ = _redact(error, redact)
+        frames = [(str(frame.get("qualname")), locals_[start:end])
+                  for frame, start, end in _frame_spans(error.detail)]
+        exception = error.summary.get("exception")
+        _write_part(staging / os.path.basename(entry.error_path), error, key)
+    trigger = "error" if entry.error_path is not None else str(summary.get("trigger"))
+    described = {
+        "id": summary.get("id"), "name": summary.get("name"), "trigger": trigger,
+        "created": entry.stamp / 1e9, "stamp": entry.stamp, "function": summary.get("function"),
+        "exception": exception, "files": [_file_record(staging, path) for path in entry.paths],
+    }
+    exported = Exported(str(summary.get("id")), str(summary.get("name")), trigger, arguments,
+                        frames)
+    return described, exported
+
+
+def _descriptions(part: Part) -> list[dict[str, Any] | None]:
+    """Each record's description, in record order (None for the function's copy).
+
+    A call part's records are the function's copy, then each argument; an error
+    part's are the locals of every frame in order.
+    """
+    detail = part.detail
+    try:
+        if part.summary.get("part", "call") == "call":
+            found: list[Any] = [None, *detail["arguments"]]
+        else:
+            found = [local for frame in detail["frames"] for local in frame["locals"]]
+    except (KeyError, TypeError) as exc:
+        raise CorruptCheckpointError(f"{part.summary.get('id')}: unreadable descriptions") from exc
+    if len(found) != len(part.records) or not all(
+            item is None or (isinstance(item, dict) and isinstance(item.get("name"), str))
+            for item in found):
+        raise CorruptCheckpointError(
+            f"checkpoint {part.summary.get('id')}: its headers do not describe its records")
+    return found
+
+
+def _frame_spans(detail: dict[str, Any]) -> list[tuple[dict[str, Any], int, int]]:
+    """Each frame with the range of its locals among the error part's records."""
+    spans, start = [], 0
+    for frame in detail.get("frames", []):
+        spans.append((frame, start, start + len(frame["locals"])))
+        start += len(frame["locals"])
+    return spans
+
+
+def _redact(part: Part, patterns: tuple[str, ...]) -> list[Value]:
+    """Replace the records whose names match `patterns` by placeholders, in place.
+
+    The placeholder is pickled here, from a value we build: nothing of the
+    user's is unpickled. Its description says only the name, kind and type.
+    Returns what the part carries now, argument or local, in record order.
+    """
+    carried = []
+    for index, description in enumerate(_descriptions(part)):
+        if description is None:
+            continue
+        name, kind = description["name"], str(description.get("type", "?"))
+        hidden = any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)
+        if hidden:
+            placeholder = Unpicklable(kind, REDACTED, REDACTED_WHY)
+            part.records[index] = Record(pickle.dumps(placeholder, protocol=5))
+            kept: dict[str, Any] = {k: description[k] for k in ("name", "kind") if k in description}
+            description.clear()
+            description.update(kept, type=kind, repr=REDACTED, unpicklable=REDACTED_WHY,
+                               redacted=True)
+        carried.append(Value(name, kind, hidden))
+    return carried
+
+
+def _write_part(path: Path, part: Part, key: bytes) -> bytes:
+    """Write `part` afresh, signed under `key`, to a new file; return its tag."""
+    with open(path, "xb") as stream:
+        writer = PartWriter(stream, key)
+        writer.write_header(part.summary, part.detail)
+        for record in part.records:
+            writer.write_record(record.inband, record.buffers)
+        return writer.finish()
+
+
+def _file_record(staging: Path, path: str) -> dict[str, Any]:
+    staged = staging / os.path.basename(path)
+    return {"name": staged.name, "size": staged.stat().st_size, "sha256": _sha256(staged)}
+
+
+def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as stream:
-        while chunk := stream.read(1 << 20):
+        while chunk := stream.read(_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
 
 
-def export(entries: list[Entry], output: str | os.PathLike[str]) -> int:
-    """Write `entries` (verified under this user's key first) into one bundle file."""
-    output = Path(output)
-    key = load_key(create=False)
-    described = []
-    for entry in entries:
-        if entry.problem:
-            raise CorruptCheckpointError(f"checkpoint {entry.id} cannot be exported: "
-                                         f"{entry.problem}")
-        for path in entry.paths:
-            verify_part(path, key)
-        described.append({
-            "id": entry.id, "name": entry.name, "trigger": entry.trigger,
-            "created": entry.created, "stamp": entry.stamp,
-            "function": entry.function,
-            "exception": (entry.error_summary.exception._asdict()
-                          if entry.error_summary and entry.error_summary.exception else None),
-            "files": [{"name": os.path.basename(path), "size": os.stat(path).st_size,
-                       "sha256": _sha256(path)} for path in entry.paths],
-        })
-    manifest = json.dumps({
+def _manifest_bytes(checkpoints: list[dict[str, Any]]) -> bytes:
+    return json.dumps({
         "format": BUNDLE_FORMAT, "version": BUNDLE_VERSION, "created": time.time(),
-        "host": socket.gethostname(), "checkpoints": described,
+        "host": socket.gethostname(), "checkpoints": checkpoints,
     }, indent=1).encode()
-    temporary = output.with_name(f".{output.name}.{os.getpid()}.tmp")
+
+
+def _write_bundle(output: Path, manifest: bytes, staging: Path) -> None:
+    """Write the tar file: created exclusively under a random name, mode 0600, then renamed.
+
+    In a shared directory a predictable temporary name could be a link planted
+    by someone else; `mkstemp` creates a new file (O_EXCL) that no one else can
+    read, and `os.replace` replaces a link at `output` rather than following it.
+    """
+    fd, temporary = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp",
+                                     dir=output.parent)
     try:
-        with tarfile.open(temporary, "w") as tar:
-            _add_bytes(tar, "manifest.json", manifest)
-            _add_bytes(tar, "manifest.sha256", hashlib.sha256(manifest).hexdigest().encode())
-            for entry in entries:
-                for path in entry.paths:
-                    tar.add(path, arcname=f"checkpoints/{os.path.basename(path)}")
+        with os.fdopen(fd, "wb") as stream, \
+                tarfile.open(fileobj=stream, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            _add(tar, MANIFEST, io.BytesIO(manifest), len(manifest))
+            digest = hashlib.sha256(manifest).hexdigest().encode()
+            _add(tar, DIGEST, io.BytesIO(digest), len(digest))
+            for path in sorted(staging.iterdir()):
+                with open(path, "rb") as part:
+                    _add(tar, PARTS + path.name, part, path.stat().st_size)
         os.replace(temporary, output)
     except BaseException:
-        temporary.unlink(missing_ok=True)
+        discard(temporary)
         raise
-    return len(entries)
 
 
-def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+def _add(tar: tarfile.TarFile, name: str, data: IO[bytes], size: int) -> None:
+    # A member says nothing of the exporter's account: no owner, a private mode.
     info = tarfile.TarInfo(name)
-    info.size = len(data)
-    info.mtime = int(time.time())
-    tar.addfile(info, io.BytesIO(data))
+    info.size, info.mode, info.mtime = size, 0o600, int(time.time())
+    tar.addfile(info, data)
+
+
+# --- import: reading a bundle -----------------------------------------------------------
+
+
+def _quoted(value: object) -> str:
+    """A value from a bundle, quoted for a message: escaped, so it cannot drive the terminal."""
+    return printable(repr(value))
 
 
 def _damaged(path: Path, what: str) -> CkptError:
-    return CkptError(f"the bundle {path} is damaged: {what}",
+    return CkptError(f"the bundle {printable(path)} is damaged: {what}",
                      hint="export it again, and copy it whole (as a binary file)")
 
 
-@dataclass
-class Bundle:
-    """An opened, integrity-checked bundle, extracted to a private directory."""
+class _Refused(Exception):
+    """A bundle that is not what `cdip export` writes: why, for the message."""
 
-    path: Path
-    manifest: dict[str, Any]
-    directory: Path
+
+class _Damaged(Exception):
+    """A bundle that is truncated or altered: why, for the message."""
+
+
+@dataclass(frozen=True)
+class BundledCheckpoint:
+    """One checkpoint of a bundle, as its own parts' headers describe it.
+
+    Attributes:
+        id: the id its parts carry (a fresh one is chosen here if it is not one of ours).
+        files: its extracted parts, the call part first.
+    """
+
+    id: str
+    name: str
+    trigger: str
+    stamp: int
+    function: str
+    exception: tuple[str, str] | None
+    files: tuple[Path, ...]
 
     @property
-    def checkpoints(self) -> list[dict[str, Any]]:
-        """What the manifest says each checkpoint is."""
-        return list(self.manifest["checkpoints"])
+    def created(self) -> float:
+        """Seconds since the epoch when the call was made."""
+        return self.stamp / 1e9
+
+    @property
+    def exception_text(self) -> str:
+        """'ValueError: bad value', or '' when the call did not raise."""
+        if self.exception is None:
+            return ""
+        kind, message = self.exception
+        return f"{kind}: {message}" if message else kind
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """An opened bundle: every file extracted to a private directory and checked."""
+
+    path: Path
+    host: str
+    created: float
+    checkpoints: list[BundledCheckpoint]
+    directory: Path
 
 
 def open_bundle(path: Path, workdir: Path) -> Bundle:
-    """Extract a bundle into `workdir` and check every file against the manifest.
+    """Check a bundle, extract its parts into `workdir` and read what they are.
+
+    Nothing is extracted before every member's type, name and size were
+    checked from the tar headers and against the manifest.
 
     Raises:
-        CkptError: the bundle is missing, truncated, altered or not a bundle.
+        CkptError: the bundle is missing, truncated, altered, too large, or
+            not what `cdip export` writes.
     """
     try:
-        with tarfile.open(path, "r:") as tar:
-            members = {member.name: member for member in tar.getmembers()}
-            manifest_bytes = _read_member(tar, members, "manifest.json", path)
-            digest = _read_member(tar, members, "manifest.sha256", path).decode().strip()
-            if hashlib.sha256(manifest_bytes).hexdigest() != digest:
-                raise _damaged(path, "its manifest does not match its digest")
-            manifest = json.loads(manifest_bytes)
-            if manifest.get("format") != BUNDLE_FORMAT:
-                raise _damaged(path, "it is not a ckpt bundle")
-            if manifest.get("version") != BUNDLE_VERSION:
-                raise CkptError(f"{path} is a version {manifest.get('version')} bundle; "
-                                f"this ckpt reads version {BUNDLE_VERSION}")
-            for checkpoint in manifest["checkpoints"]:
-                for file in checkpoint["files"]:
-                    _extract(tar, members, file, workdir, path)
+        with _open_archive(path) as (tar, reader):
+            members = _members(tar, reader.size)
+            reader.limit = _CHUNK
+            manifest = _read_manifest(tar, members)
+            for entry in manifest["checkpoints"]:
+                for file in entry["files"]:
+                    _extract(tar, members[PARTS + file["name"]], file, workdir)
+        checkpoints = [_bundled(entry, workdir) for entry in manifest["checkpoints"]]
+    except _Damaged as exc:
+        raise _damaged(path, str(exc)) from exc
+    except _Refused as exc:
+        raise CkptError(f"the bundle {printable(path)} is refused: {exc}",
+                        hint="it is not what `cdip export` writes: ask for a fresh export"
+                        ) from exc
+    return Bundle(path, manifest["host"], manifest["created"], checkpoints, workdir)
+
+
+class _Capped:
+    """The bundle file as tarfile reads it: never past its end, never much at once."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self._stream = stream
+        self.size = os.fstat(stream.fileno()).st_size
+        self.limit = _HEADER_READ
+
+    def read(self, size: int | None = -1) -> bytes:
+        """At most `size` bytes, and never more than `limit` at once."""
+        left = max(self.size - self._stream.tell(), 0)
+        wanted = left if size is None or size < 0 else min(size, left)
+        if wanted > self.limit:
+            raise _Refused(f"it has a tar header extension of {human_size(wanted)}")
+        return self._stream.read(wanted)
+
+    def write(self, data: bytes) -> int:
+        """Refused: a bundle is only read."""
+        raise io.UnsupportedOperation("read only")
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        """As the file's seek."""
+        return self._stream.seek(offset, whence)
+
+    def tell(self) -> int:
+        """As the file's tell."""
+        return self._stream.tell()
+
+    def close(self) -> None:
+        """Close the file."""
+        self._stream.close()
+
+
+@contextlib.contextmanager
+def _open_archive(path: Path) -> Iterator[tuple[tarfile.TarFile, _Capped]]:
+    """Open a bundle as an uncompressed tar file (nothing to inflate), its reads capped."""
+    try:
+        # O_NONBLOCK: opening a FIFO would wait for a writer; it is refused below instead
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except FileNotFoundError as exc:
-        raise CkptError(f"no bundle at {path}") from exc
-    except (tarfile.TarError, EOFError, OSError, ValueError, KeyError, TypeError) as exc:
-        raise _damaged(path, f"{type(exc).__name__}: {exc}") from exc
-    return Bundle(path, manifest, workdir)
+        raise CkptError(f"no bundle at {printable(path)}") from exc
+    except OSError as exc:
+        raise CkptError(f"cannot read {printable(path)}: {exc.strerror}") from exc
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise CkptError(f"{printable(path)} is not a file")
+    with os.fdopen(fd, "rb") as stream:
+        reader = _Capped(stream)
+        with _tar_errors():
+            tar = tarfile.open(fileobj=reader, mode="r:")
+        with tar:
+            yield tar, reader
 
 
-def _read_member(tar: tarfile.TarFile, members: dict[str, tarfile.TarInfo], name: str,
-                 path: Path) -> bytes:
-    member = members.get(name)
-    stream = tar.extractfile(member) if member is not None else None
-    if stream is None:
-        raise _damaged(path, f"{name} is missing")
-    return stream.read()
+@contextlib.contextmanager
+def _tar_errors() -> Iterator[None]:
+    """Turn tarfile's many failures on crafted input into one: a damaged bundle."""
+    try:
+        yield
+    except (_Refused, _Damaged):
+        raise
+    except Exception as exc:
+        raise _Damaged(f"{type(exc).__name__}: {printable(exc)}") from exc
 
 
-def _extract(tar: tarfile.TarFile, members: dict[str, tarfile.TarInfo], file: dict[str, Any],
-             workdir: Path, path: Path) -> None:
-    name = os.path.basename(file["name"])  # never a path out of workdir
-    member = members.get(f"checkpoints/{name}")
-    stream = tar.extractfile(member) if member is not None else None
-    if stream is None:
-        raise _damaged(path, f"{name} is missing")
+def _members(tar: tarfile.TarFile, size: int) -> dict[str, tarfile.TarInfo]:
+    """Every member, checked from its header alone: type, name, size, and all within budget."""
+    members: dict[str, tarfile.TarInfo] = {}
+    while True:
+        with _tar_errors():
+            member = tar.next()
+        if member is None:
+            break
+        name = member.name
+        if member.type not in (tarfile.REGTYPE, tarfile.AREGTYPE) or member.issparse():
+            raise _Refused(f"{_quoted(name)} is not a regular file")
+        if name in members:
+            raise _Refused(f"{_quoted(name)} appears twice")
+        if name not in (MANIFEST, DIGEST) and not (
+                name.startswith(PARTS) and _MEMBER.fullmatch(name[len(PARTS):])):
+            raise _Refused(f"{_quoted(name)} is no file of a bundle")
+        if member.offset_data + member.size > size:
+            raise _Damaged(f"{_quoted(name)} is truncated")
+        members[name] = member
+        if len(members) > 2 + 2 * MAX_CHECKPOINTS:
+            raise _Refused(f"it holds more than {MAX_CHECKPOINTS} checkpoints")
+    _check_sizes(members)
+    return members
+
+
+def _check_sizes(members: dict[str, tarfile.TarInfo]) -> None:
+    for name, limit in ((MANIFEST, MAX_MANIFEST), (DIGEST, 256)):
+        if name not in members:
+            raise _Refused(f"it has no {name}")
+        if members[name].size > limit:
+            raise _Refused(f"its {name} is {human_size(members[name].size)}, more than "
+                           f"{human_size(limit)}")
+    total = sum(member.size for name, member in members.items() if name.startswith(PARTS))
+    budget = configured_max_bytes()
+    if total > budget:
+        raise CkptError(
+            f"the bundle holds {human_size(total)} of checkpoints, more than the store's "
+            f"budget of {human_size(budget)}",
+            hint="raise PYCKPT_MAX_BYTES (e.g. PYCKPT_MAX_BYTES=8G) to import it")
+
+
+def _chunks(tar: tarfile.TarFile, member: tarfile.TarInfo) -> Iterator[bytes]:
+    """A member's bytes, a chunk at a time; exactly its size, or it is damaged."""
+    read = 0
+    with _tar_errors():
+        stream = tar.extractfile(member)
+        assert stream is not None  # a regular file, checked
+        while chunk := stream.read(_CHUNK):
+            read += len(chunk)
+            yield chunk
+    if read != member.size:
+        raise _Damaged(f"{_quoted(member.name)} is truncated")
+
+
+def _read_manifest(tar: tarfile.TarFile, members: dict[str, tarfile.TarInfo]) -> dict[str, Any]:
+    """The manifest, checked against its digest, typed, and against the members' sizes."""
+    data = b"".join(_chunks(tar, members[MANIFEST]))
+    digest = b"".join(_chunks(tar, members[DIGEST])).decode("ascii", "replace").strip()
+    if hashlib.sha256(data).hexdigest() != digest:
+        raise _Damaged("its manifest does not match its digest")
+    try:
+        manifest = json.loads(data)
+    except (ValueError, RecursionError) as exc:
+        raise _Refused(f"its manifest is not JSON ({type(exc).__name__})") from exc
+    _check_manifest(manifest)
+    listed = {PARTS + file["name"]: file for entry in manifest["checkpoints"]
+              for file in entry["files"]}
+    for name in members:
+        if name.startswith(PARTS) and name not in listed:
+            raise _Refused(f"{_quoted(name)} is not in its manifest")
+    for name, file in listed.items():
+        if name not in members:
+            raise _Damaged(f"{_quoted(name)} is missing")
+        if members[name].size != file["size"]:
+            raise _Damaged(f"{_quoted(name)} is not of the size its manifest says")
+    return dict(manifest)
+
+
+def _check_manifest(manifest: object) -> None:
+    """Every field the import reads has the type it should have."""
+    top = _object(manifest, "the manifest")
+    if top.get("format") != BUNDLE_FORMAT:
+        raise _Refused("it is not a ckpt bundle")
+    if top.get("version") != BUNDLE_VERSION or isinstance(top.get("version"), bool):
+        raise CkptError(f"this is a version {printable(top.get('version'))} bundle; this ckpt "
+                        f"reads version {BUNDLE_VERSION}", hint="import it with a newer ckpt")
+    _time(top.get("created"), "the manifest's time")
+    _text(top.get("host"), "the manifest's host")
+    checkpoints = top.get("checkpoints")
+    if not isinstance(checkpoints, list) or not 0 < len(checkpoints) <= MAX_CHECKPOINTS:
+        raise _Refused("its manifest lists no checkpoints, or too many")
+    seen: set[str] = set()
+    for entry in checkpoints:
+        entry = _object(entry, "a manifest entry")
+        _text(entry.get("id"), "an id")
+        _stamp(entry.get("stamp"))
+        files = entry.get("files")
+        if not isinstance(files, list) or not 1 <= len(files) <= 2:
+            raise _Refused("a manifest entry has no files, or more than two")
+        for file in files:
+            _check_listed(_object(file, "a listed file"), seen)
+
+
+def _check_listed(file: dict[str, Any], seen: set[str]) -> None:
+    name, size = file.get("name"), file.get("size")
+    if not isinstance(name, str) or not _MEMBER.fullmatch(name) or name in seen:
+        raise _Refused(f"a listed file name {_quoted(name)} is not one of a part, or twice")
+    seen.add(name)
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise _Refused(f"{_quoted(name)} has no size")
+    if not isinstance(file.get("sha256"), str) or not _SHA256.fullmatch(file["sha256"]):
+        raise _Refused(f"{_quoted(name)} has no SHA-256")
+
+
+def _object(value: object, what: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise _Refused(f"{what} is not an object")
+    return value
+
+
+def _text(value: object, what: str, limit: int = MAX_NAME) -> str:
+    if not isinstance(value, str) or not value or "\0" in value or len(value) > limit:
+        raise _Refused(f"{what} is not a string (or is empty, too long, or holds NUL)")
+    return value
+
+
+def _time(value: object, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(
+            value) or not FIRST_STAMP / 1e9 <= value <= LAST_STAMP / 1e9:
+        raise _Refused(f"{what} is not a time between 2000 and 2100")
+    return float(value)
+
+
+def _stamp(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not (
+            FIRST_STAMP <= value <= LAST_STAMP):
+        raise _Refused(f"the time {_quoted(value)} is not one between 2000 and 2100")
+    return value
+
+
+def _extract(tar: tarfile.TarFile, member: tarfile.TarInfo, file: dict[str, Any],
+             workdir: Path) -> None:
+    """Copy one part out of the tar (its size checked already), checking its digest."""
     digest = hashlib.sha256()
-    with open(workdir / name, "wb") as out:
-        while chunk := stream.read(1 << 20):
-            digest.update(chunk)
-            out.write(chunk)
+    target = workdir / file["name"]  # a plain file name, checked: never a path out of workdir
+    try:
+        with open(target, "xb") as out:
+            for chunk in _chunks(tar, member):
+                digest.update(chunk)
+                out.write(chunk)
+    except OSError as exc:
+        raise CkptError(f"cannot extract the bundle into {workdir}: {exc.strerror}",
+                        hint="free some space, or point TMPDIR elsewhere") from exc
     if digest.hexdigest() != file["sha256"]:
-        raise _damaged(path, f"{name} does not match the manifest (altered or truncated)")
+        raise _Damaged(f"{printable(file['name'])} does not match the manifest "
+                       "(altered or truncated)")
 
 
-def adopt(bundle: Bundle, store: Store) -> list[tuple[str, str]]:
-    """Sign the bundle's checkpoints with this user's key into `store`.
+def _bundled(entry: dict[str, Any], workdir: Path) -> BundledCheckpoint:
+    """What one checkpoint is, read from its parts; the manifest entry must agree."""
+    files = sorted((workdir / file["name"] for file in entry["files"]),
+                   key=lambda file: file.suffix != CALL_SUFFIX)
+    if files[0].suffix != CALL_SUFFIX or (len(files) == 2 and files[1].suffix != ERROR_SUFFIX):
+        raise _Refused(f"checkpoint {_quoted(entry['id'])} has no call part, or two")
+    call = _headers(files[0], "call", entry["stamp"])
+    error = _headers(files[1], "error", entry["stamp"]) if len(files) == 2 else None
+    if error is None and call.trigger == "error":
+        raise _Refused("a checkpoint saved on error has lost its error part")
+    checkpoint = BundledCheckpoint(
+        id=_text(call.id, "an id"), name=_text(call.name, "a name"), stamp=entry["stamp"],
+        trigger="error" if error is not None else call.trigger, function=call.function,
+        exception=None if error is None or error.exception is None else tuple(error.exception),
+        files=tuple(files))
+    _agree(checkpoint, entry, [call] + ([error] if error is not None else []))
+    return checkpoint
 
-    Every file is parsed first (nothing unpickled), so a malformed one stops
-    the import before anything is written. Returns (old id, new id) pairs; an
-    id that already exists here gets a fresh one.
+
+def _headers(path: Path, kind: str, stamp: int) -> Summary:
+    """Read a part whole and check its headers (nothing is unpickled; no tag is checked).
+
+    The tag is the exporter's, under a key we do not have: what makes a part
+    acceptable here is that it is whole, its headers are what ckpt writes (the
+    same typed records `cdip info` and the replay read), and its records are
+    the ones its headers describe.
     """
-    parsed = []
-    for checkpoint in bundle.checkpoints:
-        parts = [read_part(str(bundle.directory / os.path.basename(f["name"])), key=None)
-                 for f in checkpoint["files"]]
-        parts.sort(key=lambda part: part.summary.get("part") != "call")  # the call part first
-        parsed.append((checkpoint, parts))
-    existing = {entry.id for entry in store.entries()}
+    try:
+        part = read_part(str(path), key=None)
+        summary = Summary.from_json(part.summary)
+        if summary.part != kind or summary.trigger not in ("call", "error"):
+            raise _Refused(f"{_quoted(path.name)} is not a {kind} part of ours")
+        if kind == "call":
+            CallDetail.from_json(part.detail)
+        else:
+            ErrorDetail.from_json(part.detail)
+            if summary.exception is None:
+                raise _Refused(f"{_quoted(path.name)} says nothing of the exception")
+        _descriptions(part)
+    except CorruptCheckpointError as exc:
+        raise _Refused(f"{_quoted(path.name)}: {exc.reason}") from exc
+    except RecursionError as exc:
+        raise _Refused(f"{_quoted(path.name)}: a header nested too deep") from exc
+    # The call's time: format 3 signs it as `stamp`; formats 1 and 2 said `created`
+    # (seconds, as a float), and in an error part the time of the error instead.
+    created = part.summary.get("created")
+    if (summary.stamp is not None and summary.stamp != stamp) or (kind == "call" and (
+            created is not None and abs(_time(created, "a part's time") - stamp / 1e9) > 1e-3)):
+        raise _Refused(f"{_quoted(path.name)} says another time than its manifest")
+    return summary
+
+
+def _agree(checkpoint: BundledCheckpoint, entry: dict[str, Any], parts: list[Summary]) -> None:
+    """Each claim of the manifest must be what the parts say, and the parts must agree."""
+    said = {"id": checkpoint.id, "name": checkpoint.name, "trigger": checkpoint.trigger,
+            "function": checkpoint.function,
+            "exception": None if checkpoint.exception is None else
+            dict(zip(("type", "message"), checkpoint.exception))}
+    for field, value in said.items():
+        if entry.get(field) != value:
+            raise _Refused(f"its manifest says another {field} than checkpoint "
+                           f"{_quoted(checkpoint.id)} itself")
+    created = entry.get("created")
+    if isinstance(created, bool) or not isinstance(created, (int, float)) or abs(
+            created - checkpoint.created) > 1:
+        raise _Refused(f"its manifest says another time than checkpoint "
+                       f"{_quoted(checkpoint.id)} itself")
+    for part in parts:
+        if (part.id, part.name) != (checkpoint.id, checkpoint.name) or part.function not in (
+                "", checkpoint.function):
+            raise _Refused(f"the parts of checkpoint {_quoted(checkpoint.id)} disagree")
+
+
+# --- import: adopting ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Adopted:
+    """One checkpoint now in the store: its id in the bundle, its id here, its name."""
+
+    old: str
+    new: str
+    name: str
+
+
+def adopt(bundle: Bundle, store: Store) -> list[Adopted]:
+    """Sign the bundle's checkpoints with this user's key into `store`, all or none.
+
+    Every part is written under a temporary name first; only when all were
+    written are they given their final names, and if anything fails, every file
+    written so far is removed. A bundle id that is not one of ours (12 hex
+    digits) or already exists here gets a fresh one.
+    """
+    existing = _ids_in(store)
+    staged: list[tuple[str, str]] = []
     adopted = []
-    for checkpoint, parts in parsed:
-        old_id = checkpoint["id"]
-        checkpoint_id = old_id if old_id not in existing else new_id()
-        existing.add(checkpoint_id)
-        key, stamp = name_key(checkpoint["name"]), int(checkpoint["stamp"])
-        call_tag = b""
-        for part in parts:
-            summary = {**part.summary, "id": checkpoint_id}
-            suffix = CALL_SUFFIX if summary.get("part") == "call" else ERROR_SUFFIX
-            if suffix == ERROR_SUFFIX:
-                summary["call_tag"] = call_tag.hex()
-            final = store.filename(key, stamp, checkpoint_id, suffix)
-            tag, _ = store.write_part(final, summary, part.detail, part.records)
-            call_tag = tag if suffix == CALL_SUFFIX else call_tag
-        adopted.append((old_id, checkpoint_id))
+    try:
+        for checkpoint in bundle.checkpoints:
+            new = checkpoint.id
+            while not _ID.fullmatch(new) or new in existing:
+                new = new_id()
+            existing.add(new)
+            _stage(checkpoint, new, store, staged)
+            adopted.append(Adopted(checkpoint.id, new, checkpoint.name))
+        _place_all(staged)
+    except OSError as exc:
+        raise CkptError(f"cannot write into the store {printable(store.path)}: "
+                        f"{exc.strerror}; nothing was imported") from exc
+    except CorruptCheckpointError as exc:  # changed since it was opened
+        raise _damaged(bundle.path, exc.reason) from exc
+    finally:
+        for temporary, _ in staged:
+            discard(temporary)  # placed ones were renamed already
     return adopted
 
 
+def _ids_in(store: Store) -> set[str]:
+    try:
+        names = os.listdir(store.path)
+    except FileNotFoundError:
+        return set()
+    return {match.group(3) for match in map(_PART_FILE.fullmatch, names) if match}
+
+
+def _stage(checkpoint: BundledCheckpoint, new: str, store: Store,
+           staged: list[tuple[str, str]]) -> None:
+    """Write the parts of one checkpoint, re-signed, to temporary files in the store."""
+    key, call_tag = name_key(checkpoint.name), b""
+    for path in checkpoint.files:
+        part = read_part(str(path), key=None)
+        _descriptions(part)  # the records are still the ones its headers describe
+        suffix = CALL_SUFFIX if path.suffix == CALL_SUFFIX else ERROR_SUFFIX
+        # signed with it, the id and time its file name will say (the store checks both)
+        summary = {**part.summary, "id": new, "stamp": checkpoint.stamp}
+        if suffix == ERROR_SUFFIX:
+            summary["call_tag"] = call_tag.hex()
+        temporary, call_tag, _ = store.stage_part(summary, part.detail, part.records)
+        staged.append((temporary, store.filename(key, checkpoint.stamp, new, suffix)))
+
+
+def _place_all(staged: list[tuple[str, str]]) -> None:
+    """Give every staged part its final name, never over an existing file; or undo all."""
+    placed: list[str] = []
+    try:
+        for temporary, final in staged:
+            _place(temporary, final)
+            placed.append(final)
+    except BaseException:
+        for final in placed:
+            discard(final)
+        raise
+
+
+# What link(2) says on a file system without hard links (FAT, some network shares)
+_NO_LINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV, errno.EMLINK,
+             errno.ENOSYS}
+
+
+def _place(temporary: str, final: str) -> None:
+    try:
+        os.link(temporary, final)  # fails if `final` exists: no clobbering
+    except FileExistsError as exc:
+        raise CkptError(f"{final} appeared while importing; nothing was imported",
+                        hint="import again") from exc
+    except OSError as exc:
+        if exc.errno not in _NO_LINKS or os.path.lexists(final):
+            raise
+        os.replace(temporary, final)  # a file system without hard links
+        return
+    os.unlink(temporary)
+
+
 def import_bundle(path: str | os.PathLike[str], store: Store,
-                  confirm: Any) -> list[tuple[str, str]]:
-    """Open, show (via `confirm`), then adopt a bundle; [] if the user declined."""
+                  confirm: Callable[[Bundle], bool]) -> list[Adopted]:
+    """Open and check a bundle, show it (via `confirm`), then adopt it; [] if declined."""
     with tempfile.TemporaryDirectory(prefix="ckpt-import-") as workdir:
         bundle = open_bundle(Path(path), Path(workdir))
         if not confirm(bundle):

@@ -131,7 +131,7 @@ def cmd_gc(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     """Pack checkpoints (default: all) into one portable bundle file."""
-    from . import bundle
+    from . import bundle, display
 
     store = _store(args)
     if args.names:
@@ -140,8 +140,13 @@ def cmd_export(args: argparse.Namespace) -> int:
         entries = [entry for entry in store.entries() if not entry.problem]
     if not entries:
         raise CkptError(f"no checkpoints to export in {store.path}")
-    count = bundle.export(entries, args.output)
-    print(f"exported {count} checkpoint(s) to {args.output}")
+    carried = bundle.export(entries, args.output, tuple(args.redact))
+    print(f"exported {len(carried)} checkpoint(s) to {display.printable(args.output)}, "
+          "with these values (name: type):")
+    print("\n".join(bundle.carried_lines(carried)))
+    for pattern in bundle.unmatched(carried, args.redact):
+        print(f"note: --redact {display.printable(pattern)!r} matched no argument or local",
+              file=sys.stderr)
     return EXIT_OK
 
 
@@ -150,28 +155,32 @@ def cmd_import(args: argparse.Namespace) -> int:
     from . import bundle, display
 
     store = _store(args)
+    printable = display.printable
 
     def show_and_confirm(opened: bundle.Bundle) -> bool:
-        manifest = opened.manifest
-        print(f"{args.bundle}: {len(opened.checkpoints)} checkpoint(s) exported from "
-              f"{manifest.get('host')} {display.age(float(manifest.get('created', 0)))}")
+        # Everything shown comes from the bundle: escaped, so it cannot drive the terminal.
+        print(f"{printable(args.bundle)}: {len(opened.checkpoints)} checkpoint(s) exported from "
+              f"{printable(opened.host)} {display.age(opened.created)}")
         rows = [["ID", "NAME", "TRIGGER", "CREATED", "EXCEPTION", "FUNCTION"]]
         for item in opened.checkpoints:
-            exc = item.get("exception") or {}
-            rows.append([item["id"], display.shorten(item["name"], 50), item["trigger"],
-                         display.local_time(item["created"]),
-                         display.shorten(f"{exc.get('type', '')}: {exc.get('message', '')}"
-                                         if exc else "", 50), str(item.get("function"))])
+            rows.append([printable(display.shorten(item.id, 16)),
+                         printable(display.shorten(item.name, 50)), item.trigger,
+                         display.local_time(item.created),
+                         printable(display.shorten(item.exception_text, 50)),
+                         printable(display.shorten(item.function, 60))])
         print("\n".join(display.table(rows)))
         print("Loading a checkpoint runs code from it: import only bundles you trust.")
-        return bool(args.yes) or _confirm(f"import them into {store.path}?")
+        return bool(args.yes) or _confirm(f"import them into {printable(store.path)}?")
 
     adopted = bundle.import_bundle(args.bundle, store, show_and_confirm)
     if not adopted:
         print("nothing imported")
         return EXIT_USAGE
-    for old, new in adopted:
-        print(f"imported {new}" + (f" (was {old}, an id already here)" if old != new else ""))
+    for item in adopted:
+        note = "" if item.old == item.new else (
+            f" (was {printable(display.shorten(item.old, 16))!r} in the bundle: "
+            "an id already here, or not one of ours)")
+        print(f"imported {item.new}  {printable(display.shorten(item.name, 60))}{note}")
     return EXIT_OK
 
 
@@ -315,6 +324,10 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     export = add("export", cmd_export)
     export.add_argument("names", nargs="*", metavar="NAME|ID", help="default: every checkpoint")
     export.add_argument("-o", "--output", required=True, metavar="FILE")
+    export.add_argument("--redact", action="append", default=[], metavar="PATTERN",
+                        help="replace the values of arguments and locals whose names match "
+                             "(a name or a glob such as '*token*') by a placeholder in the "
+                             "bundle; repeatable")
     imported = add("import", cmd_import)
     imported.add_argument("bundle", metavar="FILE")
     imported.add_argument("--yes", "-y", action="store_true", help="do not ask")
