@@ -52,9 +52,11 @@ def _user_traceback(exc: BaseException) -> TracebackType | None:
 
 
 def _print_exception(exc: BaseException) -> None:
+    """The user's traceback, escaped: its messages may hold the saved inputs' text."""
     import traceback
 
-    traceback.print_exception(type(exc), exc, _user_traceback(exc))
+    lines = traceback.format_exception(type(exc), exc, _user_traceback(exc))
+    sys.stderr.write(printable("".join(lines), newlines=True))
 
 
 def run_once(options: Options, checkpoint: Checkpoint,

@@ -77,7 +77,10 @@ def find_function(
         # Their own error, in their own code: show it whole, then say what it means.
         import traceback
 
-        traceback.print_exception(type(exc), exc, exc.__traceback__)
+        from ckpt.display import printable
+
+        lines = traceback.format_exception(type(exc), exc, exc.__traceback__)
+        sys.stderr.write(printable("".join(lines), newlines=True))
         raise CkptError(
             f"importing {location.get('file') or location['module']} raised "
             f"{type(exc).__name__}, so {qualname} cannot be replayed",
