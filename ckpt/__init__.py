@@ -10,12 +10,13 @@ if TYPE_CHECKING:
 
     from .checkpoint import Checkpoint, checkpoints, load
     from .decorator import ckpt, disable, enable, is_enabled
-    from .values import Unpicklable
+    from .values import Redacted, Unpicklable
 
 __all__ = [
     "Checkpoint",
     "CkptError",
     "CkptWarning",
+    "Redacted",
     "Unpicklable",
     "checkpoints",
     "ckpt",
@@ -30,7 +31,7 @@ __version__ = "0.1.0"
 # program must not pay for it. The decorator is imported on first use too, so that
 # `cdip`, whose modules live in this package, starts a replay's child sooner.
 _LAZY = {"Checkpoint": "checkpoint", "checkpoints": "checkpoint", "load": "checkpoint",
-         "Unpicklable": "values", "ckpt": "decorator", "disable": "decorator",
+         "Redacted": "values", "Unpicklable": "values", "ckpt": "decorator", "disable": "decorator",
          "enable": "decorator", "is_enabled": "decorator"}
 
 

@@ -4,24 +4,20 @@ from __future__ import annotations
 
 import inspect
 import os
-import threading
 import time
 import traceback
 import types
-import warnings
 from dataclasses import dataclass
 from typing import Any, Callable
 
 from . import environment
-from .errors import CkptWarning
 from .fileformat import VERSION
 from .header import ExceptionLine, Summary
 from .location import find_store_path
 from .store import CALL_SUFFIX, ERROR_SUFFIX, Store
 from .target import Target, configured_max_bytes
-from .values import Pickled, pickle_value, type_name
+from .values import MESSAGE_LIMIT, Pickled, pickle_value, type_name, var_keyword_name
 
-_guard = threading.local()
 _DECORATOR_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "decorator.py")
 
 
@@ -84,7 +80,9 @@ def _write_call(
 ) -> Saved:
     store = Store(find_store_path())
     checkpoint_id, stamp = _new_identity()
-    pickled = [pickle_value(value) for _, _, value in arguments]
+    redaction = target.redaction()
+    pickled = [pickle_value(redaction.apply(name, value, kind == "var_keyword"))
+               for name, kind, value in arguments]
     location = target.location
     summary = Summary(
         part="call", id=checkpoint_id, name=target.name, stamp=stamp, trigger=trigger,
@@ -97,7 +95,7 @@ def _write_call(
             for (name, kind, _), record in zip(arguments, pickled)
         ],
         "metadata": {
-            **environment.process_metadata(),
+            **environment.process_metadata(redaction),
             "packages": target.packages,
             **_git_state(location["file"]),
             "ckpt_format": VERSION,
@@ -149,7 +147,12 @@ def _user_tracebacks(start: types.TracebackType | None) -> list[types.TracebackT
     return entries
 
 
-def _format_exception(exc: BaseException, start: types.TracebackType | None) -> str:
+def _format_exception(exc: BaseException, start: types.TracebackType | None) -> tuple[str, str]:
+    """The exception's message, and its traceback with the cause/context chain, as text.
+
+    The exception's `__str__` runs once (in TracebackException); a message longer
+    than `MESSAGE_LIMIT` characters is cut, there and in the traceback text.
+    """
     formatted = traceback.TracebackException(type(exc), exc, start)
     seen = set()
     pending = [formatted]
@@ -160,21 +163,21 @@ def _format_exception(exc: BaseException, start: types.TracebackType | None) -> 
         seen.add(id(current))
         kept = [frame for frame in current.stack if not _is_ours(frame.filename)]
         current.stack = traceback.StackSummary.from_list(kept)
+        current._str = _cut(getattr(current, "_str", ""))  # type: ignore[attr-defined]
         pending += [c for c in (current.__cause__, current.__context__) if c is not None]
-    return "".join(formatted.format())
+    return getattr(formatted, "_str", ""), "".join(formatted.format())
+
+
+def _cut(message: str) -> str:
+    if len(message) <= MESSAGE_LIMIT:
+        return message
+    return f"{message[:MESSAGE_LIMIT]}... [{len(message) - MESSAGE_LIMIT} more characters]"
 
 
 def exception_summary(exc: BaseException, start: types.TracebackType | None) -> dict[str, Any]:
     """Type, message and formatted traceback (with its cause/context chain)."""
-    try:
-        message = str(exc)
-    except Exception:  # a user's __str__ may fail
-        message = "<message unavailable>"
-    return {
-        "type": type_name(exc),
-        "message": message,
-        "traceback": _format_exception(exc, start),
-    }
+    message, text = _format_exception(exc, start)
+    return {"type": type_name(exc), "message": message, "traceback": text}
 
 
 def _write_error(target: Target, saved: Saved, exc: BaseException) -> int:
@@ -183,12 +186,14 @@ def _write_error(target: Target, saved: Saved, exc: BaseException) -> int:
     frames = [tb.tb_frame for tb in _user_tracebacks(start)]
     pickled: list[Pickled] = []
     frame_details = []
+    redaction = target.redaction()
     for frame in frames:
         names = []
+        keywords = var_keyword_name(frame.f_code)
         for local_name, value in list(frame.f_locals.items()):
             if local_name.startswith("@py"):
                 continue  # pytest's assertion-rewriting temporaries
-            record = pickle_value(value)
+            record = pickle_value(redaction.apply(local_name, value, local_name == keywords))
             pickled.append(record)
             names.append({"name": local_name, **record.description})
         frame_details.append({
@@ -225,11 +230,9 @@ def _qualname(frame: types.FrameType) -> str:
 
 
 def _warn(action: str, target: Target, exc: BaseException) -> None:
-    warnings.warn(
-        f"ckpt: could not {action} checkpoint {target.name!r}: {type(exc).__name__}: {exc}",
-        CkptWarning,
-        stacklevel=4,
-    )
+    from .guest import warn
+
+    warn(f"ckpt: could not {action} checkpoint {target.name!r}: {type(exc).__name__}: {exc}")
 
 
 # Checkpoints of calls still running in this process: an error may yet complete
@@ -239,8 +242,18 @@ _in_flight: set[str] = set()
 
 def end_call(saved: Saved | None) -> None:
     """The call of a checkpoint saved at call time has returned or raised."""
+    global _calls_ended
     if saved is not None:
         _in_flight.discard(saved.id)
+        _calls_ended += 1
+
+
+# Retention finds something new to delete only once one of this process's checkpoints
+# is no longer protected (its call ended, or an error was saved). Until then a save
+# does not list the store again: in a recursion N deep of an active function, every
+# level would list the N checkpoints of the levels above it (N² in all).
+_calls_ended = 0
+_pruned_at: dict[tuple[str, str], int] = {}  # (store, name key) -> _calls_ended then
 
 
 # The store's size as this process last measured it, and when: measuring stats every
@@ -253,7 +266,9 @@ def _prune(target: Target, saved: Saved, written: int) -> None:
     """Apply `keep` and the store's budget after `written` more bytes were saved."""
     protect = set(_in_flight) | {saved.id}
     store = saved.store
-    store.prune(target.key, target.keep_count(), protect=protect)
+    if _pruned_at.get((store.path, target.key)) != _calls_ended:
+        store.prune(target.key, target.keep_count(), protect=protect)
+        _pruned_at[(store.path, target.key)] = _calls_ended
     limit, now = configured_max_bytes(), time.monotonic()
     total, measured = _store_sizes.get(store.path, (None, 0.0))
     if total is not None and now - measured < _MEASURE_EVERY and total + written <= limit:
@@ -266,10 +281,7 @@ def save_call(
     target: Target, args: tuple[Any, ...], kwargs: dict[str, Any],
     active: Callable[..., Any] | None,
 ) -> Saved | None:
-    """Save a call before it runs; never raises into the caller."""
-    if getattr(_guard, "busy", False):
-        return None  # a decorated function called while we pickle: don't recurse
-    _guard.busy = True
+    """Save a call before it runs; warns rather than raise (run by `guest.save_call`)."""
     try:
         if active is not None and not _ask(active, target, args, kwargs):
             return None
@@ -281,8 +293,6 @@ def save_call(
     except Exception as exc:
         _warn("save", target, exc)
         return SAVE_FAILED
-    finally:
-        _guard.busy = False
 
 
 def _ask(active: Callable[..., Any], target: Target, args: Any, kwargs: Any) -> bool:
@@ -296,16 +306,14 @@ def _ask(active: Callable[..., Any], target: Target, args: Any, kwargs: Any) -> 
 def save_error(
     target: Target, saved: Saved | None, args: tuple[Any, ...], kwargs: dict[str, Any],
     exc: BaseException,
-) -> None:
+) -> bool:
     """Complete (or, with no call part, create) a checkpoint for a raised exception.
 
-    Never raises into the caller: the user's exception is what propagates.
+    Returns whether it is saved; warns rather than raise (run by `guest.save_error`):
+    the user's exception is what propagates.
     """
-    if getattr(_guard, "busy", False):
-        return
     quiet = saved is SAVE_FAILED
     saved = None if quiet else saved
-    _guard.busy = True
     try:
         fresh = saved is None
         if saved is None:
@@ -317,8 +325,9 @@ def save_error(
             _unlink_quietly(saved.staged)  # a call part saved only for this error, unlisted
             raise
         _prune(target, saved, written)
+        _pruned_at.pop((saved.store.path, target.key), None)  # it is not protected from now on
     except Exception as exc_saving:
         if not quiet:
             _warn("save", target, exc_saving)
-    finally:
-        _guard.busy = False
+        return False
+    return True

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import _thread  # built in, loaded at start-up: free to import
 import functools
 import os
+import sys
 
 from .target import Target, is_coroutine_function
 
@@ -11,7 +13,10 @@ from .target import Target, is_coroutine_function
 # for `import ckpt`: annotations are strings here, so it is needed by type checkers only.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Iterable
     from typing import Any, Callable, TypeVar, Union, overload
+
+    from .capture import Saved
 
     F = TypeVar("F", bound=Callable[..., Any])
     Active = Union[bool, Callable[..., Any]]
@@ -29,23 +34,115 @@ def _disabled_by_environment() -> bool:
 _enabled = not _disabled_by_environment()
 
 
-def _capture(action: str, *args: Any) -> Any:
-    """Call `capture.<action>(*args)`; never raise into the user's code.
+class _ForksHeld:
+    """``with forks_held:`` an import that a fork in another thread must not split.
 
-    Saving needs pickling, hashing and file formats: imported on the first save only.
-    Even that import failing (a broken installation) is a warning, not their error.
+    A child forked while a thread of ours imports gets the module half-initialized,
+    its import lock held by a thread the child does not have: its first save would
+    wait forever. So while we import, `os.fork()` in another thread waits (10 s at
+    most); nothing that runs the user's code is ever done while holding it.
     """
+
+    def __init__(self) -> None:
+        self._lock = _thread.RLock()
+        self._registered = False
+
+    def __enter__(self) -> None:
+        if not self._registered and hasattr(os, "register_at_fork"):
+            self._registered = True  # registered twice by a race: acquired twice, released twice
+            os.register_at_fork(before=self._before_fork,
+                                after_in_parent=self._after_fork_in_parent,
+                                after_in_child=self._after_fork_in_child)
+        self._lock.acquire()
+
+    def __exit__(self, *exc_info: object) -> None:
+        try:
+            self._lock.release()
+        except RuntimeError:  # forked inside the block: the child got a fresh lock
+            pass
+
+    def _before_fork(self) -> None:
+        self._lock.acquire(timeout=10)
+
+    def _after_fork_in_parent(self) -> None:
+        self.__exit__()
+
+    def _after_fork_in_child(self) -> None:
+        self._lock = _thread.RLock()
+
+
+forks_held = _ForksHeld()
+
+
+def _can_save() -> bool:
+    """Whether saving may go ahead now: it imports what it needs (on the first save).
+
+    Not while the interpreter shuts down: imports fail then and the modules a save
+    uses may be torn down already; the user's exception must pass untouched. A
+    broken installation warns once and saves nothing.
+    """
+    global _broken
     try:
-        from . import capture
-    except Exception as exc:
+        if sys.is_finalizing() or _broken:
+            return False
+        if "ckpt.guest" not in sys.modules:
+            with forks_held:
+                from . import guest  # noqa: F401 (imported here, under forks_held)
+        return True
+    except ImportError as exc:
+        _broken = True
+        _warn_broken(exc)
+    except Exception:  # noqa: S110 (only at shutdown, this module's globals gone)
+        pass
+    return False
+
+
+_broken = False
+
+
+def _warn_broken(exc: BaseException) -> None:
+    try:
         import warnings
 
         from .errors import CkptWarning
 
-        warnings.warn(f"ckpt: cannot save checkpoints: {type(exc).__name__}: {exc}",
-                      CkptWarning, stacklevel=3)
+        message = f"ckpt: cannot save checkpoints: {type(exc).__name__}: {exc}"
+        try:
+            warnings.warn(message, CkptWarning, stacklevel=4)
+        except CkptWarning:  # -W error: shown, never raised into their code
+            warnings.showwarning(CkptWarning(message), CkptWarning, "ckpt", 0)
+    except Exception:  # noqa: S110 (no warnings machinery left: never their problem)
+        pass
+
+
+def _on_call(target: Target, args: tuple[Any, ...], kwargs: dict[str, Any],
+             predicate: Callable[..., Any] | None) -> Saved | None:
+    """Save a call as it starts; never raises into the user's code (see `guest`)."""
+    if not _can_save():
         return None
-    return getattr(capture, action)(*args)
+    from .guest import save_call
+
+    return save_call(target, args, kwargs, predicate)
+
+
+def _on_error(target: Target, saved: Saved | None, args: tuple[Any, ...],
+              kwargs: dict[str, Any], exc: BaseException) -> bool:
+    """Save (or complete) the checkpoint of a call that raised; True once it is saved."""
+    if not _can_save():
+        return False
+    from .guest import save_error
+
+    return save_error(target, saved, args, kwargs, exc)
+
+
+def _on_end(saved: Saved) -> None:
+    """The call of `saved` returned or raised: retention may delete it from now on."""
+    try:
+        from .capture import end_call
+
+        end_call(saved)
+    except Exception:  # noqa: S110 (at shutdown, the modules it needs are gone)
+        pass
 
 
 def disable() -> None:
@@ -72,13 +169,13 @@ def ckpt(function: F, /) -> F: ...  # noqa: D103 (documented below)
 @overload
 def ckpt(  # noqa: D103, F811 (ruff cannot tell our stand-in is typing.overload)
     *, active: Active = True, on_error: bool = True, name: str | None = None,
-    keep: int | None = None,
+    keep: int | None = None, redact: Iterable[str] = (),
 ) -> Callable[[F], F]: ...
 
 
 def ckpt(  # noqa: F811
     function: Any = None, /, *, active: Active = True, on_error: bool = True,
-    name: str | None = None, keep: int | None = None,
+    name: str | None = None, keep: int | None = None, redact: Iterable[str] = (),
 ) -> Any:
     """Save calls of the decorated function so they can be replayed later.
 
@@ -91,28 +188,35 @@ def ckpt(  # noqa: F811
         on_error: also save a call that raises an `Exception`.
         name: the name to file checkpoints under (default: `__qualname__`).
         keep: checkpoints kept for this name (default `PYCKPT_KEEP` or 5).
+        redact: names, or `fnmatch` patterns, of arguments and locals whose values
+            are never stored (also keys of a ``**kwargs`` argument and
+            ``--name=value`` in `sys.argv`); `PYCKPT_REDACT` adds more for every
+            function. Each is replaced by a `ckpt.Redacted`.
 
     Returns:
         The wrapped function, or a decorator when called with options.
     """
     if keep is not None and keep < 1:
         raise ValueError("ckpt: keep must be at least 1")
+    patterns = (redact,) if isinstance(redact, str) else tuple(redact)
+    if not all(isinstance(pattern, str) for pattern in patterns):
+        raise TypeError("ckpt: redact takes names or patterns (strings)")
 
     def decorate(target_function: Any) -> Any:
         if isinstance(target_function, (staticmethod, classmethod)):
             return type(target_function)(decorate(target_function.__func__))
         if not callable(target_function):
             raise TypeError(f"ckpt: cannot decorate {type(target_function).__name__}")
-        return _wrap(target_function, active, on_error, name, keep)
+        return _wrap(target_function, active, on_error, name, keep, patterns)
 
     return decorate if function is None else decorate(function)
 
 
 def _wrap(
     function: Callable[..., Any], active: Active, on_error: bool, name: str | None,
-    keep: int | None,
+    keep: int | None, redact: tuple[str, ...],
 ) -> Callable[..., Any]:
-    target = Target(function, name, keep)
+    target = Target(function, name, keep, redact)
     predicate = active if callable(active) else None
     saves_calls = predicate is not None or active is True
     if is_coroutine_function(function):
@@ -135,7 +239,17 @@ def _plain_wrapper(function: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+# The wrappers below reach the save functions through closures, not module globals:
+# a call from a `__del__` at interpreter shutdown may find this module's globals
+# cleared. Their locals `target` and `error_saved` are read by `guest`, from the
+# traceback, so that an error passing up through a recursion is saved only once.
+# A save that starts with no stack left (RecursionError) is skipped there; an outer
+# call, with room to spare, saves the error instead.
+
+
 def _error_wrapper(function: Callable[..., Any], target: Target) -> Callable[..., Any]:
+    on_error = _on_error
+
     # The idle path: nothing but the call inside try/except, no objects built.
     @functools.wraps(function)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -143,7 +257,10 @@ def _error_wrapper(function: Callable[..., Any], target: Target) -> Callable[...
             return function(*args, **kwargs)
         except Exception as exc:
             if _enabled:
-                _capture("save_error", target, None, args, kwargs, exc)
+                try:
+                    error_saved = on_error(target, None, args, kwargs, exc)  # noqa: F841
+                except RecursionError:
+                    pass
             raise
 
     return wrapper
@@ -153,19 +270,31 @@ def _active_wrapper(
     function: Callable[..., Any], target: Target, predicate: Callable[..., Any] | None,
     on_error: bool,
 ) -> Callable[..., Any]:
+    on_call, on_exception, on_end = _on_call, _on_error, _on_end
+
     @functools.wraps(function)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         if not _enabled:
             return function(*args, **kwargs)
-        saved = _capture("save_call", target, args, kwargs, predicate)
+        try:
+            saved = on_call(target, args, kwargs, predicate)
+        except RecursionError:
+            saved = None
         try:
             return function(*args, **kwargs)
         except Exception as exc:
             if on_error and _enabled:
-                _capture("save_error", target, saved, args, kwargs, exc)
+                try:
+                    error_saved = on_exception(target, saved, args, kwargs, exc)  # noqa: F841
+                except RecursionError:
+                    pass
             raise
         finally:
-            _capture("end_call", saved)
+            if saved is not None:
+                try:
+                    on_end(saved)
+                except RecursionError:
+                    pass
 
     return wrapper
 
@@ -174,19 +303,30 @@ def _async_wrapper(
     function: Callable[..., Any], target: Target, saves_calls: bool,
     predicate: Callable[..., Any] | None, on_error: bool,
 ) -> Callable[..., Any]:
+    on_call, on_exception, on_end = _on_call, _on_error, _on_end
+
     @functools.wraps(function)
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
         saved = None
         if _enabled and saves_calls:
-            saved = _capture("save_call", target, args, kwargs, predicate)
+            try:
+                saved = on_call(target, args, kwargs, predicate)
+            except RecursionError:
+                pass
         try:
             return await function(*args, **kwargs)
         except Exception as exc:
             if on_error and _enabled:
-                _capture("save_error", target, saved, args, kwargs, exc)
+                try:
+                    error_saved = on_exception(target, saved, args, kwargs, exc)  # noqa: F841
+                except RecursionError:
+                    pass
             raise
         finally:
             if saved is not None:
-                _capture("end_call", saved)
+                try:
+                    on_end(saved)
+                except RecursionError:
+                    pass
 
     return wrapper

@@ -12,6 +12,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from .values import Redaction
+
 
 @functools.lru_cache(maxsize=1)
 def _process_constants() -> dict[str, Any]:
@@ -50,15 +52,60 @@ def platform_id() -> str:
     return f"{platform.system()}-{platform.release()}-{platform.machine()}"
 
 
-def process_metadata() -> dict[str, Any]:
-    """Metadata of this process now (no environment variables: they hold secrets)."""
+def process_metadata(redaction: Redaction | None = None) -> dict[str, Any]:
+    """Metadata of this process now (no environment variables: they hold secrets).
+
+    `sys.argv` is kept with its secret-looking values, and those `redaction` names,
+    replaced (see `redact_argv`).
+    """
     return {
         **_process_constants(),
         "pid": os.getpid(),
         "cwd": _cwd(),
-        "argv": list(sys.argv),
+        "argv": redact_argv(list(sys.argv), redaction),
         "path": list(sys.path),
     }
+
+
+REDACTED = "<redacted>"
+# Option names (``--name=value``, ``--name value``) whose values look secret, after
+# `_option_name`: lower case, leading dashes gone, "-" read as "_".
+SECRET_OPTIONS = ("*password", "*passwd", "*token", "*secret", "*api_key", "*apikey")
+# Variables set on the command line (``NAME=value``, as `make` and `env` take them).
+SECRET_VARIABLES = ("*_key", "*_token", "*_secret", "*password*", "*passwd*")
+
+
+def redact_argv(argv: list[str], redaction: Redaction | None = None) -> list[str]:
+    """`argv` with secret-looking values replaced by ``<redacted>``.
+
+    ``--password=x``, ``--password x``, ``--db-password``, ``--token``, ``--secret``,
+    ``--api-key`` (and any option whose name ends so); ``NAME=x`` where NAME ends
+    in ``_KEY``, ``_TOKEN`` or ``_SECRET`` or holds ``PASSWORD``; and options or
+    variables named by `redaction` (``--db-url`` for ``db_url``).
+    """
+    kept, index = list(argv), 1
+    while index < len(argv):
+        name, equals, _ = argv[index].partition("=")
+        option = name.startswith("--")
+        if (option or equals) and name.strip("-") and _secret(name, option, redaction):
+            if equals:
+                kept[index] = f"{name}={REDACTED}"
+            elif index + 1 < len(argv) and not argv[index + 1].startswith("--"):
+                index += 1
+                kept[index] = REDACTED
+        index += 1
+    return kept
+
+
+def _secret(name: str, option: bool, redaction: Redaction | None) -> bool:
+    import fnmatch
+
+    normalized = name.lstrip("-").lower().replace("-", "_")
+    patterns = SECRET_OPTIONS if option else SECRET_OPTIONS + SECRET_VARIABLES
+    if any(fnmatch.fnmatchcase(normalized, pattern) for pattern in patterns):
+        return True
+    return redaction is not None and (redaction.covers(name.lstrip("-"))
+                                      or redaction.covers(name.lstrip("-").replace("-", "_")))
 
 
 def _cwd() -> str:
@@ -70,17 +117,23 @@ def _cwd() -> str:
 
 @functools.cache
 def _distributions() -> dict[str, list[str]]:
-    from importlib import metadata
+    from .decorator import forks_held
 
-    mapping = getattr(metadata, "packages_distributions", None)  # Python >= 3.10
-    return dict(mapping()) if mapping is not None else {}
+    with forks_held:  # imports importlib.metadata, and what it needs on first use
+        from importlib import metadata
+
+        mapping = getattr(metadata, "packages_distributions", None)  # Python >= 3.10
+        return dict(mapping()) if mapping is not None else {}
 
 
 def _version(distribution: str) -> str | None:
-    from importlib import metadata
+    from .decorator import forks_held
 
     try:
-        return metadata.version(distribution)
+        with forks_held:  # the first lookup imports the email parser
+            from importlib import metadata
+
+            return metadata.version(distribution)
     except Exception:  # a broken dist-info must not break a save
         return None
 
@@ -136,8 +189,11 @@ def git_state(filename: str) -> dict[str, Any]:
 
 
 def _git_dirty(directory: str, name: str) -> bool | None:
-    import shutil
-    import subprocess
+    from .decorator import forks_held
+
+    with forks_held:
+        import shutil
+        import subprocess
 
     git = shutil.which("git")
     if git is None:

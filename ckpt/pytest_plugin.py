@@ -42,14 +42,23 @@ def pytest_runtest_makereport(
 
 
 def save_failed_test(item: pytest.Function, exc: BaseException) -> None:
-    """A checkpoint of a failed test: its fixtures as arguments, named by node id."""
-    from .capture import save_error
+    """A checkpoint of a failed test: its fixtures as arguments, named by node id.
+
+    Like the decorator, it never raises into pytest (not even under ``-W error``):
+    a save that fails is a warning in pytest's summary.
+    """
+    from .guest import save_error, warn
     from .target import Target
 
-    function = item.function
-    parameters = list(inspect.signature(function).parameters)
-    args: tuple[Any, ...] = ()
-    if item.instance is not None and parameters and parameters[0] == "self":
-        args = (item.instance,)
-    kwargs = {name: item.funcargs[name] for name in parameters if name in item.funcargs}
-    save_error(Target(function, name=item.nodeid, keep=None), None, args, kwargs, exc)
+    try:
+        function = item.function
+        parameters = list(inspect.signature(function).parameters)
+        args: tuple[Any, ...] = ()
+        if item.instance is not None and parameters and parameters[0] == "self":
+            args = (item.instance,)
+        kwargs = {name: item.funcargs[name] for name in parameters if name in item.funcargs}
+        target = Target(function, name=item.nodeid, keep=None)
+    except Exception as error:
+        warn(f"ckpt: could not save checkpoint {item.nodeid!r}: {type(error).__name__}: {error}")
+        return
+    save_error(target, None, args, kwargs, exc)

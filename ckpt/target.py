@@ -5,14 +5,39 @@ Imported by `import ckpt`, so everything heavy is imported inside the methods.
 
 from __future__ import annotations
 
-import functools
 import os
 import sys
 
 TYPE_CHECKING = False  # not typing's: `import ckpt` must stay cheap (see decorator.py)
 if TYPE_CHECKING:
     import inspect
+    from functools import cached_property as lazy
     from typing import Any, Callable
+
+    from .values import Redaction
+else:
+
+    class lazy:
+        """`functools.cached_property` without its lock.
+
+        Before Python 3.12 that lock is one for all instances: a fork while another
+        thread works out a property leaves the child waiting for it forever. Two
+        threads may now both work one out; they get the same answer.
+        """
+
+        def __init__(self, function):
+            self.function = function
+            self.name = function.__name__
+            self.__doc__ = function.__doc__
+
+        def __set_name__(self, owner, name):
+            self.name = name
+
+        def __get__(self, instance, owner=None):
+            if instance is None:
+                return self
+            value = instance.__dict__[self.name] = self.function(instance)
+            return value
 
 DEFAULT_KEEP = 5
 _CO_COROUTINE = 0x80  # inspect.CO_COROUTINE, without importing inspect
@@ -51,21 +76,23 @@ def is_coroutine_function(function: Any) -> bool:
 class Target:
     """What the decorator knows of the function it wraps, worked out on first save."""
 
-    def __init__(self, function: Callable[..., Any], name: str | None, keep: int | None) -> None:
+    def __init__(self, function: Callable[..., Any], name: str | None, keep: int | None,
+                 redact: tuple[str, ...] = ()) -> None:
         self.function = function
         # a callable object (functools.partial, an instance) may have no __qualname__
         self.qualname = str(getattr(function, "__qualname__", type(function).__qualname__))
         self.name = name or self.qualname
         self.keep = keep
+        self.redact = redact
 
-    @functools.cached_property
+    @lazy
     def key(self) -> str:
         """The name's file-name-safe key in the store."""
         from .store import name_key
 
         return name_key(self.name)
 
-    @functools.cached_property
+    @lazy
     def signature(self) -> inspect.Signature | None:
         """The function's signature, if it has one."""
         import inspect
@@ -75,7 +102,7 @@ class Target:
         except (TypeError, ValueError):
             return None
 
-    @functools.cached_property
+    @lazy
     def module_name(self) -> str:
         """The module to import to find the function again (not `__main__` if avoidable)."""
         name = getattr(self.function, "__module__", None) or "__main__"
@@ -85,7 +112,7 @@ class Target:
             return str(spec.name)  # run with `python -m package.module`
         return name
 
-    @functools.cached_property
+    @lazy
     def location(self) -> dict[str, Any]:
         """How to find the function again: module, qualname, file, line, source hash."""
         from .source import file_hash, source_hash
@@ -106,7 +133,7 @@ class Target:
             "coroutine": is_coroutine_function(self.function),
         }
 
-    @functools.cached_property
+    @lazy
     def module_source(self) -> str | None:
         """The text of the function's source file at first save (up to 1 MiB).
 
@@ -121,7 +148,7 @@ class Target:
         except (OSError, UnicodeDecodeError):
             return None
 
-    @functools.cached_property
+    @lazy
     def by_value(self) -> bytes:
         """The function pickled by value, when it cannot be imported by name.
 
@@ -146,7 +173,7 @@ class Target:
             found = getattr(found, "__wrapped__", None)
         return found is self.function
 
-    @functools.cached_property
+    @lazy
     def packages(self) -> dict[str, str]:
         """Versions of the distributions the function's module imported."""
         from . import environment
@@ -157,3 +184,23 @@ class Target:
     def keep_count(self) -> int:
         """How many checkpoints of this name to keep."""
         return self.keep if self.keep is not None else configured_keep()
+
+    def redaction(self) -> Redaction:
+        """The names whose values this save must not store: `redact` and `PYCKPT_REDACT`."""
+        return _redaction(self.redact, os.environ.get("PYCKPT_REDACT", ""))
+
+
+_redactions: dict[tuple[tuple[str, ...], str], Redaction] = {}
+
+
+def _redaction(redact: tuple[str, ...], environment: str) -> Redaction:
+    found = _redactions.get((redact, environment))
+    if found is None:
+        from .values import Redaction
+
+        from_environment = [part.strip() for part in environment.split(",")]
+        found = Redaction([*redact, *from_environment])
+        if len(_redactions) > 64:
+            _redactions.clear()
+        _redactions[(redact, environment)] = found
+    return found

@@ -2,16 +2,56 @@
 
 from __future__ import annotations
 
+import builtins
 import collections
 import pickle
 import reprlib
+import sys
+import threading
+import time
+import weakref
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any
+    from collections.abc import Iterable
+    from typing import IO, Any, Callable
 
 REPR_LIMIT = 80
-_short = reprlib.Repr()
+# An exception's message is kept up to this many characters (its traceback text too).
+MESSAGE_LIMIT = 16 * 1024
+# A type whose repr took longer than this (seconds) is not asked again in this process.
+SLOW_REPR = 0.1
+
+
+class _ShortRepr(reprlib.Repr):
+    """reprlib's limits on containers, and a guard on the reprs the user wrote.
+
+    A repr runs on the saving thread and cannot be interrupted: one that never
+    returns stalls the save, as it would stall their own `print`. What can be
+    bounded is bounded: each value is described once per save; a type whose
+    repr took longer than `SLOW_REPR` is described by its name from then on; a
+    repr of any length is cut to `REPR_LIMIT` characters at once.
+    """
+
+    def repr_instance(self, x: Any, level: int) -> str:
+        kind = type(x)
+        if kind in _slow_types:
+            return f"<{type_name(x)}: repr skipped, it was slow>"
+        started = time.perf_counter()
+        try:
+            text = builtins.repr(x)
+        except Exception as exc:  # a user's __repr__ may fail; describing must not
+            text = f"<{kind.__name__} object; repr failed: {type(exc).__name__}>"
+        finally:
+            if time.perf_counter() - started > SLOW_REPR:
+                _slow_types.add(kind)
+        if len(text) > self.maxother:
+            text = text[: self.maxother - 3] + "..."
+        return text
+
+
+_slow_types: weakref.WeakSet[type] = weakref.WeakSet()
+_short = _ShortRepr()
 _short.maxstring = REPR_LIMIT
 _short.maxother = REPR_LIMIT
 _short.maxlist = _short.maxtuple = _short.maxset = _short.maxdict = 6
@@ -41,6 +81,29 @@ class Unpicklable:
         return f"<unpicklable {self.type}: {self.repr} ({self.error})>"
 
 
+class Redacted:
+    """Stands in for a value that was never stored: its name is one to redact.
+
+    The names come from ``@ckpt.ckpt(redact=[...])`` and `PYCKPT_REDACT`. Of the
+    value only its type was looked at: it was neither pickled nor repr'd.
+
+    Attributes:
+        type: the value's type, as ``module.QualName``.
+    """
+
+    def __init__(self, type: str) -> None:
+        self.type = type
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Redacted) and self.type == other.type
+
+    def __hash__(self) -> int:
+        return hash(("redacted", self.type))
+
+    def __repr__(self) -> str:
+        return f"<redacted {self.type}>"
+
+
 def type_name(value: Any) -> str:
     """``module.QualName`` of the value's type (builtins unqualified)."""
     kind = type(value)
@@ -60,8 +123,23 @@ def short_repr(value: Any) -> str:
 
 
 def describe(value: Any) -> dict[str, Any]:
-    """What `cdip info` shows of a value: type, shape or length, a short repr."""
+    """What `cdip info` shows of a value: type, shape or length, a short repr.
+
+    Never raises: a `shape`, `dtype` or `__len__` that fails leaves out only itself.
+    """
+    if isinstance(value, Redacted):
+        return {"type": value.type, "repr": "<redacted>", "redacted": True}
     description: dict[str, Any] = {"type": type_name(value), "repr": short_repr(value)}
+    try:
+        _add_size(value, description)
+    except Exception:  # noqa: S110 (a user's property or __len__ may fail)
+        pass
+    if isinstance(value, Unpicklable):
+        description["unpicklable"] = value.error
+    return description
+
+
+def _add_size(value: Any, description: dict[str, Any]) -> None:
     shape = getattr(value, "shape", None)
     if isinstance(shape, tuple) and all(isinstance(n, int) for n in shape):
         description["shape"] = list(shape)
@@ -70,9 +148,6 @@ def describe(value: Any) -> dict[str, Any]:
             description["dtype"] = str(dtype)
     elif isinstance(value, (str, bytes, bytearray, list, tuple, dict, set, frozenset)):
         description["len"] = len(value)
-    if isinstance(value, Unpicklable):
-        description["unpicklable"] = value.error
-    return description
 
 
 class Pickled(collections.namedtuple("Pickled", "inband buffers description")):
@@ -84,15 +159,42 @@ class Pickled(collections.namedtuple("Pickled", "inband buffers description")):
     description: dict[str, Any]
 
 
+# Within one save, each object is pickled (and repr'd) once, however many times it
+# appears: an argument is also a local of the frame that raised.
+_memo = threading.local()
+
+
+def begin_save() -> None:
+    """Start remembering what this thread pickles (a save begins)."""
+    _memo.records = {}
+
+
+def end_save() -> None:
+    """Forget it again (the save ended): the objects may change from now on."""
+    _memo.records = None
+
+
 def pickle_value(value: Any) -> Pickled:
     """Pickle one value, or a placeholder saying why it could not be pickled.
 
     Large buffers (numpy arrays, bytes-likes) stay out of band: they are
     written later straight from the object's memory, never copied here.
     """
+    records: dict[int, tuple[Any, Pickled]] | None = getattr(_memo, "records", None)
+    if records is not None and id(value) in records:
+        return records[id(value)][1]
+    pickled = _pickle(value)
+    if records is not None:
+        records[id(value)] = (value, pickled)  # the value kept alive: its id stays its own
+    return pickled
+
+
+def _pickle(value: Any) -> Pickled:
+    description = describe(value)
+    if isinstance(value, Redacted):
+        return Pickled(pickle.dumps(value, protocol=5), [], description)
     import cloudpickle
 
-    description = describe(value)
     buffers: list[pickle.PickleBuffer] = []
     try:
         inband = cloudpickle.dumps(value, protocol=5, buffer_callback=buffers.append)
@@ -105,12 +207,120 @@ def pickle_value(value: Any) -> Pickled:
 
 
 def _reason(exc: BaseException) -> str:
-    message = " ".join(str(exc).split())
+    try:
+        message = " ".join(str(exc)[:1000].split())
+    except Exception:  # a user's __str__ may fail
+        message = ""
     if len(message) > 160:
         message = message[:157] + "..."
     return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 
+class Redaction:
+    """The names whose values are never stored: `fnmatch` patterns, case-sensitive.
+
+    Args:
+        patterns: names or patterns (``password``, ``*_token``, ``api_*``).
+    """
+
+    def __init__(self, patterns: Iterable[str]) -> None:
+        self.patterns = tuple(pattern for pattern in patterns if pattern)
+        self._match = _matcher(self.patterns) if self.patterns else None
+
+    def __bool__(self) -> bool:
+        return self._match is not None
+
+    def covers(self, name: str) -> bool:
+        """Whether the value named `name` must not be stored."""
+        return self._match is not None and self._match(name) is not None
+
+    def apply(self, name: str, value: Any, keywords: bool = False) -> Any:
+        """`value`, or what is stored in its place.
+
+        That is a `Redacted` when `name` is covered; for a ``**kwargs`` dict
+        (`keywords`), a copy whose covered keys hold one.
+        """
+        if self._match is None:
+            return value
+        if self.covers(name):
+            return Redacted(type_name(value))
+        if keywords and isinstance(value, dict) and any(
+                isinstance(key, str) and self.covers(key) for key in value):
+            return {key: Redacted(type_name(item))
+                    if isinstance(key, str) and self.covers(key) else item
+                    for key, item in value.items()}
+        return value
+
+
+def _matcher(patterns: tuple[str, ...]) -> Callable[[str], Any]:
+    import fnmatch
+    import re
+
+    return re.compile("|".join(fnmatch.translate(pattern) for pattern in patterns)).match
+
+
+def var_keyword_name(code: Any) -> str | None:
+    """The name of a code object's ``**kwargs`` parameter, if it has one."""
+    flags = getattr(code, "co_flags", 0)
+    if not flags & 0x08:  # inspect.CO_VARKEYWORDS
+        return None
+    index = code.co_argcount + code.co_kwonlyargcount + bool(flags & 0x04)  # CO_VARARGS
+    names = code.co_varnames
+    return str(names[index]) if index < len(names) else None
+
+
+# cloudpickle rebuilds a class pickled by value through these; the argument at the
+# index is the class's tracker id (the same in cloudpickle 2.2 to 3.1).
+_CLASS_MAKERS = {"_make_skeleton_class": 4, "_make_skeleton_enum": 5}
+
+
+class _Unpickler(pickle.Unpickler):
+    """Unpickles without ever changing a class that lives in this process (see below)."""
+
+    def __init__(self, file: IO[bytes], buffers: Iterable[Any]) -> None:
+        super().__init__(file, buffers=buffers)
+        self._live: list[type] = []
+
+    def find_class(self, module: str, name: str) -> Any:
+        found = super().find_class(module, name)
+        if not module.startswith("cloudpickle"):
+            return found
+        if name in _CLASS_MAKERS:
+            return self._noting_live(found, _CLASS_MAKERS[name])
+        if name == "_class_setstate":
+            return self._sparing_live(found)
+        return found
+
+    def _noting_live(self, make: Callable[..., Any], position: int) -> Callable[..., Any]:
+        def made(*args: Any) -> Any:
+            tracked = getattr(sys.modules.get("cloudpickle.cloudpickle"),
+                              "_DYNAMIC_CLASS_TRACKER_BY_ID", {})
+            live = tracked.get(args[position]) if len(args) > position else None
+            cls = make(*args)
+            if live is not None and cls is live:
+                self._live.append(cls)
+            return cls
+
+        return made
+
+    def _sparing_live(self, setstate: Callable[..., Any]) -> Callable[..., Any]:
+        def set_unless_live(obj: Any, state: Any) -> Any:
+            if any(obj is live for live in self._live):
+                return obj
+            return setstate(obj, state)
+
+        return set_unless_live
+
+
 def unpickle_value(inband: bytes, buffers: list[Any]) -> Any:
-    """Rebuild a value pickled by `pickle_value`."""
-    return pickle.loads(inband, buffers=buffers)
+    """Rebuild a value pickled by `pickle_value`; never change a live object.
+
+    cloudpickle rebuilds a class pickled by value (defined in ``__main__``, a
+    notebook or a function) as the class of the same identity when this process
+    has it, and then overwrites that class's attributes with the saved ones: a
+    `ckpt.load()` in the notebook that defined the class would rebind its methods
+    to stale copies. Here such a class is used as it is now, untouched.
+    """
+    import io
+
+    return _Unpickler(io.BytesIO(inband), buffers).load()
