@@ -288,7 +288,11 @@ def save_call(
         started = time.perf_counter()
         saved = _write_call(target, bind_arguments(target, args, kwargs), "call", started)
         _in_flight.add(saved.id)
-        _prune(target, saved, saved.size)
+        try:
+            _prune(target, saved, saved.size)
+        except BaseException:  # not returned: nothing will end this call for retention
+            _in_flight.discard(saved.id)
+            raise
         return saved
     except Exception as exc:
         _warn("save", target, exc)

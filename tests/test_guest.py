@@ -129,6 +129,27 @@ def test_their_recursion_error_is_not_replaced_by_ours(store):
     assert int(lines[2].split()[1]) >= 1  # an outer call, with room to spare, saved it
 
 
+@pytest.mark.parametrize("failure", [RecursionError, MemoryError])
+def test_a_save_out_of_stack_or_memory_is_dropped_with_a_warning(store, monkeypatch, failure):
+    import ckpt.capture
+
+    def exhausted(*args, **kwargs):
+        raise failure()
+
+    sentinel = ValueError("theirs")
+
+    @ckpt.ckpt(active=False)
+    def fail():
+        raise sentinel
+
+    monkeypatch.setattr(ckpt.capture, "save_error", exhausted)
+    with pytest.warns(ckpt.CkptWarning, match="could not save"):
+        with pytest.raises(ValueError) as raised:
+            fail()
+    assert raised.value is sentinel
+    assert raised.value.__context__ is None
+
+
 # -- interpreter shutdown ----------------------------------------------------------------------
 
 
