@@ -182,6 +182,12 @@ def _carry_signals() -> None:
     carried out of the save as `_Raised`, the save is abandoned and the exception
     raised again from where the save was called. Other threads' saves never see
     a handler run.
+
+    Known effects of the swap, while a main-thread save runs: `signal.getsignal`
+    called by their code (a `__reduce__`, the `active` predicate) sees our
+    wrapper; and re-installing a handler resets the restart flag that
+    `signal.siginterrupt(signum, False)` set (Python retries interrupted system
+    calls itself since 3.5, so only the moment a handler runs can differ).
     """
     global _saving_in_main
     if threading.current_thread() is not threading.main_thread():
