@@ -186,6 +186,12 @@ def test_a_fork_while_the_first_save_imports_never_hangs_the_child(store):
     assert result.stdout.strip() == "forks 1 hung 0", result.stderr[-3000:]
 
 
+def test_a_child_forked_inside_a_save_is_not_saving(store):
+    result = guest_program("forks.py", "inside")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["child exit 0", "forks 1 hung 0"]
+
+
 # -- ckpt.load leaves live objects alone -------------------------------------------------------
 
 

@@ -1,9 +1,11 @@
 """os.fork() in one thread while another thread saves: the child must not hang.
 
-Usage: forks.py saving SECONDS   |   forks.py importing
+Usage: forks.py saving SECONDS   |   forks.py importing   |   forks.py inside
 `saving`: a thread saves checkpoints of new functions all the time while the main
 thread forks again and again. `importing`: the fork lands while the first save
-is still importing ckpt's saving code (an import made slow on purpose).
+is still importing ckpt's saving code (an import made slow on purpose). `inside`:
+the saving thread itself forks (an argument's __reduce__ does): the child is not
+saving, so its own call is saved.
 Each child calls a decorated function and exits; one that has not exited after
 two seconds is reported hung (its stack goes to stderr) and killed.
 """
@@ -89,8 +91,27 @@ def importing():
     return 1, int(not ok)
 
 
+class ForksWhilePickled:
+    def __reduce__(self):
+        pid = os.fork()
+        if pid == 0:
+            in_child(Point(-2))
+            saved = [entry for entry in ckpt.checkpoints() if entry.name == "in_child"]
+            os._exit(0 if saved else 3)
+        _, status = os.waitpid(pid, 0)
+        print(f"child exit {os.waitstatus_to_exitcode(status)}", flush=True)
+        return (ForksWhilePickled, ())
+
+
+def inside():
+    ckpt.ckpt(lambda value: 1, name="forking")(ForksWhilePickled())
+    return 1, 0
+
+
 if sys.argv[1] == "saving":
     forks, hung = saving(float(sys.argv[2]))
+elif sys.argv[1] == "inside":
+    forks, hung = inside()
 else:
     forks, hung = importing()
 print(f"forks {forks} hung {hung}", flush=True)
