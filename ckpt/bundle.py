@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fnmatch
 import hashlib
 import io
 import json
@@ -45,7 +44,7 @@ from .header import CallDetail, ErrorDetail, Summary
 from .keys import load_key
 from .store import CALL_SUFFIX, ERROR_SUFFIX, Entry, Store, discard, name_key, new_id
 from .target import configured_max_bytes
-from .values import Unpicklable
+from .values import Redacted, Redaction
 
 BUNDLE_FORMAT = "ckpt-bundle"
 BUNDLE_VERSION = 1
@@ -60,7 +59,6 @@ MAX_NAME = 4096
 FIRST_STAMP = 946_684_800 * 10**9
 LAST_STAMP = 4_102_444_800 * 10**9
 REDACTED = "<redacted>"
-REDACTED_WHY = "redacted at export"
 
 _ID = re.compile(r"[0-9a-f]{12}")  # what store.new_id makes
 # A part's file name in the store (as store._PART_NAME), and in a bundle: a plain name
@@ -116,6 +114,7 @@ def export(entries: list[Entry], output: str | os.PathLike[str],
     """
     output = Path(output)
     key = load_key(create=False)
+    redaction = Redaction(redact)
     try:
         staging = Path(tempfile.mkdtemp(prefix=".ckpt-export-", dir=output.parent))
     except OSError as exc:
@@ -123,7 +122,7 @@ def export(entries: list[Entry], output: str | os.PathLike[str],
     try:
         manifest, carried = [], []
         for entry in entries:
-            described, exported = _stage_checkpoint(entry, key, staging, redact)
+            described, exported = _stage_checkpoint(entry, key, staging, redaction)
             manifest.append(described)
             carried.append(exported)
         _write_bundle(output, _manifest_bytes(manifest), staging)
@@ -149,32 +148,34 @@ def carried_lines(carried: list[Exported]) -> list[str]:
                   for qualname, values in item.frames]
     lines.append("  each also carries its function's code, the exception message and "
                  "traceback, the module's source, and where it ran (host, user, cwd, argv, "
-                 "sys.path): --redact changes none of these")
+                 "sys.path); --redact replaces values by name only, none of these, nor keys "
+                 "inside a **kwargs")
     return lines
 
 
 def unmatched(carried: list[Exported], patterns: list[str]) -> list[str]:
     """The --redact patterns that matched no value (a typo would let a secret leave)."""
-    names = [value.name for item in carried for value in item.values if value.redacted]
-    return [p for p in patterns if not any(fnmatch.fnmatchcase(n, p) for n in names)]
+    names = {value.name for item in carried for value in item.values}
+    return [p for p in patterns if not any(map(Redaction([p]).covers, names))]
 
 
-def _stage_checkpoint(entry: Entry, key: bytes, staging: Path, redact: tuple[str, ...],
+def _stage_checkpoint(entry: Entry, key: bytes, staging: Path, redaction: Redaction,
                       ) -> tuple[dict[str, Any], Exported]:
     """Verify, redact and re-write one checkpoint's parts into `staging`."""
     if entry.problem:
         raise CorruptCheckpointError(f"checkpoint {entry.id} cannot be exported: {entry.problem}")
     call = read_part(entry.call_path, key)
-    summary = call.summary
-    arguments = _redact(call, redact)
+    summary = call.summary = {"stamp": entry.stamp, **call.summary}  # formats 1, 2: none
+    arguments = _redact(call, redaction)
     call_tag = _write_part(staging / os.path.basename(entry.call_path), call, key)
     del call  # its buffers: one part in memory at a time
     frames: list[tuple[str, list[Value]]] = []
     exception = None
     if entry.error_path is not None:
         error = read_part(entry.error_path, key)
-        error.summary = {**error.summary, "call_tag": call_tag.hex()}  # the part it completes
-        locals_ = _redact(error, redact)
+        # the call part it completes was written afresh: its tag is a new one
+        error.summary = {"stamp": entry.stamp, **error.summary, "call_tag": call_tag.hex()}
+        locals_ = _redact(error, redaction)
         frames = [(str(frame.get("qualname")), locals_[start:end])
                   for frame, start, end in _frame_spans(error.detail)]
         exception = error.summary.get("exception")
@@ -203,12 +204,14 @@ def _descriptions(part: Part) -> list[dict[str, Any] | None]:
         else:
             found = [local for frame in detail["frames"] for local in frame["locals"]]
     except (KeyError, TypeError) as exc:
-        raise CorruptCheckpointError(f"{part.summary.get('id')}: unreadable descriptions") from exc
+        raise CorruptCheckpointError(
+            f"checkpoint {_quoted(part.summary.get('id'))}: unreadable descriptions") from exc
     if len(found) != len(part.records) or not all(
             item is None or (isinstance(item, dict) and isinstance(item.get("name"), str))
             for item in found):
         raise CorruptCheckpointError(
-            f"checkpoint {part.summary.get('id')}: its headers do not describe its records")
+            f"checkpoint {_quoted(part.summary.get('id'))}: its headers do not describe its "
+            "records")
     return found
 
 
@@ -221,27 +224,25 @@ def _frame_spans(detail: dict[str, Any]) -> list[tuple[dict[str, Any], int, int]
     return spans
 
 
-def _redact(part: Part, patterns: tuple[str, ...]) -> list[Value]:
-    """Replace the records whose names match `patterns` by placeholders, in place.
+def _redact(part: Part, redaction: Redaction) -> list[Value]:
+    """Replace the records whose names `redaction` covers by placeholders, in place.
 
-    The placeholder is pickled here, from a value we build: nothing of the
-    user's is unpickled. Its description says only the name, kind and type.
-    Returns what the part carries now, argument or local, in record order.
+    The placeholder (a `Redacted`, as the decorator's own ``redact=`` stores) is
+    pickled here, from a value we build: nothing of the user's is unpickled. Its
+    description says only the name, kind and type. Returns what the part carries
+    now, argument or local, in record order.
     """
     carried = []
     for index, description in enumerate(_descriptions(part)):
         if description is None:
             continue
-        name, kind = description["name"], str(description.get("type", "?"))
-        hidden = any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)
-        if hidden:
-            placeholder = Unpicklable(kind, REDACTED, REDACTED_WHY)
-            part.records[index] = Record(pickle.dumps(placeholder, protocol=5))
+        name, type_name = description["name"], str(description.get("type", "?"))
+        if redaction.covers(name):
+            part.records[index] = Record(pickle.dumps(Redacted(type_name), protocol=5))
             kept: dict[str, Any] = {k: description[k] for k in ("name", "kind") if k in description}
             description.clear()
-            description.update(kept, type=kind, repr=REDACTED, unpicklable=REDACTED_WHY,
-                               redacted=True)
-        carried.append(Value(name, kind, hidden))
+            description.update(kept, type=type_name, repr=REDACTED, redacted=True)
+        carried.append(Value(name, type_name, description.get("redacted") is True))
     return carried
 
 
@@ -660,7 +661,7 @@ def _headers(path: Path, kind: str, stamp: int) -> Summary:
                 raise _Refused(f"{_quoted(path.name)} says nothing of the exception")
         _descriptions(part)
     except CorruptCheckpointError as exc:
-        raise _Refused(f"{_quoted(path.name)}: {exc.reason}") from exc
+        raise _Refused(f"{_quoted(path.name)}: {printable(exc.reason)}") from exc
     except RecursionError as exc:
         raise _Refused(f"{_quoted(path.name)}: a header nested too deep") from exc
     # The call's time: format 3 signs it as `stamp`; formats 1 and 2 said `created`
@@ -729,7 +730,7 @@ def adopt(bundle: Bundle, store: Store) -> list[Adopted]:
         raise CkptError(f"cannot write into the store {printable(store.path)}: "
                         f"{exc.strerror}; nothing was imported") from exc
     except CorruptCheckpointError as exc:  # changed since it was opened
-        raise _damaged(bundle.path, exc.reason) from exc
+        raise _damaged(bundle.path, printable(exc.reason)) from exc
     finally:
         for temporary, _ in staged:
             discard(temporary)  # placed ones were renamed already

@@ -145,8 +145,8 @@ def cmd_export(args: argparse.Namespace) -> int:
           "with these values (name: type):")
     print("\n".join(bundle.carried_lines(carried)))
     for pattern in bundle.unmatched(carried, args.redact):
-        print(f"note: --redact {display.printable(pattern)!r} matched no argument or local",
-              file=sys.stderr)
+        print(f"note: --redact {display.printable(repr(pattern))} matched no argument or "
+              "local", file=sys.stderr)
     return EXIT_OK
 
 
@@ -178,7 +178,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     for item in adopted:
         note = "" if item.old == item.new else (
-            f" (was {printable(display.shorten(item.old, 16))!r} in the bundle: "
+            f" (was {printable(repr(display.shorten(item.old, 16)))} in the bundle: "
             "an id already here, or not one of ours)")
         print(f"imported {item.new}  {printable(display.shorten(item.name, 60))}{note}")
     return EXIT_OK
