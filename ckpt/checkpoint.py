@@ -7,6 +7,7 @@ import importlib
 import os
 import sys
 
+from .binding import Binding, bind, keywords, positional
 from .errors import CkptError, CorruptCheckpointError
 from .fileformat import Part, read_part
 from .header import CallDetail, ErrorDetail, Summary
@@ -89,27 +90,16 @@ class Checkpoint:
 
     @property
     def args(self) -> tuple[Any, ...]:
-        """The positional values of the call."""
-        values: list[Any] = []
-        for name, value in self.arguments.items():
-            kind = self.kinds[name]
-            if kind in ("positional_only", "positional_or_keyword"):
-                values.append(value)
-            elif kind == "var_positional":
-                values.extend(value)
-        return tuple(values)
+        """The positional values of the call, by the signature it had at capture."""
+        return positional(self.arguments, self.kinds)
 
     @property
     def kwargs(self) -> dict[str, Any]:
-        """The keyword values of the call."""
-        values: dict[str, Any] = {}
-        for name, value in self.arguments.items():
-            kind = self.kinds[name]
-            if kind == "keyword_only":
-                values[name] = value
-            elif kind == "var_keyword":
-                values.update(value)
-        return values
+        """The keyword values of the call, by the signature it had at capture.
+
+        To call the function as it is now, `bind` it: values go by parameter name.
+        """
+        return keywords(self.arguments, self.kinds)
 
     @property
     def locals(self) -> dict[str, Any]:
@@ -129,9 +119,21 @@ class Checkpoint:
             hint="it was renamed or deleted since the checkpoint was taken",
         )
 
+    def bind(self, function: Callable[..., Any]) -> Binding:
+        """The saved arguments bound to `function`'s parameters as they are now, by name."""
+        return bind(self.arguments, self.kinds, function)
+
     def call(self) -> Any:
-        """Call the current function with the saved arguments."""
-        return self.function(*self.args, **self.kwargs)
+        """Call the current function with the saved arguments, bound by name.
+
+        Raises:
+            CkptError: a parameter it has now has no saved value and no default.
+        """
+        function = self.function
+        binding = self.bind(function)
+        if binding.missing:
+            raise CkptError(binding.refusal(self.name))
+        return function(*binding.args, **binding.kwargs)
 
 
 def _import_function(location: dict[str, Any]) -> Callable[..., Any] | None:

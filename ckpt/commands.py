@@ -212,12 +212,22 @@ def cmd_run(args: argparse.Namespace) -> int:
           f"{why}, mode {mode}", file=sys.stderr)
     options = json.dumps({"store": store.path, "id": entry.id, "mode": mode,
                           "frame": args.frame, "debugger": args.debugger, "shell": args.shell,
-                          "json": args.json, "trust": args.trust, "command": args.command})
+                          "json": args.json, "trust": args.trust, "command": args.command,
+                          "cwd": _directory(args.cwd)})
     if args.standby is not None:
         if supervise.is_this_interpreter(python):
             return supervise.supervise(args.standby.go(options), supervise.replay_env())
         args.standby.cancel()  # another interpreter replays: send ours away first
     return supervise.supervise([python, *supervise.RUNNER, options], supervise.replay_env())
+
+
+def _directory(path: str | None) -> str | None:
+    """--cwd DIR, made absolute; None when not given."""
+    if path is None:
+        return None
+    if not os.path.isdir(path):
+        raise CkptError(f"--cwd {path}: not a directory")
+    return os.path.abspath(path)
 
 
 def _is_terminal(stream: object) -> bool:
@@ -335,14 +345,20 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     run.add_argument("name", nargs="?", metavar="NAME|ID", help="default: the newest")
     run.add_argument("--mode", "-m", choices=MODES,
                      help="default: until-error for an error checkpoint, else break")
-    run.add_argument("--frame", type=int, default=0, metavar="N",
-                     help="with --mode locals: the saved frame (0 the function's, -1 innermost)")
+    run.add_argument("--frame", type=int, metavar="N",
+                     help="with --mode locals: the saved frame (0 the function's, -1 the "
+                          "innermost; default: the innermost of your own code)")
     run.add_argument("--debugger", choices=("pdb", "ipdb", "pudb", "pdbpp"), default="pdb")
     run.add_argument("--shell", choices=("python", "ipython"), default="python")
     run.add_argument("-c", "--command", action="append", default=[], metavar="CMD",
                      help="a debugger (or shell) command to run first; repeatable")
     run.add_argument("--python", metavar="PATH",
-                     help="interpreter to replay with (default: the one recorded)")
+                     help="interpreter to replay with, with its own packages (default: the "
+                          "one recorded)")
+    run.add_argument("--cwd", metavar="DIR",
+                     help="replay in DIR, with the code of DIR's checkout (default: the "
+                          "checkout you are in if it holds the function's file, else the "
+                          "recorded directory)")
     run.add_argument("--json", action="store_true", help="with --mode run: the outcome as JSON")
     run.add_argument("--trust", action="store_true",
                      help="replay even if the checkpoint does not verify under your key "

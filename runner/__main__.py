@@ -2,54 +2,14 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import sys
 
 from .options import parse
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from collections.abc import Callable
-
 EXIT_USAGE = 2
-
-
-def restore_process(metadata: dict[str, object]) -> Callable[[str], str]:
-    """The working directory, `sys.path` and `sys.argv` of the captured process.
-
-    Returns how to map a recorded path to this machine: when the recorded
-    working directory is gone (a checkpoint from CI, say), paths under it are
-    taken relative to the current directory instead.
-    """
-    from ckpt.display import printable
-    from ckpt.drift import relocated
-
-    cwd = metadata.get("cwd")
-    remap: Callable[[str], str] = str
-    if isinstance(cwd, str) and cwd:
-        try:
-            os.chdir(cwd)
-        except OSError:
-            here = os.getcwd()
-            print(f"note: the recorded working directory {printable(cwd)} does not exist "
-                  f"here; paths under it are taken from {printable(here)}", file=sys.stderr)
-            remap = functools.partial(relocated, recorded_cwd=cwd, here=here)
-    recorded = [remap(p) for p in metadata.get("path", []) if isinstance(p, str)]  # type: ignore[attr-defined]
-    # An entry missing for this interpreter too (python311.zip) is no news.
-    missing = [p for p in recorded if p and not os.path.exists(p) and p not in sys.path]
-    if missing:
-        what = "entry no longer exists" if len(missing) == 1 else "entries no longer exist"
-        print(f"note: {len(missing)} recorded sys.path {what}: "
-              f"{printable(', '.join(missing[:3]))}", file=sys.stderr)
-    # The recorded path first; this interpreter's own after it, so ckpt stays importable.
-    ours = [p for p in sys.path if p not in recorded and p != ""]
-    sys.path[:] = recorded + ours
-    argv = metadata.get("argv")
-    if isinstance(argv, list) and argv:
-        sys.argv[:] = [remap(str(a)) for a in argv]
-    return remap
+EXIT_INTERRUPTED = 128 + 2  # as a shell reports a command ended by Ctrl-C (SIGINT)
 
 
 def standby(fd: int) -> str | None:
@@ -121,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"cdip: error: ckpt cannot be imported by {sys.executable}: {exc}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        return replay.replay(options, restore_process)
+        return replay.replay(options)
     except CkptError as exc:
         from ckpt.display import printable
 
@@ -129,6 +89,11 @@ def main(argv: list[str] | None = None) -> int:
         if exc.hint:
             print(f"hint: {printable(exc.hint)}", file=sys.stderr)
         return exc.exit_code
+    except KeyboardInterrupt:
+        # Ctrl-C before the function started (while its modules were imported, say):
+        # the modes handle it once the function runs.
+        print("\ncdip: interrupted before the replay started", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

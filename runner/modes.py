@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Coroutine
+from collections.abc import AsyncGenerator, Coroutine, Generator
 from types import CodeType, TracebackType
 
+from ckpt.binding import Binding, bind, parameters
 from ckpt.checkpoint import Checkpoint
 from ckpt.display import printable
-from ckpt.errors import CkptError
-from ckpt.target import is_coroutine_function
 from ckpt.values import short_repr
+
+from .debuggers import make_debugger, post_mortem
+from .frames import innermost_user, traceback_frames, where
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -24,22 +26,69 @@ if TYPE_CHECKING:
 # matters, so each is imported only by the mode that needs it.
 
 EXIT_OK, EXIT_RAISED = 0, 1
+EXIT_INTERRUPTED = 128 + 2  # as a shell reports a command ended by Ctrl-C (SIGINT)
+_SUSPENDING = 0x20 | 0x80 | 0x200  # CO_GENERATOR, CO_COROUTINE, CO_ASYNC_GENERATOR
+_SHOWN_ITEMS = 10  # of what a generator yielded, the first few are kept to show
 
 
-def run(options: Options, checkpoint: Checkpoint, function: Callable[..., Any]) -> int:
+def run(options: Options, checkpoint: Checkpoint, function: Callable[..., Any],
+        binding: Binding) -> int:
     """Enter the mode `options.mode`; return the exit status."""
     handlers = {"break": debug_from_start, "until-error": until_error, "run": run_once,
                 "shell": shell, "locals": shell}
-    return handlers[options.mode](options, checkpoint, function)
+    return handlers[options.mode](options, checkpoint, function, binding)
 
 
-def _invoke(function: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    result = function(*args, **kwargs)
+class Yielded:
+    """What a generator yielded: how many values, and the first few of them."""
+
+    def __init__(self) -> None:
+        self.total = 0
+        self.first: list[Any] = []
+
+    def add(self, value: Any) -> None:
+        """Count one more value (kept only while few)."""
+        self.total += 1
+        if self.total <= _SHOWN_ITEMS:
+            self.first.append(value)
+
+    def __str__(self) -> str:
+        more = f" (the first {len(self.first)})" if self.total > len(self.first) else ""
+        values = "value" if self.total == 1 else "values"
+        return f"yielded {self.total} {values}: {short_repr(self.first)}{more}"
+
+
+def _drain(result: Any) -> Any:
+    """What a call's result comes to: a coroutine awaited, a generator iterated to its end."""
     if isinstance(result, Coroutine):
         import asyncio
 
         return asyncio.run(result)
+    if isinstance(result, AsyncGenerator):
+        import asyncio
+
+        return asyncio.run(_collect_async(result))
+    if isinstance(result, Generator):
+        yielded = Yielded()
+        for item in result:
+            yielded.add(item)
+        return yielded
     return result
+
+
+async def _collect_async(agen: AsyncGenerator[Any, Any]) -> Yielded:
+    yielded = Yielded()
+    async for item in agen:
+        yielded.add(item)
+    return yielded
+
+
+def _invoke(function: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    return _drain(function(*args, **kwargs))
+
+
+def _outcome(result: Any) -> str:
+    return str(result) if isinstance(result, Yielded) else f"returned {short_repr(result)}"
 
 
 def _user_traceback(exc: BaseException) -> TracebackType | None:
@@ -59,11 +108,16 @@ def _print_exception(exc: BaseException) -> None:
     sys.stderr.write(printable("".join(lines), newlines=True))
 
 
-def run_once(options: Options, checkpoint: Checkpoint,
-             function: Callable[..., Any]) -> int:
-    """No interaction: run it, print the outcome, 0 on success and 1 on an exception."""
+def run_once(options: Options, checkpoint: Checkpoint, function: Callable[..., Any],
+             binding: Binding) -> int:
+    """No interaction: run it, print the outcome; 0 on success, 1 on an exception."""
+    outcome: dict[str, Any]
     try:
-        result = _invoke(function, checkpoint.args, checkpoint.kwargs)
+        result = _invoke(function, binding.args, binding.kwargs)
+    except KeyboardInterrupt as exc:
+        _print_exception(exc)  # where it was: the user's frames only
+        outcome = {"outcome": "interrupted"}
+        status, text = EXIT_INTERRUPTED, f"{checkpoint.name} was interrupted (Ctrl-C)"
     except Exception as exc:
         _print_exception(exc)
         outcome = {"outcome": "raised", "exception": type(exc).__name__, "message": str(exc)}
@@ -71,8 +125,9 @@ def run_once(options: Options, checkpoint: Checkpoint,
         text = f"{checkpoint.name} raised {type(exc).__name__}: {exc}"
     else:
         outcome = {"outcome": "returned", "repr": short_repr(result)}
-        status = EXIT_OK
-        text = f"{checkpoint.name} returned {short_repr(result)}"
+        if isinstance(result, Yielded):
+            outcome.update(repr=short_repr(result.first), yielded=result.total)
+        status, text = EXIT_OK, f"{checkpoint.name} {_outcome(result)}"
     if options.json:
         import json
 
@@ -82,78 +137,21 @@ def run_once(options: Options, checkpoint: Checkpoint,
     return status
 
 
-def make_debugger(options: Options) -> Any:
-    """A pdb-compatible debugger instance with `-c` commands queued."""
-    name = options.debugger
-    debugger: Any
-    try:
-        if name == "pdb":
-            import pdb
-
-            debugger = pdb.Pdb()
-        elif name == "ipdb":
-            from IPython.terminal.debugger import TerminalPdb
-
-            debugger = TerminalPdb()
-        elif name == "pudb":
-            debugger = _Pudb()
-        else:
-            import pdbpp
-
-            debugger = pdbpp.Pdb()
-    except ImportError as exc:
-        raise CkptError(
-            f"the debugger {name} is not installed in {sys.executable}",
-            hint=f"install it there (`{sys.executable} -m pip install {name}`) or use pdb",
-        ) from exc
-    debugger.rcLines.extend(options.command)
-    return debugger
-
-
-class _Pudb:
-    """pudb behind the few pdb methods the modes use (it is a full-screen UI)."""
-
-    def __init__(self) -> None:
-        import pudb
-
-        self._pudb = pudb
-        self.rcLines: list[str] = []
-
-    def runcall(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        if self.rcLines:
-            raise CkptError("pudb is a full-screen debugger and takes no -c commands",
-                            hint="use --debugger pdb for scripted sessions")
-        return self._pudb.runcall(function, *args, **kwargs)
-
-    def set_break(self, filename: str, line: int, temporary: bool = False) -> None:
-        self._pudb._get_debugger().set_break(filename, line, temporary=temporary)
-
-    def reset(self) -> None:
-        """Nothing to reset: pudb keeps its own state."""
-
-    def interaction(self, frame: Any, tb: TracebackType | None) -> None:
-        if self.rcLines:
-            raise CkptError("pudb is a full-screen debugger and takes no -c commands",
-                            hint="use --debugger pdb for scripted sessions")
-        self._pudb.post_mortem(tb)
-
-
-def debug_from_start(options: Options, checkpoint: Checkpoint,
-                     function: Callable[..., Any]) -> int:
+def debug_from_start(options: Options, checkpoint: Checkpoint, function: Callable[..., Any],
+                     binding: Binding) -> int:
     """The debugger stopped at the first line of the function, arguments bound."""
     debugger = make_debugger(options)
     print(f"> breaking at the first line of {printable(checkpoint.name)}", file=sys.stderr)
+    code = getattr(function, "__code__", None)
     try:
-        if is_coroutine_function(function):
-            import asyncio
-
-            # runcall cannot enter a coroutine: break on its body, run the event loop
-            code = function.__code__
+        if code is not None and code.co_flags & _SUSPENDING:
+            # runcall would stop only at the call that makes the coroutine or generator:
+            # break on its body instead, and run it to the end
             debugger.set_break(code.co_filename, _first_body_line(code), temporary=True)
             debugger.rcLines.insert(0, "continue")
-            debugger.runcall(asyncio.run, function(*checkpoint.args, **checkpoint.kwargs))
+            debugger.runcall(_drain, function(*binding.args, **binding.kwargs))
         else:
-            debugger.runcall(function, *checkpoint.args, **checkpoint.kwargs)
+            debugger.runcall(function, *binding.args, **binding.kwargs)
     except _quit():
         return EXIT_OK
     except Exception as exc:
@@ -178,82 +176,88 @@ def _first_body_line(code: CodeType) -> int:
     return min(later) if later else code.co_firstlineno
 
 
-def until_error(options: Options, checkpoint: Checkpoint,
-                function: Callable[..., Any]) -> int:
-    """Run it; on an exception, a post-mortem debugger at the frame that raised."""
+def until_error(options: Options, checkpoint: Checkpoint, function: Callable[..., Any],
+                binding: Binding) -> int:
+    """Run it; on an exception or Ctrl-C, a post-mortem in the user's innermost frame."""
     try:
-        result = _invoke(function, checkpoint.args, checkpoint.kwargs)
-    except Exception as exc:
+        result = _invoke(function, binding.args, binding.kwargs)
+    except (Exception, KeyboardInterrupt) as exc:
+        interrupted = isinstance(exc, KeyboardInterrupt)
         _print_exception(exc)
-        print(f"\n{printable(checkpoint.name)} raised {type(exc).__name__}: entering "
-              "post-mortem debugging (q to quit)", file=sys.stderr)
+        what = "was interrupted (Ctrl-C)" if interrupted else f"raised {type(exc).__name__}"
+        print(f"\n{printable(checkpoint.name)} {what}: entering post-mortem debugging "
+              "(q to quit)", file=sys.stderr)
+        tb = _user_traceback(exc)
+        frames = traceback_frames(tb)
+        start = innermost_user([frame.f_code.co_filename for frame, _ in frames])
+        if frames:
+            print(printable(where(frames, start)), file=sys.stderr)
         debugger = make_debugger(options)
-        debugger.reset()
         try:
-            debugger.interaction(None, _user_traceback(exc))
+            post_mortem(debugger, exc, tb, frames[start][0] if frames else None)
         except _quit():
             pass
-        return EXIT_RAISED
-    print(printable(f"{checkpoint.name} now succeeds: it returned {short_repr(result)}"))
+        return EXIT_INTERRUPTED if interrupted else EXIT_RAISED
+    print(printable(f"{checkpoint.name} now succeeds: it {_outcome(result)}"))
     return EXIT_OK
 
 
 def _namespace(checkpoint: Checkpoint, function: Callable[..., Any],
                values: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     module = sys.modules.get(getattr(function, "__module__", "") or "")
-    namespace: dict[str, Any] = dict(vars(module)) if module is not None else {}
+    globals_ = dict(vars(module)) if module is not None else {}
+    namespace: dict[str, Any] = dict(globals_)
     namespace.update(values)
     handle = "call" if "call" not in namespace else "ckpt_call"
+    absent = object()
 
     def call_again() -> Any:
-        """Call the function again with the variables as they are now."""
-        kinds = checkpoint.kinds
-        args: list[Any] = []
-        kwargs: dict[str, Any] = {}
-        for name in checkpoint.arguments:
-            value = namespace.get(name, checkpoint.arguments[name])
-            if kinds[name] in ("positional_only", "positional_or_keyword"):
-                args.append(value)
-            elif kinds[name] == "var_positional":
-                args.extend(value)
-            elif kinds[name] == "keyword_only":
-                kwargs[name] = value
-            else:
-                kwargs.update(value)
-        return _invoke(function, tuple(args), kwargs)
+        """Call the function again with the variables as they are now, bound by name."""
+        current = {name: namespace.get(name, saved)
+                   for name, saved in checkpoint.arguments.items()}
+        kinds = dict(checkpoint.kinds)
+        for parameter in parameters(function) or []:
+            value = namespace.get(parameter.name, absent)
+            # a parameter added since capture takes a variable the user set, not a global
+            if parameter.name not in current and value is not absent \
+                    and value is not globals_.get(parameter.name, absent):
+                current[parameter.name], kinds[parameter.name] = value, parameter.kind
+        binding = bind(current, kinds, function)
+        if binding.missing:
+            raise TypeError(f"{binding.refusal(checkpoint.name)}: set a variable of that "
+                            f"name, then {handle}() again")
+        return _invoke(function, binding.args, binding.kwargs)
 
     namespace[handle] = call_again
     namespace.setdefault("checkpoint", checkpoint)
     return namespace, [handle]
 
 
-def shell(options: Options, checkpoint: Checkpoint,
-          function: Callable[..., Any]) -> int:
+def shell(options: Options, checkpoint: Checkpoint, function: Callable[..., Any],
+          binding: Binding) -> int:
     """A console in the function's module with the arguments (or the locals) bound."""
     if options.mode == "locals":
-        frame = checkpoint.frames[options.frame]
+        frame = checkpoint.frames[options.frame or 0]
         values, what = frame.locals, f"the locals of {frame.function} at line {frame.line}"
     else:
         values, what = checkpoint.arguments, f"the arguments of {checkpoint.name}"
     namespace, (handle,) = _namespace(checkpoint, function, values)
     names = ", ".join(values) or "(none)"
+    unset = "".join(f"\n{name} has no saved value: set it before {handle}()"
+                    for name in binding.missing)
     banner = printable(f"ckpt shell: {what}: {names}\n"
                        f"{handle}() calls {checkpoint.name} again with these variables; "
-                       "`checkpoint` is the checkpoint. Ctrl-D to leave.", newlines=True)
+                       f"`checkpoint` is the checkpoint. Ctrl-D to leave.{unset}", newlines=True)
     if options.shell == "ipython":
-        try:
-            from IPython.terminal.interactiveshell import TerminalInteractiveShell
-        except ImportError:
-            print("note: IPython is not installed here; using the standard console",
-                  file=sys.stderr)
-        else:
-            ipython = TerminalInteractiveShell.instance(user_ns=namespace)
-            print(banner)
-            for command in options.command:
-                ipython.run_cell(command)
-            if sys.stdin.isatty() or not options.command:
-                ipython.mainloop()
-            return EXIT_OK
+        from IPython.terminal.interactiveshell import TerminalInteractiveShell
+
+        ipython: Any = TerminalInteractiveShell.instance(user_ns=namespace)  # untyped
+        print(banner)
+        for command in options.command:
+            ipython.run_cell(command)
+        if sys.stdin.isatty() or not options.command:
+            ipython.mainloop()
+        return EXIT_OK
     return _console(namespace, banner, options.command)
 
 

@@ -16,12 +16,14 @@ class Options:
     Not argparse: building a parser costs a replay ~10 ms, and only `cdip` calls us.
     """
 
-    def __init__(self, store: str, id: str, mode: str, frame: int = 0,
+    def __init__(self, store: str, id: str, mode: str, frame: int | None = None,
                  debugger: str = "pdb", shell: str = "python", json: bool = False,
-                 trust: bool = False, command: Sequence[str] = ()) -> None:
+                 trust: bool = False, command: Sequence[str] = (),
+                 cwd: str | None = None) -> None:
         self.store, self.id, self.mode, self.frame = store, id, mode, frame
         self.debugger, self.shell, self.json, self.trust = debugger, shell, json, trust
         self.command = list(command)
+        self.cwd = cwd  # --cwd: the directory to replay in, over any other
 
 
 def parse(arguments: Sequence[str]) -> Options | None:

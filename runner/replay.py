@@ -5,13 +5,16 @@ from __future__ import annotations
 import sys
 
 from ckpt import drift
+from ckpt.binding import Binding
 from ckpt.checkpoint import Checkpoint, unpickle_checkpoint, verify_checkpoint
 from ckpt.display import printable
 from ckpt.errors import CkptError
 from ckpt.store import Store
 from ckpt.values import Unpicklable
 
-from . import modes
+from . import debuggers, modes
+from .frames import innermost_user
+from .place import Place, restore
 from .resolve import find_function
 
 TYPE_CHECKING = False
@@ -22,7 +25,8 @@ if TYPE_CHECKING:
     from .options import Options
 
 
-def notices(checkpoint: Checkpoint, module_source: str | None) -> list[str]:
+def notices(checkpoint: Checkpoint, module_source: str | None,
+            binding: Binding | None = None) -> list[str]:
     """What to tell before the mode starts: what changed, and what could not be saved."""
     found: list[str] = []
     location = checkpoint.location
@@ -30,6 +34,9 @@ def notices(checkpoint: Checkpoint, module_source: str | None) -> list[str]:
         found.append(f"source of {location['qualname']} changed since capture: "
                      "replaying today's code")
         found += ["  " + line for line in drift.source_changes(location, module_source)]
+    if binding is not None and binding.changes:
+        found.append(f"the parameters of {location['qualname']} changed since capture:")
+        found += ["  " + line for line in binding.changes]
     found += drift.environment_changes(checkpoint.metadata, location)
     for name, value in checkpoint.arguments.items():
         if isinstance(value, Unpicklable):
@@ -38,33 +45,56 @@ def notices(checkpoint: Checkpoint, module_source: str | None) -> list[str]:
     return found
 
 
-def replay(
-    options: Options, restore: Callable[[dict[str, Any]], Callable[[str], str]]
-) -> int:
+def code_line(place: Place, function: Callable[..., Any], saved_copy: bool) -> str:
+    """The banner's line that names the code that runs and the directory it runs in."""
+    code = getattr(function, "__code__", None)
+    what = "the copy saved at capture" if saved_copy or code is None else code.co_filename
+    return f"code: {what} in {place.cwd} ({place.why})"
+
+
+def replay(options: Options) -> int:
     """Verify the checkpoint, restore the captured process, unpickle, run the mode.
 
     In that order: until the checkpoint verifies, nothing recorded in it (its
-    working directory, its `sys.path`) decides where modules are imported from.
+    working directory, its `sys.path`) decides where modules are imported from,
+    and no user code runs before the debugger or shell the mode needs is found.
     """
     entry = Store(options.store, trust=options.trust).find(options.id)
     if options.trust:
         print("note: --trust: loading without checking the signature", file=sys.stderr)
     verified = verify_checkpoint(entry, trust=options.trust)
-    remap = restore(verified.call_detail.metadata)
+    detail = verified.call_detail
+    place = restore(detail.metadata, detail.location.file, options)
+    debuggers.check(options)
     checkpoint = unpickle_checkpoint(verified)
     if checkpoint.location.get("file"):
-        checkpoint.location["file"] = remap(checkpoint.location["file"])
-    function, note = find_function(checkpoint.location, lambda: checkpoint.saved_function)
+        checkpoint.location["file"] = place.remap(checkpoint.location["file"])
+    function, note = find_function(checkpoint.location, list(detail.metadata.get("argv", [])),
+                                   lambda: checkpoint.saved_function)
+    binding = checkpoint.bind(function)
     error_detail = verified.error_detail
     module_source = error_detail.module_source if error_detail is not None else None
-    for line in ([note] if note else []) + notices(checkpoint, module_source):
+    lines = [code_line(place, function, note is not None), *([note] if note else []),
+             *notices(checkpoint, module_source, binding)]
+    for line in lines:
         print(printable(line), file=sys.stderr)
+    if binding.missing and options.mode not in ("shell", "locals"):
+        raise CkptError(binding.refusal(checkpoint.name),
+                        hint="give it a default, or replay with --mode shell, set it, and call()")
     if options.mode == "locals":
-        frames = checkpoint.frames
-        if not frames:
-            raise CkptError(f"checkpoint {checkpoint.id} holds no locals: the call did not raise",
-                            hint="use --mode shell for its arguments")
-        if not -len(frames) <= options.frame < len(frames):
-            raise CkptError(f"--frame {options.frame}: there are {len(frames)} saved frames "
-                            f"(0 to {len(frames) - 1}, or -1 for the innermost)")
-    return modes.run(options, checkpoint, function)
+        options.frame = _frame(checkpoint, options.frame)
+    return modes.run(options, checkpoint, function, binding)
+
+
+def _frame(checkpoint: Checkpoint, frame: int | None) -> int:
+    """The saved frame `--mode locals` shows: `--frame`, else the user's innermost."""
+    frames = checkpoint.frames
+    if not frames:
+        raise CkptError(f"checkpoint {checkpoint.id} holds no locals: the call did not raise",
+                        hint="use --mode shell for its arguments")
+    if frame is None:
+        return innermost_user([saved.file for saved in frames])
+    if not -len(frames) <= frame < len(frames):
+        raise CkptError(f"--frame {frame}: there are {len(frames)} saved frames "
+                        f"(0 to {len(frames) - 1}, or -1 for the innermost)")
+    return frame

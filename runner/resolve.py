@@ -45,32 +45,71 @@ def import_module(location: dict[str, Any]) -> ModuleType:
         if not os.path.isfile(path):
             raise CkptError(
                 f"the script {path} that defined {location['qualname']} no longer exists",
-                hint="restore it, or replay from where it now lives with --python/--dir",
+                hint="restore it, or replay where it now lives with --cwd DIR",
             )
         return import_script(path)
     return importlib.import_module(location["module"])
 
 
+def _typed_where(file: str, argv: list[str]) -> str | None:
+    """Where a function whose code has no file was typed: a REPL, `-c`, IPython, a notebook."""
+    if file == "<stdin>":
+        return "in a REPL" if argv[:1] == [""] else "in code read from standard input"
+    if file == "<string>" and argv[:1] == ["-c"]:
+        return "by `python -c`"
+    if file.startswith("<ipython-input-"):
+        return "in IPython"
+    if file.startswith("<") and file.endswith(">"):
+        return f"in {file}"
+    # ipykernel names a cell's code /tmp/ipykernel_<pid>/<hash>.py and writes no such file
+    folder = os.path.basename(os.path.dirname(file))
+    if folder.startswith("ipykernel_") and not os.path.exists(file):
+        return "in a notebook cell"
+    return None
+
+
 def find_function(
-    location: dict[str, Any], saved: Callable[[], Callable[..., Any] | None]
+    location: dict[str, Any], argv: list[str], saved: Callable[[], Callable[..., Any] | None]
 ) -> tuple[Callable[..., Any], str | None]:
     """The function to replay, and a note to show the user (or None).
 
-    `saved` gives the copy saved by value, only asked for when there is no other.
+    `saved` gives the copy saved by value, only asked for when there is no other:
+    for closures, lambdas and functions typed into a REPL, `python -c`, IPython
+    or a notebook. `argv` is the recorded one (it tells `python -c` apart).
 
     Raises:
         CkptError: the function was renamed or deleted since capture.
     """
     qualname = location["qualname"]
-    by_value_only = "<locals>" in qualname or "<lambda>" in qualname or not location.get("file")
-    if by_value_only:
+    file = location.get("file") or ""
+    typed = _typed_where(file, argv) if file else "without a source file"
+    if typed or "<locals>" in qualname or "<lambda>" in qualname:
         copy = saved()
         if copy is None:
             raise CkptError(f"{qualname} has no importable definition and no saved copy")
+        if typed:
+            return copy, (f"note: {qualname} was defined {typed}: replaying the copy saved "
+                          "at capture (edits are not picked up)")
         return copy, (f"note: {qualname} has no importable definition; replaying the copy "
-                       "saved at capture (edits to it are not picked up)")
+                      "saved at capture (edits to it are not picked up)")
+    module = _import(location)
+    found: Any = module
+    for part in qualname.split("."):
+        found = getattr(found, part, None)
+        if found is None:
+            raise CkptError(
+                f"{location['module']}:{qualname} no longer exists in "
+                f"{getattr(module, '__file__', location['module'])}",
+                hint="it was renamed or deleted since the checkpoint was taken; "
+                     "`cdip info` shows what was captured",
+            )
+    return unwrap(found), None
+
+
+def _import(location: dict[str, Any]) -> ModuleType:
+    """The function's module, its own import errors shown whole and then explained."""
     try:
-        module = import_module(location)
+        return import_module(location)
     except CkptError:
         raise
     except Exception as exc:
@@ -83,18 +122,7 @@ def find_function(
         sys.stderr.write(printable("".join(lines), newlines=True))
         raise CkptError(
             f"importing {location.get('file') or location['module']} raised "
-            f"{type(exc).__name__}, so {qualname} cannot be replayed",
+            f"{type(exc).__name__}, so {location['qualname']} cannot be replayed",
             hint="fix the error above; a script's top-level code runs when it is imported, "
                  'so keep it under `if __name__ == "__main__":`',
         ) from exc
-    found: Any = module
-    for part in qualname.split("."):
-        found = getattr(found, part, None)
-        if found is None:
-            raise CkptError(
-                f"{location['module']}:{qualname} no longer exists in "
-                f"{getattr(module, '__file__', location['module'])}",
-                hint="it was renamed or deleted since the checkpoint was taken; "
-                     "`cdip info` shows what was captured",
-            )
-    return unwrap(found), None

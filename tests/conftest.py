@@ -41,6 +41,9 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
                  "PYCKPT_MAX_BYTES"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("PYTHON_BASIC_REPL", "1")
+    # pdbpp (a test dependency) otherwise takes the name `pdb` in every interpreter of
+    # the environment: `--debugger pdb` must mean the standard library's here
+    monkeypatch.setenv("PDBPP_HIJACK_PDB", "0")
     monkeypatch.setenv("NO_COLOR", "1")
     monkeypatch.setenv("TERM", "dumb")
     monkeypatch.chdir(tmp_path)

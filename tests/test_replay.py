@@ -305,12 +305,6 @@ def test_async_function_replays(tmp_path):
     assert finish(child) == 0
 
 
-def test_missing_debugger_is_a_clear_error(pipeline):
-    result = cdip("run", "summarise", "--debugger", "pudb", "-c", "q")
-    assert result.returncode == 2
-    assert "pip install pudb" in result.stderr
-
-
 def test_a_recorded_interpreter_that_is_gone_falls_back_to_ours(pipeline, store):
     result = cdip("run", "summarise", "--mode", "run", "--python", "/nonexistent/python")
     assert result.returncode == 2
@@ -577,11 +571,12 @@ def test_no_name_replays_the_newest(pipeline):
     assert "replaying summarise" in result.stderr
 
 
-def test_ipython_shell_falls_back_to_the_standard_console(pipeline):
+def test_ipython_shell_runs_commands(pipeline):
+    # (without IPython it is refused before any user code: see test_faithful)
+    pytest.importorskip("IPython")
     result = cdip("run", "summarise", "--mode", "shell", "--shell", "ipython",
                   "-c", "print(threshold * 2)")
     assert result.returncode == 0, result.stderr
-    assert "IPython is not installed here" in result.stderr
     assert "4.0" in result.stdout
 
 

@@ -1,0 +1,154 @@
+"""The debuggers and shells a replay can enter: one table, checked before any user code runs."""
+
+from __future__ import annotations
+
+import collections
+import sys
+
+from ckpt.errors import CkptError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from types import FrameType, TracebackType
+    from typing import Any
+
+    from .options import Options
+
+
+class Tool(collections.namedtuple("Tool", "module package make")):
+    """A debugger or shell: the module it needs, the package that installs it, a factory."""
+
+    __slots__ = ()
+    module: str  # must be importable in the replay interpreter
+    package: str  # what `pip install` needs; "" for the standard library
+    make: Callable[[], Any] | None
+
+
+def _pdb() -> Any:
+    import pdb
+
+    return pdb.Pdb()
+
+
+def _ipdb() -> Any:
+    from IPython.terminal.debugger import TerminalPdb
+
+    make: Any = TerminalPdb  # (IPython's API is untyped)
+    return make()
+
+
+def _pdbpp() -> Any:
+    import pdbpp
+
+    return pdbpp.Pdb()
+
+
+def _pudb() -> Any:
+    return Pudb()
+
+
+DEBUGGERS = {
+    "pdb": Tool("pdb", "", _pdb),
+    "ipdb": Tool("IPython", "ipdb", _ipdb),
+    "pudb": Tool("pudb", "pudb", _pudb),
+    "pdbpp": Tool("pdbpp", "pdbpp", _pdbpp),
+}
+SHELLS = {"python": Tool("code", "", None), "ipython": Tool("IPython", "ipython", None)}
+DEBUGGER_MODES, SHELL_MODES = ("break", "until-error"), ("shell", "locals")
+
+
+def _installed(module: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def check(options: Options) -> None:
+    """Refuse what the mode will need and cannot have, before any user code runs.
+
+    Raises:
+        CkptError: the debugger or shell is not installed in this interpreter, or
+            pudb was given -c commands.
+    """
+    if options.mode in DEBUGGER_MODES:
+        what, name, tool = "debugger", options.debugger, DEBUGGERS[options.debugger]
+    elif options.mode in SHELL_MODES:
+        what, name, tool = "shell", options.shell, SHELLS[options.shell]
+    else:
+        return
+    if tool.package and not _installed(tool.module):
+        raise CkptError(
+            f"the {what} {name} is not installed in {sys.executable}",
+            hint=f"install it there (`{sys.executable} -m pip install {tool.package}`), "
+                 f"or leave out --{what}")
+    if name == "pudb" and options.command:
+        raise CkptError("pudb is a full-screen debugger and takes no -c commands",
+                        hint="use --debugger pdb for scripted sessions")
+
+
+def make_debugger(options: Options) -> Any:
+    """A pdb-compatible debugger instance with the `-c` commands queued."""
+    make = DEBUGGERS[options.debugger].make
+    assert make is not None
+    try:
+        debugger = make()
+    except ImportError as exc:  # installed, but broken
+        raise CkptError(f"the debugger {options.debugger} cannot be imported: {exc}") from exc
+    debugger.rcLines.extend(options.command)
+    return debugger
+
+
+def post_mortem(debugger: Any, exc: BaseException, tb: TracebackType | None,
+                start: FrameType | None) -> None:
+    """Open `debugger` on `tb` at the frame `start`; up and down still reach every frame."""
+    if isinstance(debugger, Pudb):
+        debugger.post_mortem(exc, tb, start)
+        return
+    original = debugger.get_stack
+
+    def get_stack(frame: FrameType | None, tb: TracebackType | None) -> Any:
+        stack, index = original(frame, tb)
+        frames = [entry[0] for entry in stack]
+        return stack, frames.index(start) if start in frames else index
+
+    debugger.get_stack = get_stack
+    debugger.reset()
+    debugger.interaction(None, tb)
+
+
+class Pudb:
+    """pudb behind the few pdb methods the modes use (it is a full-screen UI)."""
+
+    def __init__(self) -> None:
+        import pudb
+
+        self._pudb = pudb
+        self.rcLines: list[str] = []
+
+    def runcall(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Run `function` under pudb, stopped at its first line."""
+        return self._pudb.runcall(function, *args, **kwargs)
+
+    def set_break(self, filename: str, line: int, temporary: bool = False) -> None:
+        """A breakpoint in pudb's debugger."""
+        self._pudb._get_debugger().set_break(filename, line, temporary=temporary)
+
+    def post_mortem(self, exc: BaseException, tb: TracebackType | None,
+                    start: FrameType | None) -> None:
+        """Open the post-mortem UI of pudb at the frame `start`."""
+        debugger = self._pudb._get_debugger()
+        debugger.reset()
+        original = debugger.set_frame_index
+
+        def first_index(index: int) -> None:
+            # pudb opens post-mortems at the innermost frame; only this first choice is ours
+            debugger.set_frame_index = original
+            frames = [entry[0] for entry in debugger.stack]
+            original(frames.index(start) if start in frames else index)
+
+        debugger.set_frame_index = first_index
+        debugger.interaction(None, (type(exc), exc, tb))

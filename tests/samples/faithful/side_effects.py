@@ -1,0 +1,17 @@
+"""A step that leaves a mark when its module is imported and when it runs."""
+
+import pathlib
+
+import ckpt
+
+pathlib.Path("imported.mark").write_text("the module was imported\n")
+
+
+@ckpt.ckpt(active=False)
+def fragile(x):
+    pathlib.Path("called.mark").write_text("the function ran\n")
+    raise ValueError(x)
+
+
+if __name__ == "__main__":
+    fragile(7)
