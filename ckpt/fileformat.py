@@ -43,6 +43,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     import hmac
     from collections.abc import Callable
+    from concurrent.futures import Future, ThreadPoolExecutor
     from typing import IO, Any, Union
 
     Buffer = Union[bytes, bytearray, memoryview]
@@ -110,7 +111,7 @@ def _chunk_digests(view: memoryview, io: Callable[[memoryview], object], writing
         pending = []
         for chunk in _chunks(view):
             io(chunk)
-            pending.append(pool.submit(_sha256, chunk))
+            pending.append(_submit(pool, chunk))
         return b"".join(future.result() for future in pending)
 
 
@@ -129,6 +130,22 @@ def _label_tag(key: bytes, label: bytes, data: Buffer) -> bytes:
 def _json_block(header: dict[str, Any]) -> bytes:
     blob = json.dumps(header, separators=(",", ":"), default=str).encode()
     return _U32.pack(len(blob)) + blob
+
+
+def _submit(pool: ThreadPoolExecutor, chunk: memoryview) -> Future[bytes]:
+    """Hash `chunk` on the pool, or here once the interpreter is shutting down.
+
+    A save from an atexit handler may start no thread: the pool refuses with
+    RuntimeError, and hashing inline is all that is left.
+    """
+    from concurrent.futures import Future
+
+    try:
+        return pool.submit(_sha256, chunk)
+    except RuntimeError:
+        done: Future[bytes] = Future()
+        done.set_result(_sha256(chunk))
+        return done
 
 
 def _pad(offset: int) -> bytes:

@@ -397,3 +397,17 @@ def test_a_signal_handler_that_does_not_raise_runs_during_a_save(store):
         signal.signal(signal.SIGUSR1, previous)
     assert seen == [signal.SIGUSR1]
     assert isinstance(ckpt.load().args[0], RaisesSignal)
+
+
+def test_a_large_save_from_an_atexit_handler_is_kept(tmp_path):
+    # buffers over 16 MiB are hashed on a thread pool, which refuses new work once the
+    # interpreter shuts down: the chunks are then hashed inline
+    script = tmp_path / "late.py"
+    script.write_text(
+        "import atexit, numpy, ckpt\n\n"
+        "@ckpt.ckpt\ndef step(data):\n    return data.sum()\n\n"
+        "atexit.register(lambda: step(numpy.ones(5_000_000)))\n")
+    result = run_python("-W", "error", str(script))
+    assert result.returncode == 0, result.stderr
+    assert "CkptWarning" not in result.stderr
+    assert ckpt.load("step").arguments["data"].shape == (5_000_000,)
