@@ -12,7 +12,16 @@ from typing import Any, Callable
 
 from . import environment
 from .fileformat import VERSION
-from .header import ExceptionLine, Summary
+from .header import (
+    CallDetail,
+    ErrorDetail,
+    ExceptionInfo,
+    ExceptionLine,
+    FrameInfo,
+    Location,
+    Summary,
+    ValueInfo,
+)
 from .location import find_store_path
 from .store import CALL_SUFFIX, ERROR_SUFFIX, Store
 from .target import Target, configured_max_bytes
@@ -88,19 +97,17 @@ def _write_call(
         part="call", id=checkpoint_id, name=target.name, stamp=stamp, trigger=trigger,
         function=f"{location['module']}:{location['qualname']}", exception=None, call_tag=None,
     ).to_json()
-    detail = {
-        "function": location,
-        "arguments": [
-            {"name": name, "kind": kind, **record.description}
-            for (name, kind, _), record in zip(arguments, pickled)
-        ],
-        "metadata": {
+    detail = CallDetail(
+        location=Location(**location),
+        arguments=tuple(ValueInfo.of(name, kind, record.description)
+                        for (name, kind, _), record in zip(arguments, pickled)),
+        metadata={
             **environment.process_metadata(redaction),
             "packages": target.packages,
             **_git_state(location["file"]),
             "ckpt_format": VERSION,
         },
-    }
+    ).to_json()
     function_record = Pickled(target.by_value, [], {})
     temporary, tag, size = store.stage_part(summary, detail, [function_record, *pickled])
     if trigger == "call":
@@ -195,11 +202,9 @@ def _write_error(target: Target, saved: Saved, exc: BaseException) -> int:
                 continue  # pytest's assertion-rewriting temporaries
             record = pickle_value(redaction.apply(local_name, value, local_name == keywords))
             pickled.append(record)
-            names.append({"name": local_name, **record.description})
-        frame_details.append({
-            "function": frame.f_code.co_name, "qualname": _qualname(frame),
-            "file": frame.f_code.co_filename, "line": frame.f_lineno, "locals": names,
-        })
+            names.append(ValueInfo.of(local_name, None, record.description))
+        frame_details.append(FrameInfo(frame.f_code.co_name, _qualname(frame),
+                                       frame.f_code.co_filename, frame.f_lineno, tuple(names)))
     summary_exc = exception_summary(exc, start)
     summary = Summary(
         part="error", id=saved.id, name=target.name, stamp=saved.stamp, trigger="error",
@@ -210,8 +215,8 @@ def _write_error(target: Target, saved: Saved, exc: BaseException) -> int:
     duration = None if saved.started == 0 else time.perf_counter() - saved.started
     # The module's source as read at the first save: kept with errors (not with every
     # call) so a checkpoint replayed elsewhere can show what changed since.
-    detail = {"exception": summary_exc, "duration": duration, "frames": frame_details,
-              "module_source": target.module_source}
+    detail = ErrorDetail(ExceptionInfo(**summary_exc), duration, tuple(frame_details),
+                         target.module_source).to_json()
     store = saved.store
     final = store.filename(target.key, saved.stamp, saved.id, ERROR_SUFFIX)
     size = store.write_part(final, summary, detail, pickled)[1]

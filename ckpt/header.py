@@ -188,6 +188,13 @@ class ValueInfo(collections.namedtuple(
             redacted=_field(data, "redacted", bool, None),
         )
 
+    @classmethod
+    def of(cls, name: str, kind: str | None, description: dict[str, Any]) -> ValueInfo:
+        """The record of a value named `name`, from `values.describe`'s description."""
+        return cls(name, kind, description.get("type", "?"), description.get("repr", ""),
+                   description.get("shape"), description.get("dtype"), description.get("len"),
+                   description.get("unpicklable"), description.get("redacted"))
+
     def to_json(self) -> dict[str, Any]:
         """The JSON object written to disk."""
         return _json(self)
