@@ -39,7 +39,7 @@ from typing import IO, Any, Callable
 
 from .display import human_size, printable
 from .errors import CkptError, CorruptCheckpointError
-from .fileformat import Part, PartWriter, Record, read_part
+from .fileformat import Part, PartWriter, Record, read_headers, read_part
 from .header import CallDetail, ErrorDetail, Summary
 from .keys import load_key
 from .store import CALL_SUFFIX, ERROR_SUFFIX, Entry, Store, discard, name_key, new_id
@@ -68,7 +68,8 @@ _SHA256 = re.compile(r"[0-9a-f]{64}")
 _CHUNK = 1 << 20
 # While tar headers are scanned no read may exceed this: tarfile reads a GNU long
 # name or a pax header whole, as large as a crafted header declares (gigabytes of
-# memory), and parses pax records in time quadratic in their size (Python < 3.11.10).
+# memory), and older Pythons parse pax records in time quadratic in their size
+# (CVE-2024-6232). Ours need a few hundred bytes.
 _HEADER_READ = 4096
 
 
@@ -644,29 +645,30 @@ def _headers(path: Path, kind: str, stamp: int) -> Summary:
     """Read a part whole and check its headers (nothing is unpickled; no tag is checked).
 
     The tag is the exporter's, under a key we do not have: what makes a part
-    acceptable here is that it is whole, its headers are what ckpt writes (the
-    same typed records `cdip info` and the replay read), and its records are
-    the ones its headers describe.
+    acceptable here is that it is whole and its headers are what ckpt writes
+    (the same typed records `cdip info` and the replay read). That its records
+    are the ones its headers describe is checked as it is adopted.
     """
     try:
-        part = read_part(str(path), key=None)
-        summary = Summary.from_json(part.summary)
+        raw, detail = read_headers(str(path), None, whole=True)  # no value kept in memory
+        summary = Summary.from_json(raw)
         if summary.part != kind or summary.trigger not in ("call", "error"):
             raise _Refused(f"{_quoted(path.name)} is not a {kind} part of ours")
         if kind == "call":
-            CallDetail.from_json(part.detail)
+            CallDetail.from_json(detail)
         else:
-            ErrorDetail.from_json(part.detail)
+            ErrorDetail.from_json(detail)
             if summary.exception is None:
                 raise _Refused(f"{_quoted(path.name)} says nothing of the exception")
-        _descriptions(part)
     except CorruptCheckpointError as exc:
         raise _Refused(f"{_quoted(path.name)}: {printable(exc.reason)}") from exc
     except RecursionError as exc:
         raise _Refused(f"{_quoted(path.name)}: a header nested too deep") from exc
     # The call's time: format 3 signs it as `stamp`; formats 1 and 2 said `created`
     # (seconds, as a float), and in an error part the time of the error instead.
-    created = part.summary.get("created")
+    created = raw.get("created")
+    if kind == "call" and summary.stamp is None and created is None:
+        raise _Refused(f"{_quoted(path.name)} says nothing of when it was taken")
     if (summary.stamp is not None and summary.stamp != stamp) or (kind == "call" and (
             created is not None and abs(_time(created, "a part's time") - stamp / 1e9) > 1e-3)):
         raise _Refused(f"{_quoted(path.name)} says another time than its manifest")

@@ -289,6 +289,31 @@ def test_every_claim_of_the_manifest_must_match_the_parts(exported, tmp_path, fi
     assert store_files(tmp_path / "importer") == []
 
 
+@pytest.mark.parametrize("version", [1, 2, 3])
+def test_a_checkpoint_of_every_format_travels(tmp_path, monkeypatch, version):
+    golden = Path(__file__).parent / "data" / f"format-{version}"
+    store = tmp_path / "golden"
+    shutil.copytree(golden / "store", store)
+    key = tmp_path / "key"
+    shutil.copy(golden / "key", key)
+    key.chmod(0o600)
+    monkeypatch.setenv("PYCKPT_KEY_FILE", str(key))
+    (entry,) = Store(store).entries()
+    output = tmp_path / "golden.ckpt"
+    (carried,) = bundle.export([entry], output, ("weights",))
+    assert {(v.name, v.redacted) for v in carried.arguments} == {
+        ("values", False), ("weights", True), ("label", False)}
+    monkeypatch.delenv("PYCKPT_KEY_FILE")  # the importer: another user, another key
+    (adopted,) = importing(output, tmp_path / "importer")
+    (imported,) = Store(tmp_path / "importer").entries()
+    assert imported.problem is None and imported.stamp == entry.stamp
+    assert (imported.id, imported.name) == (adopted.new, "golden")
+    loaded = ckpt.load(adopted.new, directory=str(tmp_path / "importer"))
+    assert loaded.arguments["label"] == f"v{version}"
+    assert repr(loaded.arguments["weights"]) == "<redacted numpy.ndarray>"
+    assert loaded.exception.message == f"v{version}: 7.5"
+
+
 def test_what_import_shows_is_read_from_the_parts(exported, tmp_path):
     manifest, files = members(exported)
     for entry in manifest["checkpoints"]:  # an index that says nothing does not matter...
@@ -370,6 +395,8 @@ def test_a_name_that_is_not_a_sane_string_is_refused(exported, tmp_path, name):
     ("call", "function", {"module": "m"}),
     ("call", "trigger", "whatever"),
     ("call", "part", "error"),
+    ("call", "stamp", None),  # says nothing of when it was taken
+    ("error", "stamp", 1_700_000_000_000_000_000),
 ])
 def test_a_header_that_would_break_listing_is_refused(exported, tmp_path, part, field, value):
     manifest, files = only(*members(exported), "evil")
