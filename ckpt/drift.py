@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -23,6 +24,22 @@ def relocated(path: str, recorded_cwd: str | None, here: str | None = None) -> s
     relative = os.path.relpath(path, root)
     here = here or os.getcwd()
     return here if relative == "." else os.path.join(here, relative)
+
+
+def is_this_interpreter(python: str) -> bool:
+    """Whether `python` is the interpreter running us, in the same environment.
+
+    A virtual environment's python is a link to its base interpreter, so the same
+    file is not enough: it must also be found in the same directory (`python3`
+    next to `python` is the same environment; another venv's `python` is not).
+    """
+    ours, theirs = os.path.abspath(sys.executable), os.path.abspath(python)
+    if os.path.dirname(ours) != os.path.dirname(theirs):
+        return False
+    try:
+        return os.path.samefile(ours, theirs)
+    except OSError:
+        return False
 
 
 def source_changes(location: dict[str, Any], module_source: str | None) -> list[str]:

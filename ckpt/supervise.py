@@ -6,6 +6,8 @@ import os
 import signal
 import sys
 
+from .drift import is_this_interpreter as is_this_interpreter  # (the replay child asks too)
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -294,22 +296,6 @@ def supervise(command: Sequence[str] | Child, env: dict[str, str]) -> int:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
         _kill_descendants()
-
-
-def is_this_interpreter(python: str) -> bool:
-    """Whether `python` is the interpreter running us, in the same environment.
-
-    A virtual environment's python is a link to its base interpreter, so the same
-    file is not enough: it must also be found in the same directory (`python3`
-    next to `python` is the same environment; another venv's `python` is not).
-    """
-    ours, theirs = os.path.abspath(sys.executable), os.path.abspath(python)
-    if os.path.dirname(ours) != os.path.dirname(theirs):
-        return False
-    try:
-        return os.path.samefile(ours, theirs)
-    except OSError:
-        return False
 
 
 def runner_importable(python: str) -> bool:

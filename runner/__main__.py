@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         # Ctrl-C before the function started (while its modules were imported, say):
         # the modes handle it once the function runs.
-        print("\ncdip: interrupted before the replay started", file=sys.stderr)
+        print("\ncdip: interrupted before the replayed function started", file=sys.stderr)
         return EXIT_INTERRUPTED
 
 

@@ -12,9 +12,6 @@ from ckpt.checkpoint import Checkpoint
 from ckpt.display import printable
 from ckpt.values import short_repr
 
-from .debuggers import make_debugger, post_mortem
-from .frames import innermost_user, traceback_frames, where
-
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -140,6 +137,8 @@ def run_once(options: Options, checkpoint: Checkpoint, function: Callable[..., A
 def debug_from_start(options: Options, checkpoint: Checkpoint, function: Callable[..., Any],
                      binding: Binding) -> int:
     """The debugger stopped at the first line of the function, arguments bound."""
+    from .debuggers import make_debugger
+
     debugger = make_debugger(options)
     print(f"> breaking at the first line of {printable(checkpoint.name)}", file=sys.stderr)
     code = getattr(function, "__code__", None)
@@ -187,6 +186,9 @@ def until_error(options: Options, checkpoint: Checkpoint, function: Callable[...
         what = "was interrupted (Ctrl-C)" if interrupted else f"raised {type(exc).__name__}"
         print(f"\n{printable(checkpoint.name)} {what}: entering post-mortem debugging "
               "(q to quit)", file=sys.stderr)
+        from .debuggers import make_debugger, post_mortem
+        from .frames import innermost_user, traceback_frames, where
+
         tb = _user_traceback(exc)
         frames = traceback_frames(tb)
         start = innermost_user([frame.f_code.co_filename for frame, _ in frames])

@@ -108,7 +108,7 @@ def environment_entry(path: str) -> bool:
 
 
 def _same_interpreter(recorded: object) -> bool:
-    from ckpt.supervise import is_this_interpreter
+    from ckpt.drift import is_this_interpreter
 
     return isinstance(recorded, str) and bool(recorded) and is_this_interpreter(recorded)
 

@@ -12,8 +12,7 @@ from ckpt.errors import CkptError
 from ckpt.store import Store
 from ckpt.values import Unpicklable
 
-from . import debuggers, modes
-from .frames import innermost_user
+from . import modes
 from .place import Place, restore
 from .resolve import find_function
 
@@ -65,7 +64,10 @@ def replay(options: Options) -> int:
     verified = verify_checkpoint(entry, trust=options.trust)
     detail = verified.call_detail
     place = restore(detail.metadata, detail.location.file, options)
-    debuggers.check(options)
+    if options.mode != "run":
+        from .debuggers import check
+
+        check(options)  # a debugger or shell that is missing: said before any user code runs
     checkpoint = unpickle_checkpoint(verified)
     if checkpoint.location.get("file"):
         checkpoint.location["file"] = place.remap(checkpoint.location["file"])
@@ -93,6 +95,8 @@ def _frame(checkpoint: Checkpoint, frame: int | None) -> int:
         raise CkptError(f"checkpoint {checkpoint.id} holds no locals: the call did not raise",
                         hint="use --mode shell for its arguments")
     if frame is None:
+        from .frames import innermost_user
+
         return innermost_user([saved.file for saved in frames])
     if not -len(frames) <= frame < len(frames):
         raise CkptError(f"--frame {frame}: there are {len(frames)} saved frames "

@@ -507,3 +507,22 @@ def test_ctrl_c_in_until_error_opens_a_post_mortem_where_it_was(tmp_path):
     child.sendline("q")
     assert finish(child) == 130
     assert "_ckpt_runner" not in (tmp_path / "session.log").read_text()
+
+
+def test_ctrl_c_while_the_replay_starts_is_no_traceback_of_ours(tmp_path):
+    sample(tmp_path, "slow_import.py")
+    run_python("slow_import.py", cwd=tmp_path, check=True)
+    child = spawn(tmp_path, "run", "quick", "--mode", "run", env={"SLOW_IMPORT": "60"})
+    child.expect("importing")
+    time.sleep(0.3)
+    child.sendintr()
+    child.expect("cdip: interrupted before the replayed function started")
+    assert finish(child) == 130
+    assert "Traceback" not in (tmp_path / "session.log").read_text()
+
+
+def test_break_stops_in_the_body_of_a_generator(generators):
+    result = cdip("run", "ratios", "--mode", "break", "-c", "p n", "-c", "next", "-c", "p i",
+                  "-c", "q")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-2:] == ["3", "0"]
