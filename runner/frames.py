@@ -16,6 +16,9 @@ _OURS = tuple(os.path.dirname(os.path.abspath(f)) + os.sep
               for f in (os.__file__, ckpt.__file__, __file__))
 
 
+_CHAIN_LIMIT = 10  # exceptions followed back through __cause__ and __context__
+
+
 def is_library(filename: str) -> bool:
     """Whether `filename` is the standard library's, an installed package's, or ours.
 
@@ -35,6 +38,23 @@ def innermost_user(filenames: Sequence[str]) -> int:
         if not is_library(filenames[index]):
             return index
     return len(filenames) - 1
+
+
+def reaching_user_code(exc: BaseException) -> BaseException:
+    """`exc`, or the exception it interrupted when only that one's traceback reaches user code.
+
+    Ctrl-C in an `async def` surfaces as a KeyboardInterrupt raised by asyncio while
+    it handles the CancelledError whose traceback holds the user's frames.
+    """
+    current: BaseException | None = exc
+    for _ in range(_CHAIN_LIMIT):
+        if current is None:
+            break
+        if any(not is_library(frame.f_code.co_filename)
+               for frame, _ in traceback_frames(current.__traceback__)):
+            return current
+        current = current.__cause__ or current.__context__
+    return exc
 
 
 def traceback_frames(tb: TracebackType | None) -> list[tuple[FrameType, int]]:

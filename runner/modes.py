@@ -186,22 +186,28 @@ def until_error(options: Options, checkpoint: Checkpoint, function: Callable[...
         what = "was interrupted (Ctrl-C)" if interrupted else f"raised {type(exc).__name__}"
         print(f"\n{printable(checkpoint.name)} {what}: entering post-mortem debugging "
               "(q to quit)", file=sys.stderr)
-        from .debuggers import make_debugger, post_mortem
-        from .frames import innermost_user, traceback_frames, where
-
-        tb = _user_traceback(exc)
-        frames = traceback_frames(tb)
-        start = innermost_user([frame.f_code.co_filename for frame, _ in frames])
-        if frames:
-            print(printable(where(frames, start)), file=sys.stderr)
-        debugger = make_debugger(options)
-        try:
-            post_mortem(debugger, exc, tb, frames[start][0] if frames else None)
-        except _quit():
-            pass
+        _post_mortem(options, exc)
         return EXIT_INTERRUPTED if interrupted else EXIT_RAISED
     print(printable(f"{checkpoint.name} now succeeds: it {_outcome(result)}"))
     return EXIT_OK
+
+
+def _post_mortem(options: Options, raised: BaseException) -> None:
+    """The debugger on `raised`, at the user's innermost frame, saying which that is."""
+    from .debuggers import make_debugger, post_mortem
+    from .frames import innermost_user, reaching_user_code, traceback_frames, where
+
+    exc = reaching_user_code(raised)
+    tb = _user_traceback(exc)
+    frames = traceback_frames(tb)
+    start = innermost_user([frame.f_code.co_filename for frame, _ in frames])
+    if frames:
+        print(printable(where(frames, start)), file=sys.stderr)
+    debugger = make_debugger(options)
+    try:
+        post_mortem(debugger, exc, tb, frames[start][0] if frames else None)
+    except _quit():
+        pass
 
 
 def _namespace(checkpoint: Checkpoint, function: Callable[..., Any],

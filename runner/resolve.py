@@ -61,9 +61,9 @@ def _typed_where(file: str, argv: list[str]) -> str | None:
         return "in IPython"
     if file.startswith("<") and file.endswith(">"):
         return f"in {file}"
-    # ipykernel names a cell's code /tmp/ipykernel_<pid>/<hash>.py and writes no such file
-    folder = os.path.basename(os.path.dirname(file))
-    if folder.startswith("ipykernel_") and not os.path.exists(file):
+    # ipykernel names a cell's code /tmp/ipykernel_<pid>/<hash>.py; the file, when its
+    # debugger wrote one, is that one cell, not the notebook: never imported
+    if os.path.basename(os.path.dirname(file)).startswith("ipykernel_"):
         return "in a notebook cell"
     return None
 

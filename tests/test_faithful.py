@@ -470,12 +470,17 @@ def test_pudb_post_mortem(library_error, tmp_path):
     assert finish(child) == 1
 
 
-def test_ctrl_c_in_run_prints_where_the_function_was(tmp_path):
-    sample(tmp_path, "spin.py")
+@pytest.fixture
+def spin(tmp_path: Path) -> Path:
+    """Steps saved with 0 seconds to spin, then edited to spin for a minute."""
+    script = sample(tmp_path, "spin.py")
     run_python("spin.py", cwd=tmp_path, check=True)
-    (tmp_path / "spin.py").write_text(
-        (tmp_path / "spin.py").read_text().replace("deadline = time.monotonic() + seconds",
-                                                   "deadline = time.monotonic() + 60"))
+    script.write_text(script.read_text().replace("deadline = time.monotonic() + seconds",
+                                                 "deadline = time.monotonic() + 60"))
+    return script
+
+
+def test_ctrl_c_in_run_prints_where_the_function_was(spin, tmp_path):
     child = spawn(tmp_path, "run", "spin", "--mode", "run")
     child.expect("spinning")
     time.sleep(0.3)
@@ -483,23 +488,19 @@ def test_ctrl_c_in_run_prints_where_the_function_was(tmp_path):
     child.expect(r'File ".*spin\.py", line \d+, in spin')
     child.expect("KeyboardInterrupt")
     child.expect(r"spin was interrupted \(Ctrl-C\)")
-    status = finish(child)
-    assert status == 130
+    assert finish(child) == 130
     log = (tmp_path / "session.log").read_text()
     assert "_ckpt_runner" not in log and "runner/modes.py" not in log
 
 
-def test_ctrl_c_in_until_error_opens_a_post_mortem_where_it_was(tmp_path):
-    sample(tmp_path, "spin.py")
-    run_python("spin.py", cwd=tmp_path, check=True)
-    (tmp_path / "spin.py").write_text(
-        (tmp_path / "spin.py").read_text().replace("deadline = time.monotonic() + seconds",
-                                                   "deadline = time.monotonic() + 60"))
-    child = spawn(tmp_path, "run", "spin", "--mode", "until-error")
+@pytest.mark.parametrize("name", ["spin", "aspin"])
+def test_ctrl_c_in_until_error_opens_a_post_mortem_where_it_was(spin, tmp_path, name):
+    child = spawn(tmp_path, "run", name, "--mode", "until-error")
     child.expect("spinning")
     time.sleep(0.3)
     child.sendintr()
-    child.expect(r"spin was interrupted \(Ctrl-C\): entering post-mortem debugging")
+    child.expect(rf"{name} was interrupted \(Ctrl-C\): entering post-mortem debugging")
+    child.expect(rf"post-mortem at {name} \(.*spin\.py:\d+\)")
     child.expect(r"\(Pdb\) ")
     child.sendline("p turns > 0")
     child.expect("True")
