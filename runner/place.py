@@ -114,13 +114,7 @@ def _same_interpreter(recorded: object) -> bool:
 
 
 def restore(metadata: dict[str, Any], file: str | None, options: Options) -> Place:
-    """Enter the replay's working directory; restore `sys.path` and `sys.argv` for it.
-
-    The recorded `sys.path` comes first, its paths moved with the checkout. Replayed
-    by another interpreter than the recorded one, its standard library and packages
-    are that interpreter's own: the recorded environment's entries are left out.
-    """
-    from ckpt.display import printable
+    """Enter the replay's working directory; restore `sys.path` and `sys.argv` for it."""
     from ckpt.errors import CkptError
 
     try:
@@ -135,6 +129,21 @@ def restore(metadata: dict[str, Any], file: str | None, options: Options) -> Pla
     except OSError as exc:
         raise CkptError(f"cannot replay in {place.cwd}: {exc.strerror}",
                         hint="pass --cwd DIR to replay in another directory") from exc
+    _restore_path(metadata, place)
+    argv = metadata.get("argv")
+    if isinstance(argv, list) and argv:
+        sys.argv[:] = [place.remap(str(a)) for a in argv]
+    return place
+
+
+def _restore_path(metadata: dict[str, Any], place: Place) -> None:
+    """The recorded `sys.path` first, its paths moved with the checkout; then ours.
+
+    Replayed by another interpreter than the recorded one, the standard library and
+    packages are that interpreter's own: the recorded environment's entries are left out.
+    """
+    from ckpt.display import printable
+
     recorded = [place.remap(p) for p in metadata.get("path", []) if isinstance(p, str)]
     if not _same_interpreter(metadata.get("executable")):
         theirs = [p for p in recorded if environment_entry(p)]
@@ -149,10 +158,6 @@ def restore(metadata: dict[str, Any], file: str | None, options: Options) -> Pla
         what = "entry no longer exists" if len(missing) == 1 else "entries no longer exist"
         print(f"note: {len(missing)} recorded sys.path {what}: "
               f"{printable(', '.join(missing[:3]))}", file=sys.stderr)
-    # The recorded path first; this interpreter's own after it, so ckpt stays importable.
+    # ckpt stays importable: this interpreter's own entries follow
     ours = [p for p in sys.path if p not in recorded and p != ""]
     sys.path[:] = recorded + ours
-    argv = metadata.get("argv")
-    if isinstance(argv, list) and argv:
-        sys.argv[:] = [place.remap(str(a)) for a in argv]
-    return place
