@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import threading
 
 # ast is imported by the functions that parse: a replay whose file did not change
 # never needs it (see `current_source_hash`).
@@ -41,12 +43,28 @@ def find_definition(tree: ast.Module, qualname: str) -> _Def | None:
     return found
 
 
+# CPython 3.11 before 3.11.9 can fail ast.parse run by two threads at once
+# ("SystemError: AST constructor recursion depth mismatch"); threads that save
+# their first checkpoint together parse their sources together.
+_parsing = threading.Lock()
+
+
+def _new_lock_in_child() -> None:
+    global _parsing
+    _parsing = threading.Lock()  # a fork while another thread parsed leaves it held
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_lock_in_child)
+
+
 def function_source(text: str, qualname: str) -> str | None:
     """The source of `qualname` in module text `text`, decorators included."""
     import ast
 
     try:
-        tree = ast.parse(text)
+        with _parsing:
+            tree = ast.parse(text)
     except (SyntaxError, ValueError):
         return None
     node = find_definition(tree, qualname)
