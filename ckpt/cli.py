@@ -68,9 +68,11 @@ def _run(argv: Sequence[str] | None, standby: Standby | None) -> int:
     try:
         return int(args.handler(args))
     except CkptError as exc:
-        print(f"{prog}: error: {exc.message}", file=sys.stderr)
+        from .display import printable  # a message may quote a name or path from the store
+
+        print(f"{prog}: error: {printable(exc.message)}", file=sys.stderr)
         if exc.hint:
-            print(f"hint: {exc.hint}", file=sys.stderr)
+            print(f"hint: {printable(exc.hint)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         return 130

@@ -49,7 +49,8 @@ def cmd_info(args: argparse.Namespace) -> int:
         print(json.dumps([display.entry_json(entry) for entry in entries], indent=2))
         return EXIT_OK
     total = sum(entry.size for entry in entries)
-    print(f"store: {store.path} ({len(entries)} checkpoint(s), {display.human_size(total)})")
+    print(f"store: {display.printable(store.path)} ({len(entries)} checkpoint(s), "
+          f"{display.human_size(total)})")
     if not entries:
         exists = "" if os.path.isdir(store.path) else " (the directory does not exist yet)"
         print(f"no checkpoints yet{exists}: decorate a function with @ckpt.ckpt and run it")
@@ -60,6 +61,8 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 def cmd_rm(args: argparse.Namespace) -> int:
     """Delete checkpoints: an id, or a name's newest (--all: every one of that name)."""
+    from . import display
+
     store = _store(args)
     doomed = {}
     for name_or_id in args.names:
@@ -70,7 +73,7 @@ def cmd_rm(args: argparse.Namespace) -> int:
         doomed.update({e.id: e for e in matches})
     for entry in doomed.values():
         store.remove(entry)
-        print(f"removed {entry.id}  {entry.name}")
+        print(display.printable(f"removed {entry.id}  {entry.name}"))
     return EXIT_OK
 
 
@@ -207,9 +210,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not supervise.runner_importable(python):
         raise CkptError(f"ckpt is not installed in {python}, the interpreter to replay with",
                         hint=f"install it there, or pass --python {sys.executable}")
-    print(f"{args.prog}: replaying {display.printable(entry.name)} (id {entry.id}, saved on "
-          f"{entry.trigger} {display.age(entry.created)}) with {display.printable(python)}"
-          f"{why}, mode {mode}", file=sys.stderr)
+    print(display.printable(
+        f"{args.prog}: replaying {entry.name} (id {entry.id}, saved on {entry.trigger} "
+        f"{display.age(entry.created)}) with {python}{why}, mode {mode}"), file=sys.stderr)
     options = json.dumps({"store": store.path, "id": entry.id, "mode": mode,
                           "frame": args.frame, "debugger": args.debugger, "shell": args.shell,
                           "json": args.json, "trust": args.trust, "command": args.command,
