@@ -219,8 +219,12 @@ def _wrap(
     target = Target(function, name, keep, redact)
     predicate = active if callable(active) else None
     saves_calls = predicate is not None or active is True
+    suspends = _suspends(function)
     if is_coroutine_function(function):
         wrapper = _async_wrapper(function, target, saves_calls, predicate, on_error)
+    elif suspends and (saves_calls or on_error):
+        wrapper = _generator_wrapper(function, target, saves_calls, predicate, on_error,
+                                     suspends == _CO_ASYNC_GENERATOR)
     elif saves_calls:
         wrapper = _active_wrapper(function, target, predicate, on_error)
     elif on_error:
@@ -229,6 +233,15 @@ def _wrap(
         wrapper = _plain_wrapper(function)
     wrapper.__ckpt_target__ = target  # type: ignore[attr-defined]
     return wrapper
+
+
+_CO_GENERATOR, _CO_ASYNC_GENERATOR = 0x20, 0x200  # inspect's flags, without inspect
+
+
+def _suspends(function: Any) -> int:
+    """`_CO_GENERATOR` or `_CO_ASYNC_GENERATOR` when calling `function` makes one, else 0."""
+    flags = getattr(getattr(function, "__code__", None), "co_flags", 0)
+    return int(flags & (_CO_GENERATOR | _CO_ASYNC_GENERATOR))
 
 
 def _plain_wrapper(function: Callable[..., Any]) -> Callable[..., Any]:
@@ -328,5 +341,114 @@ def _async_wrapper(
                     on_end(saved)
                 except RecursionError:
                     pass
+
+    return wrapper
+
+
+# A generator raises while it is iterated, long after the call returned: the call is
+# saved when it is made (if `active`), and the generator it returns is wrapped so that
+# an error raised while iterating it completes (or creates) the checkpoint.
+
+
+def _generator_wrapper(
+    function: Callable[..., Any], target: Target, saves_calls: bool,
+    predicate: Callable[..., Any] | None, on_error: bool, asynchronous: bool,
+) -> Callable[..., Any]:
+    on_call, on_exception, on_end = _on_call, _on_error, _on_end
+    iterating = _async_iterating(target, on_error) if asynchronous \
+        else _iterating(target, on_error)
+
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if not _enabled:
+            return function(*args, **kwargs)
+        saved = None
+        if saves_calls:
+            try:
+                saved = on_call(target, args, kwargs, predicate)
+            except RecursionError:
+                pass
+        try:
+            stream = function(*args, **kwargs)  # a bad call fails here, as without us
+        except Exception as exc:
+            if on_error and _enabled:
+                try:
+                    error_saved = on_exception(target, saved, args, kwargs, exc)  # noqa: F841
+                except RecursionError:
+                    pass
+            if saved is not None:
+                on_end(saved)
+            raise
+        wrapped = iterating(stream, saved, args, kwargs)
+        wrapped.__name__, wrapped.__qualname__ = stream.__name__, stream.__qualname__
+        if saved is not None:
+            _end_when_gone(wrapped, saved)
+        return wrapped
+
+    return wrapper
+
+
+def _end_when_gone(wrapped: Any, saved: Saved) -> None:
+    """End the call of `saved` once its generator is gone: finished, closed or never started.
+
+    A generator never started runs no `finally` when it is dropped; a weak reference
+    still tells. weakref is loaded by then: the save imported it.
+    """
+    import weakref
+
+    try:
+        weakref.finalize(wrapped, _on_end, saved).atexit = False
+    except Exception:  # noqa: S110 (never our problem in their program)
+        pass
+
+
+def _iterating(target: Target, on_error: bool) -> Callable[..., Any]:
+    on_exception = _on_error
+
+    # Named `wrapper` and holding `target` and `error_saved`: guest reads them from the
+    # traceback, so a recursive generator's error is saved once (see above).
+    def wrapper(stream: Any, saved: Saved | None, args: tuple[Any, ...],
+                kwargs: dict[str, Any]) -> Any:
+        try:
+            return (yield from stream)  # send, throw and close reach theirs unchanged
+        except Exception as exc:
+            if on_error and _enabled:
+                try:
+                    error_saved = on_exception(target, saved, args, kwargs, exc)  # noqa: F841
+                except RecursionError:
+                    pass
+            raise
+
+    return wrapper
+
+
+def _async_iterating(target: Target, on_error: bool) -> Callable[..., Any]:
+    on_exception = _on_error
+
+    async def wrapper(stream: Any, saved: Saved | None, args: tuple[Any, ...],
+                      kwargs: dict[str, Any]) -> Any:
+        try:
+            pending = stream.asend(None)
+            while True:  # `yield from` for async generators: asend, athrow and aclose
+                try:
+                    item = await pending
+                except StopAsyncIteration:
+                    return
+                try:
+                    sent = yield item
+                except GeneratorExit:
+                    await stream.aclose()
+                    raise
+                except BaseException as thrown:
+                    pending = stream.athrow(thrown)
+                else:
+                    pending = stream.asend(sent)
+        except Exception as exc:
+            if on_error and _enabled:
+                try:
+                    error_saved = on_exception(target, saved, args, kwargs, exc)  # noqa: F841
+                except RecursionError:
+                    pass
+            raise
 
     return wrapper

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from .target import Target
 
 _PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_GENERATORS = 0x20 | 0x200  # CO_GENERATOR, CO_ASYNC_GENERATOR
 _DECORATOR_FILE = _PACKAGE + "decorator.py"
 # The C functions: `signal`'s wrappers convert to and from enums, 50 times slower.
 _signals: Any = sys.modules.get("_signal") or __import__("_signal")
@@ -264,9 +265,11 @@ def _saved_deeper(exc: BaseException, target: Target) -> bool:
     while tb is not None and tb.tb_next is not None:
         below = tb.tb_next
         frame = below.tb_frame
-        if frame.f_back is not tb.tb_frame:
-            return False
         code = frame.f_code
+        # a finished generator's frame forgets its caller (f_back is None): trust the link
+        if frame.f_back is not tb.tb_frame and not (
+                frame.f_back is None and code.co_flags & _GENERATORS):
+            return False
         if code.co_name == "wrapper" and code.co_filename == _DECORATOR_FILE:
             local = frame.f_locals
             if local.get("target") is target:
