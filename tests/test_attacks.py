@@ -169,6 +169,9 @@ def test_escape_sequences_never_reach_the_terminal(tmp_path, store):
     replay = cdip("run", row["id"], "--mode", "run")
     assert replay.returncode == 1
     outputs += [replay.stdout, replay.stderr]  # the replay's own traceback included
+    removed = cdip("rm", row["id"])
+    assert removed.returncode == 0
+    outputs.append(removed.stdout)
     for output in outputs:
         assert "\x1b" not in output and "\x07" not in output and "\u202e" not in output
     assert "\\x1b[2J" in listed.stdout  # shown, escaped: not hidden either
