@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
     standby = _head_start(sys.argv[1:]) if argv is None else None
+    _never_fail_to_encode()
     try:
         status = _run(argv, standby)
     finally:
@@ -23,6 +24,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     if standby is not None:
         _leave(status)
     return status
+
+
+def _never_fail_to_encode() -> None:
+    r"""Let stdout write what its encoding cannot (``PYTHONIOENCODING=ascii``) as escapes.
+
+    A name, a message or a repr from a checkpoint may hold any character: shown as
+    ``\xe9`` rather than ending the command with a UnicodeEncodeError (stderr does
+    this by default).
+    """
+    reconfigure = getattr(sys.stdout, "reconfigure", None)  # None when closed or replaced
+    if reconfigure is not None:
+        try:
+            reconfigure(errors="backslashreplace")
+        except (ValueError, OSError):
+            pass
 
 
 def _leave(status: int) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 import time
 
 from .store import Entry
@@ -84,10 +85,33 @@ def exception_text(entry: Entry) -> str:
     return f"{exc.type}: {message}" if message else exc.type
 
 
+def ellipsis() -> str:
+    """"…", or "..." where standard output cannot encode it (``PYTHONIOENCODING=ascii``)."""
+    encoding = getattr(sys.stdout, "encoding", None) or "ascii"
+    try:
+        "…".encode(encoding)
+    except (UnicodeEncodeError, LookupError):
+        return "..."
+    return "…"
+
+
 def shorten(text: str, width: int) -> str:
     """One line of at most `width` characters, cut with an ellipsis, controls escaped."""
     text = printable(" ".join(str(text).split()))
-    return text if len(text) <= width else text[: width - 1] + "…"
+    if len(text) <= width:
+        return text
+    cut = ellipsis()
+    return text[: width - len(cut)] + cut
+
+
+def shorten_middle(text: str, width: int) -> str:
+    """`shorten`, cut in the middle: a test's node id keeps its file and its test name."""
+    text = printable(" ".join(str(text).split()))
+    if len(text) <= width:
+        return text
+    cut = ellipsis()
+    head = (width - len(cut)) // 3
+    return text[:head] + cut + text[len(text) - (width - len(cut) - head):]
 
 
 def entry_json(entry: Entry) -> dict[str, Any]:
@@ -124,7 +148,7 @@ def listing(entries: list[Entry], now: float | None = None) -> list[str]:
     for entry in entries:
         rows.append([
             printable(entry.id),
-            shorten(entry.name, 40),
+            shorten_middle(entry.name, 72),
             "BROKEN" if entry.problem else entry.trigger,
             f"{local_time(entry.created)} ({age(entry.created, now)})",
             shorten(exception_text(entry), 50),
@@ -148,21 +172,35 @@ def source_status(location: dict[str, Any]) -> str:
     return "unchanged since capture" if now == recorded else "changed since capture"
 
 
+def _size(value: ValueInfo) -> str:
+    """'shape (2, 3) torch.float32 on cuda:0', 'len 4' or ''."""
+    if value.shape is not None:
+        device = f" on {value.device}" if value.device else ""
+        return shorten(f"shape {tuple(value.shape)} {value.dtype or ''}".rstrip() + device, 80)
+    return f"len {value.len}" if value.len is not None else ""
+
+
+def _columns_line(value: ValueInfo) -> str | None:
+    """'    columns: height float64, name str, ...' for a data frame, else None."""
+    if not value.columns:
+        return None
+    shown = ", ".join(f"{column['name']} {column['dtype']}" for column in value.columns)
+    more = value.shape[1] - len(value.columns) if value.shape and len(value.shape) == 2 else 0
+    return "    " + shorten(f"columns: {shown}" + (f" (+{more} more)" if more > 0 else ""), 200)
+
+
 def _value_rows(values: tuple[ValueInfo, ...]) -> list[str]:
     if not values:
         return ["  (none)"]
     rows = []
     for value in values:
-        if value.shape is not None:
-            size = f"shape {tuple(value.shape)} {value.dtype or ''}".rstrip()
-        elif value.len is not None:
-            size = f"len {value.len}"
-        else:
-            size = ""
         note = f"  [unpicklable: {value.unpicklable}]" if value.unpicklable else ""
-        rows.append(["  " + shorten(value.name, 40), shorten(value.type, 60), size,
+        rows.append(["  " + shorten(value.name, 40), shorten(value.type, 60), _size(value),
                      shorten(value.repr + note, 200)])
-    return table(rows)
+    lines = []
+    for value, line in zip(values, table(rows)):  # a frame's columns under its own row
+        lines += [line, *filter(None, [_columns_line(value)])]
+    return lines
 
 
 def detail(entry: Entry) -> tuple[list[str], dict[str, Any]]:

@@ -159,8 +159,13 @@ class Location(collections.namedtuple(
 
 
 class ValueInfo(collections.namedtuple(
-        "ValueInfo", "name kind type repr shape dtype len unpicklable redacted")):
-    """What `cdip info` shows of one saved value, without unpickling it."""
+        "ValueInfo", "name kind type repr shape dtype len unpicklable redacted device columns",
+        defaults=(None, None))):
+    """What `cdip info` shows of one saved value, without unpickling it.
+
+    `device` (a tensor's) and `columns` (a data frame's first columns, each
+    ``{"name", "dtype"}``) are optional: files written before them read as None.
+    """
 
     __slots__ = ()
     name: str
@@ -172,6 +177,8 @@ class ValueInfo(collections.namedtuple(
     len: int | None
     unpicklable: str | None
     redacted: bool | None
+    device: str | None
+    columns: list[dict[str, str]] | None
 
     @classmethod
     def from_json(cls, data: object) -> ValueInfo:
@@ -186,6 +193,7 @@ class ValueInfo(collections.namedtuple(
             shape=shape, dtype=_field(data, "dtype", str, None), len=_field(data, "len", int, None),
             unpicklable=_field(data, "unpicklable", str, None),
             redacted=_field(data, "redacted", bool, None),
+            device=_field(data, "device", str, None), columns=_columns(data),
         )
 
     @classmethod
@@ -193,11 +201,22 @@ class ValueInfo(collections.namedtuple(
         """The record of a value named `name`, from `values.describe`'s description."""
         return cls(name, kind, description.get("type", "?"), description.get("repr", ""),
                    description.get("shape"), description.get("dtype"), description.get("len"),
-                   description.get("unpicklable"), description.get("redacted"))
+                   description.get("unpicklable"), description.get("redacted"),
+                   description.get("device"), description.get("columns"))
 
     def to_json(self) -> dict[str, Any]:
         """The JSON object written to disk."""
         return _json(self)
+
+
+def _columns(data: dict[str, Any]) -> list[dict[str, str]] | None:
+    columns = _field(data, "columns", list, None)
+    if columns is not None and not all(
+            isinstance(column, dict) and isinstance(column.get("name"), str)
+            and isinstance(column.get("dtype"), str) for column in columns):
+        raise MalformedHeader("a column is not a name and a dtype")
+    return None if columns is None else [
+        {"name": column["name"], "dtype": column["dtype"]} for column in columns]
 
 
 def _values(data: dict[str, Any], name: str) -> tuple[ValueInfo, ...]:

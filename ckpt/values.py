@@ -130,10 +130,11 @@ def describe(value: Any) -> dict[str, Any]:
     if isinstance(value, Redacted):
         return {"type": value.type, "repr": "<redacted>", "redacted": True}
     description: dict[str, Any] = {"type": type_name(value), "repr": short_repr(value)}
-    try:
-        _add_size(value, description)
-    except Exception:  # noqa: S110 (a user's property or __len__ may fail)
-        pass
+    for add in (_add_size, _add_device, _add_columns):
+        try:
+            add(value, description)
+        except Exception:  # noqa: S110 (a user's property or __len__ may fail)
+            pass
     if isinstance(value, Unpicklable):
         description["unpicklable"] = value.error
     return description
@@ -148,6 +149,38 @@ def _add_size(value: Any, description: dict[str, Any]) -> None:
             description["dtype"] = str(dtype)
     elif isinstance(value, (str, bytes, bytearray, list, tuple, dict, set, frozenset)):
         description["len"] = len(value)
+
+
+# Of a data frame's columns, `cdip info` shows this many (name and dtype); its shape
+# says how many there are in all.
+COLUMNS_SHOWN = 50
+
+
+def _add_device(value: Any, description: dict[str, Any]) -> None:
+    """A tensor's device (``cpu``, ``cuda:0``); read by attribute, torch never imported.
+
+    numpy arrays have a `device` too (always ``cpu``, for the array API): left out.
+    """
+    if "shape" not in description or type(value).__module__.partition(".")[0] == "numpy":
+        return
+    device = getattr(value, "device", None)
+    if device is not None and not callable(device):
+        description["device"] = str(device)[:40]
+
+
+def _add_columns(value: Any, description: dict[str, Any]) -> None:
+    """A data frame's first columns, name and dtype (pandas, polars: by attribute)."""
+    kind = type(value)
+    if len(description.get("shape", ())) != 2 or not (
+            hasattr(kind, "columns") and hasattr(kind, "dtypes")):
+        return  # looked up on the type: an instance's __getattr__ is never asked
+    import itertools
+
+    pairs = itertools.islice(zip(value.columns, value.dtypes), COLUMNS_SHOWN)
+    description["columns"] = [
+        {"name": (name if isinstance(name, str) else short_repr(name))[:REPR_LIMIT],
+         "dtype": str(dtype)[:40]}
+        for name, dtype in pairs]
 
 
 class Pickled(collections.namedtuple("Pickled", "inband buffers description")):
