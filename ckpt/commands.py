@@ -216,7 +216,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     options = json.dumps({"store": store.path, "id": entry.id, "mode": mode,
                           "frame": args.frame, "debugger": args.debugger, "shell": args.shell,
                           "json": args.json, "trust": args.trust, "command": args.command,
-                          "cwd": _directory(args.cwd)})
+                          "cwd": _directory(args.cwd),
+                          "run_script_top_level": args.run_script_top_level})
     if args.standby is not None:
         if supervise.is_this_interpreter(python):
             return supervise.supervise(args.standby.go(options), supervise.replay_env())
@@ -362,6 +363,10 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
                      help="replay in DIR, with the code of DIR's checkout (default: the "
                           "checkout you are in if it holds the function's file, else the "
                           "recorded directory)")
+    run.add_argument("--run-script-top-level", action="store_true",
+                     help="for a function of a script: run all of the script's top level, as "
+                          "an import would (default: only its imports, definitions and "
+                          "constants, not the pipeline it drives)")
     run.add_argument("--json", action="store_true", help="with --mode run: the outcome as JSON")
     run.add_argument("--trust", action="store_true",
                      help="replay even if the checkpoint does not verify under your key "

@@ -157,11 +157,11 @@ class Target:
         """
         import pickle
 
-        from .values import pickle_value
+        from .values import pickle_whole
 
         if self._importable():
             return pickle.dumps(None)
-        return pickle_value(self.function).inband
+        return pickle_whole(self.function)  # its buffers in band: a closure's arrays too
 
     def _importable(self) -> bool:
         if "<locals>" in self.qualname or self.location["main"]:

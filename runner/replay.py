@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import sys
 
-from ckpt import drift
+from ckpt import drift, values
 from ckpt.binding import Binding
-from ckpt.checkpoint import Checkpoint, unpickle_checkpoint, verify_checkpoint
+from ckpt.checkpoint import Checkpoint, Verified, unpickle_checkpoint, verify_checkpoint
 from ckpt.display import printable
 from ckpt.errors import CkptError
 from ckpt.store import Store
@@ -14,7 +14,7 @@ from ckpt.values import Unpicklable
 
 from . import modes
 from .place import Place, restore
-from .resolve import find_function
+from .resolve import Scripts, find_function, import_target, saved_copy, saved_copy_note
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -52,7 +52,7 @@ def code_line(place: Place, function: Callable[..., Any], saved_copy: bool) -> s
 
 
 def replay(options: Options) -> int:
-    """Verify the checkpoint, restore the captured process, unpickle, run the mode.
+    """Verify the checkpoint, restore the captured process, import, unpickle, run the mode.
 
     In that order: until the checkpoint verifies, nothing recorded in it (its
     working directory, its `sys.path`) decides where modules are imported from,
@@ -68,17 +68,11 @@ def replay(options: Options) -> int:
         from .debuggers import check
 
         check(options)  # a debugger or shell that is missing: said before any user code runs
-    checkpoint = unpickle_checkpoint(verified)
-    if checkpoint.location.get("file"):
-        checkpoint.location["file"] = place.remap(checkpoint.location["file"])
-    function, note = find_function(checkpoint.location, list(detail.metadata.get("argv", [])),
-                                   lambda: checkpoint.saved_function)
+    checkpoint, function, lines = _load(verified, place, options)
     binding = checkpoint.bind(function)
     error_detail = verified.error_detail
     module_source = error_detail.module_source if error_detail is not None else None
-    lines = [code_line(place, function, note is not None), *([note] if note else []),
-             *notices(checkpoint, module_source, binding)]
-    for line in lines:
+    for line in [*lines, *notices(checkpoint, module_source, binding)]:
         print(printable(line), file=sys.stderr)
     if binding.missing and options.mode not in ("shell", "locals"):
         raise CkptError(binding.refusal(checkpoint.name),
@@ -86,6 +80,33 @@ def replay(options: Options) -> int:
     if options.mode == "locals":
         options.frame = _frame(checkpoint, options.frame)
     return modes.run(options, checkpoint, function, binding)
+
+
+def _load(verified: Verified, place: Place,
+          options: Options) -> tuple[Checkpoint, Callable[..., Any], list[str]]:
+    """The checkpoint's values, the function to replay, and the banner's lines so far.
+
+    The function's module is imported before the values are unpickled: an instance of
+    a class of its script then comes back as an instance of the class the function
+    sees, today's (`ckpt.values.script_class` finds the script in `scripts`).
+    """
+    detail = verified.call_detail
+    location = detail.location._asdict()
+    if location.get("file"):
+        location["file"] = place.remap(location["file"])
+    note = saved_copy_note(location, list(detail.metadata.get("argv", [])))
+    scripts = Scripts(place.remap, options.run_script_top_level)
+    values.find_scripts_with(scripts.find)
+    module = import_target(location, scripts) if note is None else None
+    checkpoint = unpickle_checkpoint(verified)
+    checkpoint.location = location
+    if module is not None:
+        function = find_function(location, module)
+    else:
+        function = saved_copy(location["qualname"], lambda: checkpoint.saved_function)
+    lines = [code_line(place, function, note is not None), *([note] if note else []),
+             *scripts.notes]
+    return checkpoint, function, lines
 
 
 def _frame(checkpoint: Checkpoint, frame: int | None) -> int:

@@ -9,6 +9,7 @@ from types import ModuleType
 
 from ckpt.checkpoint import unwrap
 from ckpt.errors import CkptError
+from ckpt.values import Unpicklable
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -16,10 +17,51 @@ if TYPE_CHECKING:
     from typing import Any
 
 
-def import_script(path: str) -> ModuleType:
+class Scripts:
+    """The scripts this replay imports, each once: the function's, and any a value names.
+
+    A saved instance of a class defined in a script names the class, not a copy of it
+    (`ckpt.values.script_class`); it is found here, in the same module the function
+    comes from, so the two agree on what the class is.
+
+    Args:
+        remap: where a recorded path is in this replay (`Place.remap`).
+        whole: run each script's whole top level (``--run-script-top-level``), not
+            only its definitions.
+    """
+
+    def __init__(self, remap: Callable[[str], str], whole: bool = False) -> None:
+        self.remap, self.whole = remap, whole
+        self.modules: dict[str, ModuleType] = {}
+        self.notes: list[str] = []  # for the banner: what was skipped, what is missing
+
+    def load(self, path: str, qualname: str | None = None) -> ModuleType:
+        """The script at `path` (as it is here), imported once, not as `__main__`.
+
+        `qualname`, the replayed function, is named in a note when it reads a global
+        that only skipped statements assign.
+        """
+        key = os.path.realpath(path)  # the function's path and a class's, however spelt
+        module = self.modules.get(key)
+        if module is None:
+            module = self.modules[key] = import_script(path, self.whole, self.notes, qualname)
+        return module
+
+    def find(self, module: str | None, path: str) -> ModuleType | None:
+        """The module that a captured `__main__` (its `-m` name, or its file) replays as."""
+        if module:
+            return importlib.import_module(module)
+        here = self.remap(path)
+        return self.load(here) if os.path.isfile(here) else None
+
+
+def import_script(path: str, whole: bool = True, notes: list[str] | None = None,
+                  qualname: str | None = None) -> ModuleType:
     """Import a script that ran as `__main__` under another name.
 
-    Its ``if __name__ == "__main__":`` block therefore does not run.
+    Its ``if __name__ == "__main__":`` block therefore does not run. Unless `whole`,
+    neither does the rest of its top level that is not a definition (an analysis
+    script's pipeline); what was skipped is added to `notes`.
     """
     stem = os.path.splitext(os.path.basename(path))[0]
     name = stem if stem.isidentifier() and stem not in sys.modules else "__ckpt_script__"
@@ -30,25 +72,55 @@ def import_script(path: str) -> ModuleType:
         raise CkptError(f"cannot import {path}")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
-    spec.loader.exec_module(module)
+    if whole or not _run_definitions(module, path, notes if notes is not None else [],
+                                     qualname):
+        spec.loader.exec_module(module)
     return module
 
 
-def import_module(location: dict[str, Any]) -> ModuleType:
+def _run_definitions(module: ModuleType, path: str, notes: list[str],
+                     qualname: str | None) -> bool:
+    """Run only the script's definitions in `module`; False when that is all it has.
+
+    Then the ordinary import, with its cached bytecode, runs the same statements.
+    """
+    import ast
+
+    from . import definitions
+
+    with open(path, "rb") as stream:
+        plan = definitions.split(stream.read(), path)
+    if not plan.skipped:
+        return False
+    notes.append(definitions.describe_skipped(plan, path))
+    unset = definitions.unset_globals(plan, qualname) if qualname else None
+    notes += [unset] if unset else []
+    code = compile(ast.Module(body=plan.kept, type_ignores=[]), path, "exec", dont_inherit=True)
+    exec(code, vars(module))  # noqa: S102 (their own script's definitions: the import we replace)
+    return True
+
+
+def import_target(location: dict[str, Any], scripts: Scripts) -> ModuleType:
     """The function's module, imported anew from today's source.
 
-    A script run as `python -m package.module` is imported by that name, so its
-    relative imports work and its main block does not run.
+    A script run as `__main__` is imported under another name (`Scripts.load`); one
+    run as `python -m package.module` by that name, so its relative imports work and
+    its main block does not run. Their own import errors are shown whole, then explained.
     """
-    if location.get("main") and location["module"] == "__main__":
-        path = location.get("file") or ""
-        if not os.path.isfile(path):
-            raise CkptError(
-                f"the script {path} that defined {location['qualname']} no longer exists",
-                hint="restore it, or replay where it now lives with --cwd DIR",
-            )
-        return import_script(path)
-    return importlib.import_module(location["module"])
+    try:
+        if location.get("main") and location["module"] == "__main__":
+            path = location.get("file") or ""
+            if not os.path.isfile(path):
+                raise CkptError(
+                    f"the script {path} that defined {location['qualname']} no longer exists",
+                    hint="restore it, or replay where it now lives with --cwd DIR",
+                )
+            return scripts.load(path, location["qualname"])
+        return importlib.import_module(location["module"])
+    except CkptError:
+        raise
+    except Exception as exc:
+        raise _import_failed(location, exc, scripts.whole) from exc
 
 
 def _typed_where(file: str, argv: list[str]) -> str | None:
@@ -68,31 +140,54 @@ def _typed_where(file: str, argv: list[str]) -> str | None:
     return None
 
 
-def find_function(
-    location: dict[str, Any], argv: list[str], saved: Callable[[], Callable[..., Any] | None]
-) -> tuple[Callable[..., Any], str | None]:
-    """The function to replay, and a note to show the user (or None).
+def saved_copy_note(location: dict[str, Any], argv: list[str]) -> str | None:
+    """Why the function replays from the copy saved at capture, as a note; None if it is not.
 
-    `saved` gives the copy saved by value, only asked for when there is no other:
-    for closures, lambdas and functions typed into a REPL, `python -c`, IPython
-    or a notebook. `argv` is the recorded one (it tells `python -c` apart).
+    So it does for closures, lambdas and functions typed into a REPL, `python -c`,
+    IPython or a notebook. `argv` is the recorded one (it tells `python -c` apart).
+    """
+    qualname = location["qualname"]
+    file = location.get("file") or ""
+    typed = _typed_where(file, argv) if file else "without a source file"
+    if typed:
+        return (f"note: {qualname} was defined {typed}: replaying the copy saved at capture "
+                "(edits are not picked up)")
+    if "<locals>" in qualname or "<lambda>" in qualname:
+        return (f"note: {qualname} has no importable definition; replaying the copy saved "
+                "at capture (edits to it are not picked up)")
+    return None
+
+
+def saved_copy(qualname: str, load: Callable[[], object]) -> Callable[..., Any]:
+    """The copy of the function saved at capture, from `load`.
+
+    Raises:
+        CkptError: it could not be saved, or cannot be loaded (exit 2, not their error).
+    """
+    try:
+        copy = load()
+    except Exception as exc:
+        raise CkptError(f"{qualname} cannot be replayed: the copy saved at capture cannot be "
+                        f"loaded ({type(exc).__name__}: {exc})",
+                        hint="something it captured may have been renamed or removed "
+                             "since") from exc
+    if isinstance(copy, Unpicklable):
+        raise CkptError(f"{qualname} cannot be replayed: it has no importable definition, "
+                        f"and its copy could not be saved at capture ({copy.error})",
+                        hint="define it at the top level of a module, or keep what it "
+                             "captures picklable")
+    if not callable(copy):
+        raise CkptError(f"{qualname} has no importable definition and no saved copy")
+    return copy
+
+
+def find_function(location: dict[str, Any], module: ModuleType) -> Callable[..., Any]:
+    """The function `location` names, as `module` defines it today.
 
     Raises:
         CkptError: the function was renamed or deleted since capture.
     """
     qualname = location["qualname"]
-    file = location.get("file") or ""
-    typed = _typed_where(file, argv) if file else "without a source file"
-    if typed or "<locals>" in qualname or "<lambda>" in qualname:
-        copy = saved()
-        if copy is None:
-            raise CkptError(f"{qualname} has no importable definition and no saved copy")
-        if typed:
-            return copy, (f"note: {qualname} was defined {typed}: replaying the copy saved "
-                          "at capture (edits are not picked up)")
-        return copy, (f"note: {qualname} has no importable definition; replaying the copy "
-                      "saved at capture (edits to it are not picked up)")
-    module = _import(location)
     found: Any = module
     for part in qualname.split("."):
         found = getattr(found, part, None)
@@ -103,26 +198,26 @@ def find_function(
                 hint="it was renamed or deleted since the checkpoint was taken; "
                      "`cdip info` shows what was captured",
             )
-    return unwrap(found), None
+    return unwrap(found)  # type: ignore[no-any-return]
 
 
-def _import(location: dict[str, Any]) -> ModuleType:
-    """The function's module, its own import errors shown whole and then explained."""
-    try:
-        return import_module(location)
-    except CkptError:
-        raise
-    except Exception as exc:
-        # Their own error, in their own code: show it whole, then say what it means.
-        import traceback
+def _import_failed(location: dict[str, Any], exc: Exception, whole: bool) -> CkptError:
+    """Their own error, in their own code: shown whole, then said what it means."""
+    import traceback
 
-        from ckpt.display import printable
+    from ckpt.display import printable
 
-        lines = traceback.format_exception(type(exc), exc, exc.__traceback__)
-        sys.stderr.write(printable("".join(lines), newlines=True))
-        raise CkptError(
-            f"importing {location.get('file') or location['module']} raised "
-            f"{type(exc).__name__}, so {location['qualname']} cannot be replayed",
-            hint="fix the error above; a script's top-level code runs when it is imported, "
-                 'so keep it under `if __name__ == "__main__":`',
-        ) from exc
+    lines = traceback.format_exception(type(exc), exc, exc.__traceback__)
+    sys.stderr.write(printable("".join(lines), newlines=True))
+    if not location.get("main"):
+        hint = "fix the error above: the module runs its top level when it is imported"
+    elif whole:
+        hint = ("fix the error above, or replay without --run-script-top-level (only the "
+                "definitions run then); top-level code under "
+                '`if __name__ == "__main__":` never runs')
+    else:
+        hint = ("fix the error above; only the script's imports, definitions and constants "
+                "ran (--run-script-top-level runs the rest)")
+    return CkptError(
+        f"importing {location.get('file') or location['module']} raised "
+        f"{type(exc).__name__}, so {location['qualname']} cannot be replayed", hint=hint)

@@ -512,7 +512,8 @@ def test_ctrl_c_in_until_error_opens_a_post_mortem_where_it_was(spin, tmp_path, 
 
 def test_ctrl_c_while_the_replay_starts_is_no_traceback_of_ours(tmp_path):
     sample(tmp_path, "slow_import.py")
-    run_python("slow_import.py", cwd=tmp_path, check=True)
+    # imported as a module: a script's top level would be skipped, slow part and all
+    run_python("-c", "import slow_import; slow_import.quick(1)", cwd=tmp_path, check=True)
     child = spawn(tmp_path, "run", "quick", "--mode", "run", env={"SLOW_IMPORT": "60"})
     child.expect("importing")
     time.sleep(0.3)

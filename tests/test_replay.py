@@ -161,7 +161,10 @@ def test_a_script_that_fails_on_import_shows_its_error(tmp_path):
         "    raise ValueError(x)\n"
         "f(1)\n")
     run_python("unguarded.py", cwd=tmp_path)
-    result = cdip("run", "f", "--mode", "run")
+    replayed = cdip("run", "f", "--mode", "run")  # f(1) is skipped: not a definition
+    assert replayed.returncode == 1, replayed.stderr
+    assert "f raised ValueError: 1" in replayed.stdout
+    result = cdip("run", "f", "--mode", "run", "--run-script-top-level")
     assert result.returncode == 2
     assert 'File "' + str(tmp_path / "unguarded.py") + '", line 5' in result.stderr
     assert "importing " + str(tmp_path / "unguarded.py") + " raised ValueError" in result.stderr
@@ -361,9 +364,11 @@ def test_the_replay_child_starts_without_heavy_imports(pipeline, store):
     imported = {line.split("|")[-1].strip() for line in result.stderr.splitlines()
                 if line.startswith("import time:")}
     assert "_ckpt_runner.replay" in imported
-    # argparse/runpy: the runner's own start; ast: only when the source file changed;
-    # cloudpickle: only for a function that must be replayed from its saved copy
-    for heavy in ("argparse", "runpy", "pathlib", "typing", "ast", "subprocess", "cloudpickle"):
+    # argparse/runpy: the runner's own start; cloudpickle: only for a function that must
+    # be replayed from its saved copy; ast: only for a script (its top level is sorted
+    # into definitions and the rest) or a changed source file, never for a module
+    # function (test_script_replay)
+    for heavy in ("argparse", "runpy", "pathlib", "typing", "subprocess", "cloudpickle"):
         assert heavy not in imported, f"the replay child imports {heavy}"
 
 

@@ -4,9 +4,15 @@ import pathlib
 
 import ckpt
 
-pathlib.Path("imported.mark").write_text("the module was imported\n")
+
+def marked(function):
+    # A decorator runs whenever the script is imported, even when only its
+    # definitions are (a replay skips the rest of a script's top level).
+    pathlib.Path("imported.mark").write_text("the module was imported\n")
+    return function
 
 
+@marked
 @ckpt.ckpt(active=False)
 def fragile(x):
     pathlib.Path("called.mark").write_text("the function ran\n")
