@@ -197,9 +197,10 @@ def _write_error(target: Target, saved: Saved, exc: BaseException) -> int:
     for frame in frames:
         names = []
         keywords = var_keyword_name(frame.f_code)
+        module_level = frame.f_code.co_name == "<module>"  # a doctest's example: globals
         for local_name, value in list(frame.f_locals.items()):
-            if local_name.startswith("@py"):
-                continue  # pytest's assertion-rewriting temporaries
+            if local_name.startswith("@py") or (module_level and local_name.startswith("__")):
+                continue  # pytest's assertion-rewriting temporaries; a module's dunders
             record = pickle_value(redaction.apply(local_name, value, local_name == keywords))
             pickled.append(record)
             names.append(ValueInfo.of(local_name, None, record.description))
@@ -315,11 +316,11 @@ def _ask(active: Callable[..., Any], target: Target, args: Any, kwargs: Any) -> 
 def save_error(
     target: Target, saved: Saved | None, args: tuple[Any, ...], kwargs: dict[str, Any],
     exc: BaseException,
-) -> bool:
+) -> Saved | None:
     """Complete (or, with no call part, create) a checkpoint for a raised exception.
 
-    Returns whether it is saved; warns rather than raise (run by `guest.save_error`):
-    the user's exception is what propagates.
+    Returns the checkpoint once it is saved, else None; warns rather than raise (run
+    by `guest.save_error`): the user's exception is what propagates.
     """
     quiet = saved is SAVE_FAILED
     saved = None if quiet else saved
@@ -338,5 +339,5 @@ def save_error(
     except Exception as exc_saving:
         if not quiet:
             _warn("save", target, exc_saving)
-        return False
-    return True
+        return None
+    return saved

@@ -79,7 +79,18 @@ def save_error(target: Target, saved: Saved | None, args: tuple[Any, ...],
     """
     if _saved_deeper(exc, target):
         return True
-    return _visit(target.name, _save_error, target, saved, args, kwargs, exc) is True
+    return save_error_now(target, saved, args, kwargs, exc) is not None
+
+
+def save_error_now(target: Target, saved: Saved | None, args: tuple[Any, ...],
+                   kwargs: dict[str, Any], exc: BaseException) -> Saved | None:
+    """Save the error of a call as a guest, with no recursion to look for; the checkpoint.
+
+    For callers that are not a decorator's wrapper (the pytest plugin). None when it
+    was not saved (a warning said why).
+    """
+    done: Saved | None = _visit(target.name, _save_error, target, saved, args, kwargs, exc)
+    return done
 
 
 def _save_call(target: Target, args: tuple[Any, ...], kwargs: dict[str, Any],
@@ -90,7 +101,7 @@ def _save_call(target: Target, args: tuple[Any, ...], kwargs: dict[str, Any],
 
 
 def _save_error(target: Target, saved: Saved | None, args: tuple[Any, ...],
-                kwargs: dict[str, Any], exc: BaseException) -> bool:
+                kwargs: dict[str, Any], exc: BaseException) -> Saved | None:
     from .capture import save_error
 
     return save_error(target, saved, args, kwargs, exc)

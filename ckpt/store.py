@@ -282,11 +282,14 @@ class Store:
             if first is not None:
                 return first
             raise NotFoundError(f"no checkpoints in {self.path}")
-        # a test's bare name: `test_y` or `test_y[2]` for `tests/x.py::test_y[2]`
-        named = [e for e in self._read(calls, calls, errors)
-                 if name_or_id in _short_names(e.name)]
+        # a trailing part of a name: `fit` for `ModelStep.fit`, `test_y[2]` or
+        # `TestY::test_y` for `tests/x.py::TestY::test_y[2]` (see ckpt.names)
+        from . import names as naming
+
+        listed = self._read(calls, calls, errors)
+        named = [e for e in listed if name_or_id in _short_names(e.name)]
         if named:
-            return named[-1]
+            return naming.pick(name_or_id, named)
         if len(name_or_id) >= MIN_ID_PREFIX:
             prefixed = [i for i in calls if i.startswith(name_or_id)]
             if len(prefixed) == 1:
@@ -296,9 +299,11 @@ class Store:
                     f"{name_or_id!r} is the start of {len(prefixed)} checkpoint ids",
                     hint="give more characters of the id",
                 )
+        suggestion = naming.did_you_mean(name_or_id, [e.name for e in listed if not e.problem])
         raise NotFoundError(
             f"no checkpoint named {name_or_id!r} in {self.path}",
-            hint="`cdip info` lists the names and ids there are",
+            hint=f"{suggestion + ' ' if suggestion else ''}`cdip info` lists the names and ids "
+                 "there are",
         )
 
     def _find_by_id_or_name(self, name_or_id: str, names: list[str]) -> Entry | None:
@@ -490,11 +495,10 @@ class Store:
         return stale
 
 
-def _short_names(name: str) -> tuple[str, ...]:
-    if "::" not in name:
-        return ()
-    last = name.rpartition("::")[2]
-    return (last, last.partition("[")[0])
+def _short_names(name: str) -> set[str]:
+    from .names import short_names
+
+    return short_names(name)
 
 
 def check_name(name_or_id: str) -> None:

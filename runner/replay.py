@@ -12,7 +12,7 @@ from ckpt.errors import CkptError
 from ckpt.store import Store
 from ckpt.values import Unpicklable
 
-from . import modes
+from . import fixtures, modes
 from .place import Place, restore
 from .resolve import Scripts, find_function, import_target, saved_copy, saved_copy_note
 
@@ -69,6 +69,7 @@ def replay(options: Options) -> int:
 
         check(options)  # a debugger or shell that is missing: said before any user code runs
     checkpoint, function, lines = _load(verified, place, options)
+    fresh = fixtures.recreate(checkpoint)  # a test's capsys, tmp_path...: made afresh
     binding = checkpoint.bind(function)
     error_detail = verified.error_detail
     module_source = error_detail.module_source if error_detail is not None else None
@@ -79,6 +80,7 @@ def replay(options: Options) -> int:
                         hint="give it a default, or replay with --mode shell, set it, and call()")
     if options.mode == "locals":
         options.frame = _frame(checkpoint, options.frame)
+    fresh.start()
     return modes.run(options, checkpoint, function, binding)
 
 

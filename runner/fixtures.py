@@ -1,0 +1,229 @@
+"""A replayed test's builtin pytest fixtures, made afresh (from `ckpt.fixtures.Fixture` markers).
+
+A test's `capsys`, `tmp_path` or `monkeypatch` belonged to the run that failed: a
+capture of that process's streams, a directory of that run, patches undone since.
+The plugin saved each as a marker; here each becomes a fresh one of its kind, as
+pytest would make it, started just before the mode runs the test and torn down
+when the replay ends. pytest is imported only when a checkpoint holds a marker.
+
+Output captured on replay is also passed through (as pytest's `capteesys` does):
+the replay's own report, a debugger and a shell stay visible while the test still
+reads what it printed with ``capsys.readouterr()``. `capfd` captures at the level
+of `sys.stdout`/`sys.stderr` here, not of file descriptors 1 and 2.
+"""
+
+from __future__ import annotations
+
+import atexit
+import sys
+from types import SimpleNamespace
+
+from ckpt.display import printable
+from ckpt.fixtures import Fixture
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
+    from ckpt.checkpoint import Checkpoint
+
+
+class Fresh:
+    """The fixtures made for this replay: what starts them and what tears them down."""
+
+    def __init__(self) -> None:
+        self.starters: list[Callable[[], Any]] = []
+        self.finalizers: list[Callable[[], Any]] = []
+        self.notes: list[str] = []
+        self._base: str | None = None
+
+    def base(self) -> str:
+        """A private temporary directory for this replay's `tmp_path` and its kin."""
+        if self._base is None:
+            import shutil
+            import tempfile
+
+            self._base = tempfile.mkdtemp(prefix="ckpt-replay-")
+            self.finalizers.insert(0, lambda: shutil.rmtree(str(self._base), ignore_errors=True))
+        return self._base
+
+    def start(self) -> None:
+        """Start capturing (output, logs, warnings): just before the mode runs the test."""
+        for starter in self.starters:
+            starter()
+
+    def close(self) -> None:
+        """Tear every fixture down, the last made first; one that fails spoils no other."""
+        while self.finalizers:
+            try:
+                self.finalizers.pop()()
+            except Exception:  # noqa: S110 (the replay is over: nothing left to tell)
+                pass
+
+
+def recreate(checkpoint: Checkpoint) -> Fresh:
+    """Put a fresh fixture in place of each marker among the checkpoint's arguments."""
+    fresh = Fresh()
+    made = []
+    for name, value in list(checkpoint.arguments.items()):
+        maker = _MAKERS.get(value.name) if isinstance(value, Fixture) else None
+        if maker is not None:
+            checkpoint.arguments[name] = maker(value, fresh)
+            made.append(name)
+    if made:
+        atexit.register(fresh.close)
+        where = f" (temporary files in {fresh._base})" if fresh._base else ""
+        notes = [f"pytest fixtures made fresh for this replay: {', '.join(made)}{where}",
+                 *fresh.notes]
+        for note in notes:
+            print(printable(f"note: {note}"), file=sys.stderr)
+    return fresh
+
+
+# -- the makers, one per fixture ------------------------------------------------------
+
+
+def _capture(binary: bool) -> Callable[[Fixture, Fresh], Any]:
+    def make(marker: Fixture, fresh: Fresh) -> Any:
+        import contextlib
+
+        from _pytest.capture import CaptureFixture, SysCapture, SysCaptureBinary
+
+        class ReplayCapture(CaptureFixture):  # type: ignore[type-arg]
+            @contextlib.contextmanager
+            def disabled(self) -> Any:
+                """Capture nothing inside the block (no capture manager in a replay)."""
+                self._suspend()
+                try:
+                    yield
+                finally:
+                    self._resume()
+
+        kind = SysCaptureBinary if binary else SysCapture
+        capture = ReplayCapture(kind, None, config={"tee": True}, _ispytest=True)  # type: ignore[arg-type]
+        if marker.name.startswith("capfd"):
+            fresh.notes.append(f"{marker.name} captures sys.stdout and sys.stderr in a replay, "
+                               "not what subprocesses or C code write to file descriptors 1 and 2")
+        fresh.starters.append(capture._start)
+        fresh.finalizers.append(capture.close)
+        return capture
+
+    return make
+
+
+def _caplog(marker: Fixture, fresh: Fresh) -> Any:
+    import pytest
+    from _pytest.logging import (
+        LogCaptureFixture,
+        LogCaptureHandler,
+        caplog_handler_key,
+        caplog_records_key,
+        catching_logs,
+    )
+
+    handler = LogCaptureHandler()
+    node = SimpleNamespace(stash=pytest.Stash())
+    node.stash[caplog_handler_key] = handler
+    node.stash[caplog_records_key] = {"setup": [], "call": handler.records, "teardown": []}
+    caplog = LogCaptureFixture(node, _ispytest=True)  # type: ignore[arg-type]
+    catching = catching_logs(handler)
+    fresh.starters.append(catching.__enter__)
+    fresh.finalizers.append(lambda: catching.__exit__(None, None, None))
+    fresh.finalizers.append(caplog._finalize)
+    return caplog
+
+
+def _tmp_path(marker: Fixture, fresh: Fresh) -> Any:
+    from pathlib import Path
+
+    path = Path(fresh.base()) / "tmp_path"
+    path.mkdir()
+    if marker.name == "tmpdir":
+        from _pytest.compat import legacy_path
+
+        return legacy_path(path)
+    return path
+
+
+def _tmp_path_factory(marker: Fixture, fresh: Fresh) -> Any:
+    from pathlib import Path
+
+    from _pytest.tmpdir import TempPathFactory
+
+    factory = TempPathFactory(Path(fresh.base()) / "basetemp", 3, "all",
+                              lambda *args: None, _ispytest=True)
+    if marker.name == "tmpdir_factory":
+        from _pytest.legacypath import TempdirFactory
+
+        return TempdirFactory(factory, _ispytest=True)
+    return factory
+
+
+def _monkeypatch(marker: Fixture, fresh: Fresh) -> Any:
+    import pytest
+
+    patch = pytest.MonkeyPatch()
+    fresh.finalizers.append(patch.undo)
+    return patch
+
+
+def _recwarn(marker: Fixture, fresh: Fresh) -> Any:
+    import warnings
+
+    from _pytest.recwarn import WarningsRecorder
+
+    recorder = WarningsRecorder(_ispytest=True)
+
+    def start() -> None:
+        recorder.__enter__()
+        warnings.simplefilter("default")
+
+    fresh.starters.append(start)
+    fresh.finalizers.append(lambda: recorder.__exit__(None, None, None))
+    return recorder
+
+
+def _recorder(marker: Fixture, fresh: Fresh) -> Any:
+    recorded: list[tuple[str, Any]] = []
+
+    def record(name: str, value: Any) -> None:
+        """Note a property, as pytest's would for its report (kept in `.recorded`)."""
+        recorded.append((name, value))
+
+    record.recorded = recorded  # type: ignore[attr-defined]
+    return record
+
+
+class ReplayedRequest:
+    """What a replayed test's `request` still knows: its node id and name, its fixtures.
+
+    The run it belonged to (its config, session, other fixtures) is gone.
+    """
+
+    def __init__(self, facts: dict[str, Any]) -> None:
+        self.nodeid = str(facts.get("nodeid", ""))
+        self.fixturenames = list(facts.get("fixturenames", []))
+        self.keywords = dict.fromkeys(facts.get("keywords", []), True)
+        self.node = SimpleNamespace(nodeid=self.nodeid, name=str(facts.get("name", "")),
+                                    keywords=self.keywords)
+
+    def __getattr__(self, name: str) -> Any:
+        raise AttributeError(f"request.{name} is not available in a replay: only "
+                             "request.node (name, nodeid), nodeid, fixturenames and keywords")
+
+
+def _request(marker: Fixture, fresh: Fresh) -> Any:
+    return ReplayedRequest(marker.facts)
+
+
+_MAKERS: dict[str, Callable[[Fixture, Fresh], Any]] = {
+    "capsys": _capture(binary=False), "capteesys": _capture(binary=False),
+    "capfd": _capture(binary=False), "capsysbinary": _capture(binary=True),
+    "capfdbinary": _capture(binary=True), "caplog": _caplog,
+    "tmp_path": _tmp_path, "tmpdir": _tmp_path,
+    "tmp_path_factory": _tmp_path_factory, "tmpdir_factory": _tmp_path_factory,
+    "monkeypatch": _monkeypatch, "recwarn": _recwarn, "request": _request,
+    "record_property": _recorder, "record_xml_attribute": _recorder,
+    "record_testsuite_property": _recorder,
+}
