@@ -6,10 +6,10 @@ The plugin saved each as a marker; here each becomes a fresh one of its kind, as
 pytest would make it, started just before the mode runs the test and torn down
 when the replay ends. pytest is imported only when a checkpoint holds a marker.
 
-Output captured on replay is also passed through (as pytest's `capteesys` does):
-the replay's own report, a debugger and a shell stay visible while the test still
-reads what it printed with ``capsys.readouterr()``. `capfd` captures at the level
-of `sys.stdout`/`sys.stderr` here, not of file descriptors 1 and 2.
+Output captured on replay is also passed through (as pytest's `capteesys` does), so
+the replay's own report, a debugger and a shell stay visible; ``capsys.readouterr()``
+returns only what the test itself wrote. `capfd` captures at the level of
+`sys.stdout`/`sys.stderr` here, not of file descriptors 1 and 2.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ from ckpt.fixtures import Fixture
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Generator
+    from types import FrameType
     from typing import Any
 
     from ckpt.checkpoint import Checkpoint
@@ -32,7 +33,8 @@ if TYPE_CHECKING:
 class Fresh:
     """The fixtures made for this replay: what starts them and what tears them down."""
 
-    def __init__(self) -> None:
+    def __init__(self, test_code: Any = None) -> None:
+        self.test_code = test_code  # what runs as the test: its output is what capsys keeps
         self.starters: list[Callable[[], Any]] = []
         self.finalizers: list[Callable[[], Any]] = []
         self.notes: list[str] = []
@@ -62,9 +64,9 @@ class Fresh:
                 pass
 
 
-def recreate(checkpoint: Checkpoint) -> Fresh:
-    """Put a fresh fixture in place of each marker among the checkpoint's arguments."""
-    fresh = Fresh()
+def recreate(checkpoint: Checkpoint, function: Callable[..., Any]) -> Fresh:
+    """Put a fresh fixture in place of each marker among the arguments of `function`'s call."""
+    fresh = Fresh(getattr(function, "__code__", None))
     made = []
     for name, value in list(checkpoint.arguments.items()):
         maker = _MAKERS.get(value.name) if isinstance(value, Fixture) else None
@@ -86,30 +88,72 @@ def recreate(checkpoint: Checkpoint) -> Fresh:
 
 def _capture(binary: bool) -> Callable[[Fixture, Fresh], Any]:
     def make(marker: Fixture, fresh: Fresh) -> Any:
-        import contextlib
+        from _pytest.capture import CaptureFixture
 
-        from _pytest.capture import CaptureFixture, SysCapture, SysCaptureBinary
-
-        class ReplayCapture(CaptureFixture):  # type: ignore[type-arg]
-            @contextlib.contextmanager
-            def disabled(self) -> Any:
-                """Capture nothing inside the block (no capture manager in a replay)."""
-                self._suspend()
-                try:
-                    yield
-                finally:
-                    self._resume()
-
-        kind = SysCaptureBinary if binary else SysCapture
-        capture = ReplayCapture(kind, None, config={"tee": True}, _ispytest=True)  # type: ignore[arg-type]
         if marker.name.startswith("capfd"):
             fresh.notes.append(f"{marker.name} captures sys.stdout and sys.stderr in a replay, "
                                "not what subprocesses or C code write to file descriptors 1 and 2")
+        kind = _replay_capture_class(binary, fresh.test_code)
+        capture = CaptureFixture(kind, None, _ispytest=True)  # type: ignore[arg-type]
+        capture.disabled = _disabled(capture)  # type: ignore[method-assign]
         fresh.starters.append(capture._start)
         fresh.finalizers.append(capture.close)
         return capture
 
     return make
+
+
+def _replay_capture_class(binary: bool, code: Any) -> Any:
+    """A SysCapture of pytest, teed, keeping only what the test itself writes.
+
+    Everything still reaches the terminal; the buffer the test reads holds only
+    what was written while the test's own frame was running (or by a thread), not
+    the replay's banner, a debugger's prompts or the shell's echo.
+    """
+    from _pytest.capture import CaptureIO, SysCapture, SysCaptureBinary, TeeCaptureIO
+
+    class TestsOwn(TeeCaptureIO):
+        def write(self, s: str) -> int:
+            if _running(code):
+                CaptureIO.write(self, s)
+            return int(self._other.write(s))
+
+    base = SysCaptureBinary if binary else SysCapture
+
+    class ReplaySysCapture(base):  # type: ignore[valid-type,misc]
+        def __init__(self, fd: int) -> None:
+            super().__init__(fd, TestsOwn(getattr(sys, "stdout" if fd == 1 else "stderr")))
+
+    return ReplaySysCapture
+
+
+def _running(code: Any) -> bool:
+    """Whether the frame of `code` is on this thread's stack (another thread's: yes)."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return True  # a thread the test started
+    frame: FrameType | None = sys._getframe(2)
+    while frame is not None:
+        if frame.f_code is code:
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _disabled(capture: Any) -> Callable[[], Any]:
+    import contextlib
+
+    @contextlib.contextmanager
+    def disabled() -> Generator[None, None, None]:
+        """Capture nothing inside the block (a replay has no capture manager)."""
+        capture._suspend()
+        try:
+            yield
+        finally:
+            capture._resume()
+
+    return disabled
 
 
 def _caplog(marker: Fixture, fresh: Fresh) -> Any:

@@ -69,7 +69,7 @@ def replay(options: Options) -> int:
 
         check(options)  # a debugger or shell that is missing: said before any user code runs
     checkpoint, function, lines = _load(verified, place, options)
-    fresh = fixtures.recreate(checkpoint)  # a test's capsys, tmp_path...: made afresh
+    fresh = fixtures.recreate(checkpoint, function)  # a test's capsys, tmp_path: afresh
     binding = checkpoint.bind(function)
     error_detail = verified.error_detail
     module_source = error_detail.module_source if error_detail is not None else None

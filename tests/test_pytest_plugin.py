@@ -202,3 +202,24 @@ def test_a_text_file_doctest_is_saved_and_replays(project, env):
     edit(project / "docs" / "usage.txt", "'HELLO BOB!'", "'HELLO, BOB!'")
     fixed = replay(env, project, "docs/usage.txt::usage.txt")
     assert fixed.returncode == 0, fixed.stderr
+
+
+def test_info_shows_a_builtin_fixture_as_its_type_made_fresh(project, env):
+    pytest_run(project, env, "--ckpt", "-k", "test_greet_prints_to_the_fd")
+    shown = run([CDIP, "info", "test_greet_prints_to_the_fd"], env, project).stdout
+    assert re.search(r"capfd +_pytest\.capture\.CaptureFixture +<pytest fixture capfd: "
+                     r"made fresh on replay>", shown), shown
+
+
+def test_capsys_keeps_only_what_the_test_wrote_in_break_and_shell(project, env):
+    pytest_run(project, env, "--ckpt", "-k", "test_greet_prints")
+    name = "tests/test_fixtures.py::test_greet_prints"
+    stepped = run([CDIP, "run", name, "--mode", "break", "-c", "next", "-c",
+                   "p capsys.readouterr()", "-c", "q"], env, project)
+    assert "CaptureResult(out='Hello Ada!\\n', err='')" in stepped.stdout, stepped.stdout
+    edit(project / "greeting.py", 'f"Hello {name}!"', 'f"Hello, {name}!"')
+    shell = run([CDIP, "run", name, "--mode", "shell", "-c", "print('chatter')", "-c",
+                 "call()"], env, project)
+    assert shell.returncode == 0, shell.stderr
+    assert "Error" not in shell.stdout + shell.stderr  # the test passed in the shell
+    assert "Hello, Ada!" in shell.stdout
