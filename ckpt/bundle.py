@@ -24,14 +24,10 @@ import io
 import json
 import math
 import os
-import pickle
 import re
-import shutil
-import socket
 import stat
 import tarfile
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,12 +35,10 @@ from typing import IO, Any, Callable
 
 from .display import human_size, printable
 from .errors import CkptError, CorruptCheckpointError
-from .fileformat import Part, PartWriter, Record, read_headers, read_part
+from .fileformat import Part, read_headers, read_part
 from .header import CallDetail, ErrorDetail, Summary
-from .keys import load_key
-from .store import CALL_SUFFIX, ERROR_SUFFIX, Entry, Store, discard, name_key, new_id
+from .store import CALL_SUFFIX, ERROR_SUFFIX, Store, discard, name_key, new_id
 from .target import configured_max_bytes
-from .values import Redacted, Redaction
 
 BUNDLE_FORMAT = "ckpt-bundle"
 BUNDLE_VERSION = 1
@@ -58,14 +52,13 @@ MAX_NAME = 4096
 # capture of ours, and would break the store's file names or every date shown.
 FIRST_STAMP = 946_684_800 * 10**9
 LAST_STAMP = 4_102_444_800 * 10**9
-REDACTED = "<redacted>"
 
 _ID = re.compile(r"[0-9a-f]{12}")  # what store.new_id makes
 # A part's file name in the store (as store._PART_NAME), and in a bundle: a plain name
 _PART_FILE = re.compile(r"([^~]+)~([0-9]+)~([^~.]+)(\.call|\.error)")
 _MEMBER = re.compile(r"[A-Za-z0-9_.~-]{1,240}\.(call|error)")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
-_CHUNK = 1 << 20
+CHUNK = 1 << 20
 # While tar headers are scanned no read may exceed this: tarfile reads a GNU long
 # name or a pax header whole, as large as a crafted header declares (gigabytes of
 # memory), and older Pythons parse pax records in time quadratic in their size
@@ -73,126 +66,10 @@ _CHUNK = 1 << 20
 _HEADER_READ = 4096
 
 
-# --- export ---------------------------------------------------------------------------
+# --- import: reading a bundle -----------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Value:
-    """One argument or local a bundle carries: its name and type, and whether redacted."""
-
-    name: str
-    type: str
-    redacted: bool
-
-
-@dataclass(frozen=True)
-class Exported:
-    """What one exported checkpoint carries, read from its verified headers."""
-
-    id: str
-    name: str
-    trigger: str
-    arguments: list[Value]
-    frames: list[tuple[str, list[Value]]]  # (qualname, locals) of each saved frame
-
-    @property
-    def values(self) -> list[Value]:
-        """Every argument and local, in order."""
-        return self.arguments + [value for _, values in self.frames for value in values]
-
-
-def export(entries: list[Entry], output: str | os.PathLike[str],
-           redact: tuple[str, ...] = ()) -> list[Exported]:
-    """Write `entries`, verified under this user's key, into one bundle file.
-
-    Values of arguments and locals whose names match a `redact` glob are
-    replaced by placeholders in the bundle (the store keeps them); nothing is
-    unpickled to do so. The bundle is created privately (mode 0600, a random
-    temporary name, no link followed) and renamed onto `output`.
-
-    Raises:
-        CkptError: a checkpoint does not verify, or the bundle cannot be written.
-    """
-    output = Path(output)
-    key = load_key(create=False)
-    redaction = Redaction(redact)
-    try:
-        staging = Path(tempfile.mkdtemp(prefix=".ckpt-export-", dir=output.parent))
-    except OSError as exc:
-        raise CkptError(f"cannot write {printable(output)}: {exc.strerror}") from exc
-    try:
-        manifest, carried = [], []
-        for entry in entries:
-            described, exported = _stage_checkpoint(entry, key, staging, redaction)
-            manifest.append(described)
-            carried.append(exported)
-        _write_bundle(output, _manifest_bytes(manifest), staging)
-    except OSError as exc:
-        where = printable(exc.filename or output)
-        raise CkptError(f"cannot export to {printable(output)}: {where}: {exc.strerror}") from exc
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return carried
-
-
-def carried_lines(carried: list[Exported]) -> list[str]:
-    """What the exported checkpoints carry, for people: each one's values by name and type."""
-    def listed(values: list[Value]) -> str:
-        return ", ".join(printable(f"{value.name}: {value.type}")
-                         + (" [redacted]" if value.redacted else "") for value in values)
-
-    lines = []
-    for item in carried:
-        lines += [f"  {printable(item.id)}  {printable(item.name)} ({item.trigger})",
-                  f"    arguments: {listed(item.arguments) or '(none)'}"]
-        lines += [f"    locals of {printable(qualname)}: {listed(values) or '(none)'}"
-                  for qualname, values in item.frames]
-    lines.append("  each also carries its function's code, the exception message and "
-                 "traceback, the module's source, and where it ran (host, user, cwd, argv, "
-                 "sys.path); --redact replaces values by name only, none of these, nor keys "
-                 "inside a **kwargs")
-    return lines
-
-
-def unmatched(carried: list[Exported], patterns: list[str]) -> list[str]:
-    """The --redact patterns that matched no value (a typo would let a secret leave)."""
-    names = {value.name for item in carried for value in item.values}
-    return [p for p in patterns if not any(map(Redaction([p]).covers, names))]
-
-
-def _stage_checkpoint(entry: Entry, key: bytes, staging: Path, redaction: Redaction,
-                      ) -> tuple[dict[str, Any], Exported]:
-    """Verify, redact and re-write one checkpoint's parts into `staging`."""
-    if entry.problem:
-        raise CorruptCheckpointError(f"checkpoint {entry.id} cannot be exported: {entry.problem}")
-    call = read_part(entry.call_path, key)
-    summary = call.summary = {"stamp": entry.stamp, **call.summary}  # formats 1, 2: none
-    arguments = _redact(call, redaction)
-    call_tag = _write_part(staging / os.path.basename(entry.call_path), call, key)
-    del call  # its buffers: one part in memory at a time
-    frames: list[tuple[str, list[Value]]] = []
-    exception = None
-    if entry.error_path is not None:
-        error = read_part(entry.error_path, key)
-        # the call part it completes was written afresh: its tag is a new one
-        error.summary = {"stamp": entry.stamp, **error.summary, "call_tag": call_tag.hex()}
-        locals_ = _redact(error, redaction)
-        frames = [(str(frame.get("qualname")), locals_[start:end])
-                  for frame, start, end in _frame_spans(error.detail)]
-        exception = error.summary.get("exception")
-        _write_part(staging / os.path.basename(entry.error_path), error, key)
-    trigger = "error" if entry.error_path is not None else str(summary.get("trigger"))
-    described = {
-        "id": summary.get("id"), "name": summary.get("name"), "trigger": trigger,
-        "created": entry.stamp / 1e9, "stamp": entry.stamp, "function": summary.get("function"),
-        "exception": exception, "files": [_file_record(staging, path) for path in entry.paths],
-    }
-    exported = Exported(str(summary.get("id")), str(summary.get("name")), trigger, arguments,
-                        frames)
-    return described, exported
-
-
-def _descriptions(part: Part) -> list[dict[str, Any] | None]:
+def descriptions(part: Part) -> list[dict[str, Any] | None]:
     """Each record's description, in record order (None for the function's copy).
 
     A call part's records are the function's copy, then each argument; an error
@@ -206,112 +83,17 @@ def _descriptions(part: Part) -> list[dict[str, Any] | None]:
             found = [local for frame in detail["frames"] for local in frame["locals"]]
     except (KeyError, TypeError) as exc:
         raise CorruptCheckpointError(
-            f"checkpoint {_quoted(part.summary.get('id'))}: unreadable descriptions") from exc
+            f"checkpoint {quoted(part.summary.get('id'))}: unreadable descriptions") from exc
     if len(found) != len(part.records) or not all(
             item is None or (isinstance(item, dict) and isinstance(item.get("name"), str))
             for item in found):
         raise CorruptCheckpointError(
-            f"checkpoint {_quoted(part.summary.get('id'))}: its headers do not describe its "
+            f"checkpoint {quoted(part.summary.get('id'))}: its headers do not describe its "
             "records")
     return found
 
 
-def _frame_spans(detail: dict[str, Any]) -> list[tuple[dict[str, Any], int, int]]:
-    """Each frame with the range of its locals among the error part's records."""
-    spans, start = [], 0
-    for frame in detail.get("frames", []):
-        spans.append((frame, start, start + len(frame["locals"])))
-        start += len(frame["locals"])
-    return spans
-
-
-def _redact(part: Part, redaction: Redaction) -> list[Value]:
-    """Replace the records whose names `redaction` covers by placeholders, in place.
-
-    The placeholder (a `Redacted`, as the decorator's own ``redact=`` stores) is
-    pickled here, from a value we build: nothing of the user's is unpickled. Its
-    description says only the name, kind and type. Returns what the part carries
-    now, argument or local, in record order.
-    """
-    carried = []
-    for index, description in enumerate(_descriptions(part)):
-        if description is None:
-            continue
-        name, type_name = description["name"], str(description.get("type", "?"))
-        if redaction.covers(name):
-            part.records[index] = Record(pickle.dumps(Redacted(type_name), protocol=5))
-            kept: dict[str, Any] = {k: description[k] for k in ("name", "kind") if k in description}
-            description.clear()
-            description.update(kept, type=type_name, repr=REDACTED, redacted=True)
-        carried.append(Value(name, type_name, description.get("redacted") is True))
-    return carried
-
-
-def _write_part(path: Path, part: Part, key: bytes) -> bytes:
-    """Write `part` afresh, signed under `key`, to a new file; return its tag."""
-    with open(path, "xb") as stream:
-        writer = PartWriter(stream, key)
-        writer.write_header(part.summary, part.detail)
-        for record in part.records:
-            writer.write_record(record.inband, record.buffers)
-        return writer.finish()
-
-
-def _file_record(staging: Path, path: str) -> dict[str, Any]:
-    staged = staging / os.path.basename(path)
-    return {"name": staged.name, "size": staged.stat().st_size, "sha256": _sha256(staged)}
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        while chunk := stream.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _manifest_bytes(checkpoints: list[dict[str, Any]]) -> bytes:
-    return json.dumps({
-        "format": BUNDLE_FORMAT, "version": BUNDLE_VERSION, "created": time.time(),
-        "host": socket.gethostname(), "checkpoints": checkpoints,
-    }, indent=1).encode()
-
-
-def _write_bundle(output: Path, manifest: bytes, staging: Path) -> None:
-    """Write the tar file: created exclusively under a random name, mode 0600, then renamed.
-
-    In a shared directory a predictable temporary name could be a link planted
-    by someone else; `mkstemp` creates a new file (O_EXCL) that no one else can
-    read, and `os.replace` replaces a link at `output` rather than following it.
-    """
-    fd, temporary = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp",
-                                     dir=output.parent)
-    try:
-        with os.fdopen(fd, "wb") as stream, \
-                tarfile.open(fileobj=stream, mode="w", format=tarfile.PAX_FORMAT) as tar:
-            _add(tar, MANIFEST, io.BytesIO(manifest), len(manifest))
-            digest = hashlib.sha256(manifest).hexdigest().encode()
-            _add(tar, DIGEST, io.BytesIO(digest), len(digest))
-            for path in sorted(staging.iterdir()):
-                with open(path, "rb") as part:
-                    _add(tar, PARTS + path.name, part, path.stat().st_size)
-        os.replace(temporary, output)
-    except BaseException:
-        discard(temporary)
-        raise
-
-
-def _add(tar: tarfile.TarFile, name: str, data: IO[bytes], size: int) -> None:
-    # A member says nothing of the exporter's account: no owner, a private mode.
-    info = tarfile.TarInfo(name)
-    info.size, info.mode, info.mtime = size, 0o600, int(time.time())
-    tar.addfile(info, data)
-
-
-# --- import: reading a bundle -----------------------------------------------------------
-
-
-def _quoted(value: object) -> str:
+def quoted(value: object) -> str:
     """A value from a bundle, quoted for a message: escaped, so it cannot drive the terminal."""
     return printable(repr(value))
 
@@ -384,7 +166,7 @@ def open_bundle(path: Path, workdir: Path) -> Bundle:
     try:
         with _open_archive(path) as (tar, reader):
             members = _members(tar, reader.size)
-            reader.limit = _CHUNK
+            reader.limit = CHUNK
             manifest = _read_manifest(tar, members)
             for entry in manifest["checkpoints"]:
                 for file in entry["files"]:
@@ -474,14 +256,14 @@ def _members(tar: tarfile.TarFile, size: int) -> dict[str, tarfile.TarInfo]:
             break
         name = member.name
         if member.type not in (tarfile.REGTYPE, tarfile.AREGTYPE) or member.issparse():
-            raise _Refused(f"{_quoted(name)} is not a regular file")
+            raise _Refused(f"{quoted(name)} is not a regular file")
         if name in members:
-            raise _Refused(f"{_quoted(name)} appears twice")
+            raise _Refused(f"{quoted(name)} appears twice")
         if name not in (MANIFEST, DIGEST) and not (
                 name.startswith(PARTS) and _MEMBER.fullmatch(name[len(PARTS):])):
-            raise _Refused(f"{_quoted(name)} is no file of a bundle")
+            raise _Refused(f"{quoted(name)} is no file of a bundle")
         if member.offset_data + member.size > size:
-            raise _Damaged(f"{_quoted(name)} is truncated")
+            raise _Damaged(f"{quoted(name)} is truncated")
         members[name] = member
         if len(members) > 2 + 2 * MAX_CHECKPOINTS:
             raise _Refused(f"it holds more than {MAX_CHECKPOINTS} checkpoints")
@@ -511,11 +293,11 @@ def _chunks(tar: tarfile.TarFile, member: tarfile.TarInfo) -> Iterator[bytes]:
     with _tar_errors():
         stream = tar.extractfile(member)
         assert stream is not None  # a regular file, checked
-        while chunk := stream.read(_CHUNK):
+        while chunk := stream.read(CHUNK):
             read += len(chunk)
             yield chunk
     if read != member.size:
-        raise _Damaged(f"{_quoted(member.name)} is truncated")
+        raise _Damaged(f"{quoted(member.name)} is truncated")
 
 
 def _read_manifest(tar: tarfile.TarFile, members: dict[str, tarfile.TarInfo]) -> dict[str, Any]:
@@ -533,12 +315,12 @@ def _read_manifest(tar: tarfile.TarFile, members: dict[str, tarfile.TarInfo]) ->
               for file in entry["files"]}
     for name in members:
         if name.startswith(PARTS) and name not in listed:
-            raise _Refused(f"{_quoted(name)} is not in its manifest")
+            raise _Refused(f"{quoted(name)} is not in its manifest")
     for name, file in listed.items():
         if name not in members:
-            raise _Damaged(f"{_quoted(name)} is missing")
+            raise _Damaged(f"{quoted(name)} is missing")
         if members[name].size != file["size"]:
-            raise _Damaged(f"{_quoted(name)} is not of the size its manifest says")
+            raise _Damaged(f"{quoted(name)} is not of the size its manifest says")
     return dict(manifest)
 
 
@@ -570,12 +352,12 @@ def _check_manifest(manifest: object) -> None:
 def _check_listed(file: dict[str, Any], seen: set[str]) -> None:
     name, size = file.get("name"), file.get("size")
     if not isinstance(name, str) or not _MEMBER.fullmatch(name) or name in seen:
-        raise _Refused(f"a listed file name {_quoted(name)} is not one of a part, or twice")
+        raise _Refused(f"a listed file name {quoted(name)} is not one of a part, or twice")
     seen.add(name)
     if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-        raise _Refused(f"{_quoted(name)} has no size")
+        raise _Refused(f"{quoted(name)} has no size")
     if not isinstance(file.get("sha256"), str) or not _SHA256.fullmatch(file["sha256"]):
-        raise _Refused(f"{_quoted(name)} has no SHA-256")
+        raise _Refused(f"{quoted(name)} has no SHA-256")
 
 
 def _object(value: object, what: str) -> dict[str, Any]:
@@ -600,7 +382,7 @@ def _time(value: object, what: str) -> float:
 def _stamp(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not (
             FIRST_STAMP <= value <= LAST_STAMP):
-        raise _Refused(f"the time {_quoted(value)} is not one between 2000 and 2100")
+        raise _Refused(f"the time {quoted(value)} is not one between 2000 and 2100")
     return value
 
 
@@ -627,7 +409,7 @@ def _bundled(entry: dict[str, Any], workdir: Path) -> BundledCheckpoint:
     files = sorted((workdir / file["name"] for file in entry["files"]),
                    key=lambda file: file.suffix != CALL_SUFFIX)
     if files[0].suffix != CALL_SUFFIX or (len(files) == 2 and files[1].suffix != ERROR_SUFFIX):
-        raise _Refused(f"checkpoint {_quoted(entry['id'])} has no call part, or two")
+        raise _Refused(f"checkpoint {quoted(entry['id'])} has no call part, or two")
     call = _headers(files[0], "call", entry["stamp"])
     error = _headers(files[1], "error", entry["stamp"]) if len(files) == 2 else None
     if error is None and call.trigger == "error":
@@ -653,25 +435,25 @@ def _headers(path: Path, kind: str, stamp: int) -> Summary:
         raw, detail = read_headers(str(path), None, whole=True)  # no value kept in memory
         summary = Summary.from_json(raw)
         if summary.part != kind or summary.trigger not in ("call", "error"):
-            raise _Refused(f"{_quoted(path.name)} is not a {kind} part of ours")
+            raise _Refused(f"{quoted(path.name)} is not a {kind} part of ours")
         if kind == "call":
             CallDetail.from_json(detail)
         else:
             ErrorDetail.from_json(detail)
             if summary.exception is None:
-                raise _Refused(f"{_quoted(path.name)} says nothing of the exception")
+                raise _Refused(f"{quoted(path.name)} says nothing of the exception")
     except CorruptCheckpointError as exc:
-        raise _Refused(f"{_quoted(path.name)}: {printable(exc.reason)}") from exc
+        raise _Refused(f"{quoted(path.name)}: {printable(exc.reason)}") from exc
     except RecursionError as exc:
-        raise _Refused(f"{_quoted(path.name)}: a header nested too deep") from exc
+        raise _Refused(f"{quoted(path.name)}: a header nested too deep") from exc
     # The call's time: format 3 signs it as `stamp`; formats 1 and 2 said `created`
     # (seconds, as a float), and in an error part the time of the error instead.
     created = raw.get("created")
     if kind == "call" and summary.stamp is None and created is None:
-        raise _Refused(f"{_quoted(path.name)} says nothing of when it was taken")
+        raise _Refused(f"{quoted(path.name)} says nothing of when it was taken")
     if (summary.stamp is not None and summary.stamp != stamp) or (kind == "call" and (
             created is not None and abs(_time(created, "a part's time") - stamp / 1e9) > 1e-3)):
-        raise _Refused(f"{_quoted(path.name)} says another time than its manifest")
+        raise _Refused(f"{quoted(path.name)} says another time than its manifest")
     return summary
 
 
@@ -684,16 +466,16 @@ def _agree(checkpoint: BundledCheckpoint, entry: dict[str, Any], parts: list[Sum
     for field, value in said.items():
         if entry.get(field) != value:
             raise _Refused(f"its manifest says another {field} than checkpoint "
-                           f"{_quoted(checkpoint.id)} itself")
+                           f"{quoted(checkpoint.id)} itself")
     created = entry.get("created")
     if isinstance(created, bool) or not isinstance(created, (int, float)) or abs(
             created - checkpoint.created) > 1:
         raise _Refused(f"its manifest says another time than checkpoint "
-                       f"{_quoted(checkpoint.id)} itself")
+                       f"{quoted(checkpoint.id)} itself")
     for part in parts:
         if (part.id, part.name) != (checkpoint.id, checkpoint.name) or part.function not in (
                 "", checkpoint.function):
-            raise _Refused(f"the parts of checkpoint {_quoted(checkpoint.id)} disagree")
+            raise _Refused(f"the parts of checkpoint {quoted(checkpoint.id)} disagree")
 
 
 # --- import: adopting ----------------------------------------------------------------
@@ -753,7 +535,7 @@ def _stage(checkpoint: BundledCheckpoint, new: str, store: Store,
     key, call_tag = name_key(checkpoint.name), b""
     for path in checkpoint.files:
         part = read_part(str(path), key=None)
-        _descriptions(part)  # the records are still the ones its headers describe
+        descriptions(part)  # the records are still the ones its headers describe
         suffix = CALL_SUFFIX if path.suffix == CALL_SUFFIX else ERROR_SUFFIX
         # signed with it, the id and time its file name will say (the store checks both)
         summary = {**part.summary, "id": new, "stamp": checkpoint.stamp}

@@ -134,7 +134,7 @@ def cmd_gc(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     """Pack checkpoints (default: all) into one portable bundle file."""
-    from . import bundle, display
+    from . import display, export
 
     store = _store(args)
     if args.names:
@@ -143,11 +143,11 @@ def cmd_export(args: argparse.Namespace) -> int:
         entries = [entry for entry in store.entries() if not entry.problem]
     if not entries:
         raise CkptError(f"no checkpoints to export in {store.path}")
-    carried = bundle.export(entries, args.output, tuple(args.redact))
+    carried = export.export(entries, args.output, tuple(args.redact))
     print(f"exported {len(carried)} checkpoint(s) to {display.printable(args.output)}, "
           "with these values (name: type):")
-    print("\n".join(bundle.carried_lines(carried)))
-    for pattern in bundle.unmatched(carried, args.redact):
+    print("\n".join(export.carried_lines(carried)))
+    for pattern in export.unmatched(carried, args.redact):
         print(f"note: --redact {display.printable(repr(pattern))} matched no argument or "
               "local", file=sys.stderr)
     return EXIT_OK

@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import ckpt
-from ckpt import bundle, cli, display
+from ckpt import bundle, cli, display, export
 from ckpt.fileformat import PartWriter, read_part
 from ckpt.keys import load_key
 from ckpt.store import Store
@@ -65,9 +65,9 @@ def capture_some() -> None:
     called(1)
 
 
-def export_all(output: Path, redact: tuple[str, ...] = ()) -> list[bundle.Exported]:
+def export_all(output: Path, redact: tuple[str, ...] = ()) -> list[export.Exported]:
     store = Store(os.environ["PYCKPT_DIR"])
-    return bundle.export(store.entries(), output, *([redact] if redact else []))
+    return export.export(store.entries(), output, *([redact] if redact else []))
 
 
 @pytest.fixture
@@ -300,7 +300,7 @@ def test_a_checkpoint_of_every_format_travels(tmp_path, monkeypatch, version):
     monkeypatch.setenv("PYCKPT_KEY_FILE", str(key))
     (entry,) = Store(store).entries()
     output = tmp_path / "golden.ckpt"
-    (carried,) = bundle.export([entry], output, ("weights",))
+    (carried,) = export.export([entry], output, ("weights",))
     assert {(v.name, v.redacted) for v in carried.arguments} == {
         ("values", False), ("weights", True), ("label", False)}
     monkeypatch.delenv("PYCKPT_KEY_FILE")  # the importer: another user, another key
