@@ -14,20 +14,24 @@ from ckpt.values import Unpicklable
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from importlib.machinery import ModuleSpec
     from typing import Any
 
 
 class Scripts:
     """The scripts this replay imports, each once: the function's, and any a value names.
 
-    A saved instance of a class defined in a script names the class, not a copy of it
-    (`ckpt.values.script_class`); it is found here, in the same module the function
-    comes from, so the two agree on what the class is.
+    A script is a module that ran as `__main__`: a file, or `python -m package.module`.
+    It is imported under another name than `__main__`, so its
+    ``if __name__ == "__main__":`` block does not run, and, unless `whole`, neither
+    does the rest of its top level that is not a definition (an analysis script's
+    pipeline). A saved instance of a class of the script names the class
+    (`ckpt.values.script_class`), which is found here, in the module the function
+    comes from: the two agree on what the class is, today's.
 
     Args:
         remap: where a recorded path is in this replay (`Place.remap`).
-        whole: run each script's whole top level (``--run-script-top-level``), not
-            only its definitions.
+        whole: run each script's whole top level (``--run-script-top-level``).
     """
 
     def __init__(self, remap: Callable[[str], str], whole: bool = False) -> None:
@@ -36,46 +40,63 @@ class Scripts:
         self.notes: list[str] = []  # for the banner: what was skipped, what is missing
 
     def load(self, path: str, qualname: str | None = None) -> ModuleType:
-        """The script at `path` (as it is here), imported once, not as `__main__`.
+        """The script at `path` (as it is here), imported once, under its file's stem.
 
         `qualname`, the replayed function, is named in a note when it reads a global
         that only skipped statements assign.
         """
         key = os.path.realpath(path)  # the function's path and a class's, however spelt
-        module = self.modules.get(key)
-        if module is None:
-            module = self.modules[key] = import_script(path, self.whole, self.notes, qualname)
-        return module
+        if key not in self.modules:
+            import importlib.util
+
+            stem = os.path.splitext(os.path.basename(path))[0]
+            name = stem if stem.isidentifier() and stem not in sys.modules else "__ckpt_script__"
+            spec = importlib.util.spec_from_file_location(name, path)
+            if spec is None:
+                raise CkptError(f"cannot import {path}: it is not a Python file")
+            self.modules[key] = self._run(spec, qualname)
+        return self.modules[key]
+
+    def load_module(self, name: str, qualname: str | None = None) -> ModuleType:
+        """The script run as `python -m name`, imported once by that name.
+
+        So its relative imports work.
+        """
+        if name not in sys.modules:
+            import importlib.util
+
+            spec = importlib.util.find_spec(name)  # its packages are imported first
+            if spec is None:
+                raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+            module = self._run(spec, qualname)
+            parent, _, child = name.rpartition(".")
+            if parent:
+                setattr(sys.modules[parent], child, module)
+        return sys.modules[name]
 
     def find(self, module: str | None, path: str) -> ModuleType | None:
         """The module that a captured `__main__` (its `-m` name, or its file) replays as."""
         if module:
-            return importlib.import_module(module)
+            return self.load_module(module)
         here = self.remap(path)
         return self.load(here) if os.path.isfile(here) else None
 
+    def _run(self, spec: ModuleSpec, qualname: str | None) -> ModuleType:
+        import importlib.util
 
-def import_script(path: str, whole: bool = True, notes: list[str] | None = None,
-                  qualname: str | None = None) -> ModuleType:
-    """Import a script that ran as `__main__` under another name.
-
-    Its ``if __name__ == "__main__":`` block therefore does not run. Unless `whole`,
-    neither does the rest of its top level that is not a definition (an analysis
-    script's pipeline); what was skipped is added to `notes`.
-    """
-    stem = os.path.splitext(os.path.basename(path))[0]
-    name = stem if stem.isidentifier() and stem not in sys.modules else "__ckpt_script__"
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
-        raise CkptError(f"cannot import {path}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    if whole or not _run_definitions(module, path, notes if notes is not None else [],
-                                     qualname):
-        spec.loader.exec_module(module)
-    return module
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module
+        origin, loader = spec.origin or "", spec.loader
+        if loader is None:
+            raise CkptError(f"cannot import {spec.name}: it has no loader")
+        try:
+            if self.whole or not origin.endswith(".py") or not _run_definitions(
+                    module, origin, self.notes, qualname):
+                loader.exec_module(module)
+        except BaseException:
+            del sys.modules[spec.name]  # as a failed import leaves it
+            raise
+        return module
 
 
 def _run_definitions(module: ModuleType, path: str, notes: list[str],
@@ -103,9 +124,8 @@ def _run_definitions(module: ModuleType, path: str, notes: list[str],
 def import_target(location: dict[str, Any], scripts: Scripts) -> ModuleType:
     """The function's module, imported anew from today's source.
 
-    A script run as `__main__` is imported under another name (`Scripts.load`); one
-    run as `python -m package.module` by that name, so its relative imports work and
-    its main block does not run. Their own import errors are shown whole, then explained.
+    A script (run as `__main__`) is imported as `Scripts` says; a module by its name.
+    Their own import errors are shown whole, then explained.
     """
     try:
         if location.get("main") and location["module"] == "__main__":
@@ -116,6 +136,8 @@ def import_target(location: dict[str, Any], scripts: Scripts) -> ModuleType:
                     hint="restore it, or replay where it now lives with --cwd DIR",
                 )
             return scripts.load(path, location["qualname"])
+        if location.get("main"):
+            return scripts.load_module(location["module"], location["qualname"])
         return importlib.import_module(location["module"])
     except CkptError:
         raise

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -119,8 +120,10 @@ def test_help_is_wrapped_to_the_terminal_width(cli):
     narrow, wide = (cli("run", "--help", env={"COLUMNS": str(columns)}).stdout.splitlines()
                     for columns in (50, 120))
     assert len(narrow) > len(wide)
-    # argparse never breaks an option's own spelling; every other line fits
-    assert all(len(line) <= 48 for line in narrow if "{" not in line)
+    # argparse never breaks an option's own spelling (its choices, or a usage line of
+    # one long option under a long program name); every other line fits
+    assert all(len(line) <= 48 for line in narrow
+               if "{" not in line and not re.fullmatch(r" *\[--[a-z-]+\]", line))
     assert max(len(line) for line in wide) > 50
 
 

@@ -37,11 +37,11 @@ def edit(script: Path, old: str, new: str) -> None:
 # -- 2. today's classes ------------------------------------------------------------------
 
 
-@pytest.fixture
-def steps(tmp_path: Path) -> Path:
+@pytest.fixture(params=[["steps.py"], ["-m", "steps"]], ids=["script", "dash-m"])
+def steps(tmp_path: Path, request: pytest.FixtureRequest) -> Path:
     """steps.py, failed once: Step([1, 2, 3]).run(Settings(threshold=3.0)) keeps nothing."""
     script = sample(tmp_path, "steps.py")
-    assert run_python("steps.py", cwd=tmp_path).returncode == 1
+    assert run_python(*request.param, cwd=tmp_path).returncode == 1
     return script
 
 
@@ -71,6 +71,19 @@ def test_the_post_mortem_sees_todays_class(steps, tmp_path):
     child.expect(r"\(Pdb\) ")
     child.sendline("q")
     assert finish(child) == 1
+
+
+def test_a_module_step_gets_todays_class_of_the_script_that_called_it(tmp_path):
+    sample(tmp_path, "steplib.py")
+    driver = sample(tmp_path, "driver.py")
+    assert run_python("driver.py", cwd=tmp_path).returncode == 1
+    edit(driver, 'return f"{self.size} in {self.parts} parts"', 'return "edited"')
+    result = cdip("run", "configure", "--mode", "run")
+    assert result.returncode == 1, result.stderr
+    assert "config is today's: edited" in result.stdout
+    assert "ZeroDivisionError" in result.stderr
+    assert "driving" not in result.stdout  # the script's definitions only
+    assert "skipped 2 top-level statements of driver.py (lines 14-15)" in result.stderr
 
 
 def test_another_checkout_supplies_todays_class(tmp_path):
@@ -185,6 +198,16 @@ def test_a_global_that_only_the_pipeline_assigns_is_named(analysis):
     assert "NameError: name 'values' is not defined" in result.stderr
     assert ("note: report uses values, which only a skipped statement assigns (line 56)"
             in result.stderr)
+
+
+def test_a_script_run_with_dash_m_replays_without_its_pipeline(tmp_path):
+    sample(tmp_path, "analysis.py")
+    assert run_python("-m", "analysis", "2.0", cwd=tmp_path).returncode == 1
+    (tmp_path / "pipeline-ran.mark").unlink()
+    result = cdip("run", "summarise", "--mode", "run")
+    assert result.returncode == 1, result.stderr
+    assert SKIPPED in result.stderr
+    assert not (tmp_path / "pipeline-ran.mark").exists()
 
 
 def test_run_script_top_level_runs_the_whole_script(analysis, tmp_path):
