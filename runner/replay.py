@@ -103,7 +103,7 @@ def _load(verified: Verified, place: Place,
     checkpoint = unpickle_checkpoint(verified)
     checkpoint.location = location
     if module is not None:
-        function = find_function(location, module)
+        function = find_function(location, module, skipped=bool(scripts.notes))
     else:
         function = saved_copy(location["qualname"], lambda: checkpoint.saved_function)
     lines = [code_line(place, function, note is not None), *([note] if note else []),

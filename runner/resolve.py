@@ -203,8 +203,11 @@ def saved_copy(qualname: str, load: Callable[[], object]) -> Callable[..., Any]:
     return copy
 
 
-def find_function(location: dict[str, Any], module: ModuleType) -> Callable[..., Any]:
+def find_function(location: dict[str, Any], module: ModuleType,
+                  skipped: bool = False) -> Callable[..., Any]:
     """The function `location` names, as `module` defines it today.
+
+    `skipped`: some of the script's top level was skipped (it may have defined it).
 
     Raises:
         CkptError: the function was renamed or deleted since capture.
@@ -214,12 +217,14 @@ def find_function(location: dict[str, Any], module: ModuleType) -> Callable[...,
     for part in qualname.split("."):
         found = getattr(found, part, None)
         if found is None:
+            hint = ("it was renamed or deleted since the checkpoint was taken; "
+                    "`cdip info` shows what was captured")
+            if skipped:
+                hint += ("; or it is defined by a top-level statement that was skipped: "
+                         "--run-script-top-level runs them")
             raise CkptError(
                 f"{location['module']}:{qualname} no longer exists in "
-                f"{getattr(module, '__file__', location['module'])}",
-                hint="it was renamed or deleted since the checkpoint was taken; "
-                     "`cdip info` shows what was captured",
-            )
+                f"{getattr(module, '__file__', location['module'])}", hint=hint)
     return unwrap(found)  # type: ignore[no-any-return]
 
 

@@ -219,6 +219,24 @@ def test_run_script_top_level_runs_the_whole_script(analysis, tmp_path):
     assert "skipped" not in result.stderr
 
 
+def test_a_function_defined_by_a_skipped_statement_says_so(tmp_path):
+    (tmp_path / "looped.py").write_text(
+        "import ckpt\n"
+        "for power in [2]:\n"
+        "    @ckpt.ckpt\n"
+        "    def raise_to(x):\n"
+        "        return x ** 2\n"
+        "raise_to(3)\n")
+    run_python("looped.py", cwd=tmp_path, check=True)
+    result = cdip("run", "raise_to", "--mode", "run")
+    assert result.returncode == 2, result.stderr
+    assert "raise_to no longer exists" in result.stderr
+    assert "defined by a top-level statement that was skipped" in result.stderr
+    whole = cdip("run", "raise_to", "--mode", "run", "--run-script-top-level")
+    assert whole.returncode == 0, whole.stderr
+    assert "raise_to returned 9" in whole.stdout
+
+
 def test_a_guarded_script_skips_nothing(tmp_path):
     sample(tmp_path, "steps.py")
     run_python("steps.py", cwd=tmp_path)
