@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import time
 from collections.abc import Collection, Iterable, Iterator, Sequence
 
@@ -416,27 +417,49 @@ class Store:
         """Delete all but the newest `keep` checkpoints of a name; return the deleted ids.
 
         Ids in `protect` (just written, or still in a call) are never deleted.
+        Only checkpoints whose summary verifies count and go: a file planted under
+        the name's key with a far-future time must not push the user's own out.
         """
-        # file names alone say which is older: no header is read on this hot path
         parts: dict[str, list[tuple[int, str]]] = {}
         for _, stamp, checkpoint_id, _, filename in self._scan(self._named(key)):
             parts.setdefault(checkpoint_id, []).append((stamp, filename))
-        ordered = sorted(parts, key=lambda checkpoint_id: (parts[checkpoint_id][0][0],
-                                                           checkpoint_id))
-        doomed = [i for i in ordered[: max(len(ordered) - keep, 0)] if i not in protect]
+        newest_first = sorted(parts, key=lambda i: (parts[i][0][0], i), reverse=True)
+        kept, doomed = 0, []
+        for checkpoint_id in newest_first:
+            if checkpoint_id in protect:
+                kept += 1
+            elif not self._verifies(parts[checkpoint_id]):
+                continue
+            elif kept < keep:
+                kept += 1
+            else:
+                doomed.append(checkpoint_id)
         for checkpoint_id in doomed:
             for _, filename in parts[checkpoint_id]:
                 discard(self._file(filename))
         return doomed
+
+    def _verifies(self, files: list[tuple[int, str]]) -> bool:
+        """Whether a checkpoint's call part (among `files`) has a summary that verifies."""
+        calls = [filename for _, filename in files if filename.endswith(CALL_SUFFIX)]
+        if len(calls) != 1:
+            return False
+        try:
+            _summary(self._file(calls[0]), self.reading_key())
+        except (OSError, CkptError):
+            return False
+        return True
 
     def _sized_parts(self) -> list[tuple[int, str, str, int]]:
         parts = []
         for _, stamp, checkpoint_id, _, filename in self._scan():
             path = self._file(filename)
             try:
-                parts.append((stamp, checkpoint_id, path, os.stat(path).st_size))
+                info = os.lstat(path)
             except FileNotFoundError:
                 continue
+            if stat.S_ISREG(info.st_mode):  # a link to a huge file elsewhere weighs nothing
+                parts.append((stamp, checkpoint_id, path, info.st_size))
         return parts
 
     def enforce_budget(self, max_bytes: int, protect: Collection[str] = ()) -> int:
@@ -487,7 +510,7 @@ class Store:
             except OSError:
                 continue
             if host == _HOST and namespace in (_PID_NS, ""):  # "": named before format 3
-                gone = not _pid_alive(int(pid_text) if pid_text.isdigit() else -1)
+                gone = not _pid_alive(int(pid_text) if _DIGITS.fullmatch(pid_text) else -1)
             else:
                 gone = age > 86400
             if gone:
@@ -518,6 +541,9 @@ def check_name(name_or_id: str) -> None:
 _HOST = re.sub(r"[^A-Za-z0-9.]", "_", os.uname().nodename if hasattr(os, "uname") else "")[:64]
 
 
+_DIGITS = re.compile(r"[0-9]{1,12}")  # ASCII only: str.isdigit() takes '²' too
+
+
 def _pid_namespace() -> str:
     """This process's PID namespace (Linux), so pids are compared only within one."""
     try:
@@ -534,7 +560,7 @@ def _pid_alive(pid: int) -> bool:
         return False
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError):  # OverflowError: no pid is that large
         return False
     except PermissionError:
         return True

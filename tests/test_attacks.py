@@ -293,3 +293,32 @@ def test_renaming_an_old_checkpoint_does_not_make_it_the_newest(store):
     assert ckpt.load("step").args == ("new",)
     listed = {entry.id: entry.problem for entry in ckpt.checkpoints()}
     assert "renamed" in listed[old.id]
+
+
+def test_planted_files_push_no_checkpoint_out_of_retention_or_the_budget(store, own_key,
+                                                                        tmp_path):
+    store.mkdir(mode=0o700)
+    junk_key = name_key("alpha")
+    for number in range(5):  # far-future times, under the name's (public) key, not signed
+        junk = store / f"{junk_key}~9999999999999999999{number}~00000000000{number}.call"
+        junk.write_bytes(b"PYCKPT\x00\x03ABCDEFGH\x02\x00\x00\x00{}" + bytes(32))
+    big = tmp_path / "elsewhere"
+    with open(big, "wb") as stream:
+        stream.truncate(3 << 30)  # 3 GiB, sparse
+    (store / "zzz-0~99999999999999999999~ffffffffffff.call").symlink_to(big)
+    step = ckpt.ckpt(lambda x: x, name="alpha", keep=3)
+    for value in range(4):
+        step(value)
+    kept = [entry.summary for entry in ckpt.checkpoints() if not entry.problem]
+    assert len(kept) == 3  # the newest three of the user's own, whatever else is there
+    assert ckpt.load("alpha").args == (3,)
+
+
+@pytest.mark.parametrize("pid", ["99999999999999999999", "\u00b2", "12a"])
+def test_crafted_leftover_names_never_crash_gc(store, own_key, pid):
+    from ckpt.store import _HOST
+
+    ckpt.ckpt(lambda x: x, name="good")(1)
+    (store / f".tmp-{pid}-abcd-{_HOST}@").write_bytes(b"?")
+    collected = cdip("gc")
+    assert collected.returncode == 0, collected.stderr
