@@ -195,18 +195,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     """Replay a checkpoint (default: the newest) in a fresh interpreter."""
     from . import display, supervise
 
-    store = _store(args, trust=args.trust)
+    # Names resolve among verified checkpoints only, --trust or not: --trust vouches
+    # for the one checkpoint the user names by its id, never for whatever is newest.
+    store = _store(args)
     entry = store.find(args.name)
-    if entry.problem:
+    if entry.problem and not (args.trust and args.name and entry.id.startswith(args.name)):
         raise CorruptCheckpointError(
             f"checkpoint {entry.id} cannot be replayed: {display.printable(entry.problem)}",
-            hint="`cdip gc` removes broken checkpoints; one signed elsewhere is adopted with "
-                 "`cdip import`, or replayed once with --trust")
+            hint=f"`cdip gc` removes broken checkpoints; one signed elsewhere is adopted with "
+                 f"`cdip import`, or replayed once with `--trust {entry.id}` (by its id)")
     mode = args.mode or ("until-error" if entry.trigger == "error" else "break")
     if mode in INTERACTIVE and not args.command and not _is_terminal(sys.stdin):
         raise CkptError(f"--mode {mode} needs a terminal, and standard input is not one",
                         hint="use --mode run, or give debugger commands with -c")
-    python, why = _interpreter(args.python, _recorded_interpreter(store, entry))
+    recorded = None if entry.problem else _recorded_interpreter(store, entry)
+    python, why = _interpreter(args.python, recorded)
     if not supervise.runner_importable(python):
         raise CkptError(f"ckpt is not installed in {python}, the interpreter to replay with",
                         hint=f"install it there, or pass --python {sys.executable}")
@@ -256,7 +259,13 @@ def _recorded_interpreter(store: Store, entry: Entry) -> str | None:
 
 
 def _interpreter(requested: str | None, recorded: str | None) -> tuple[str, str]:
-    """The interpreter to replay with, and how it was chosen when it is not ours."""
+    """The interpreter to replay with, and how it was chosen when it is not ours.
+
+    The recorded one is used only when no other user could have put it there: a
+    virtual environment deleted since, recreated by someone else at the same path,
+    would otherwise run their program as us.
+    """
+    from .ownership import changeable_by_others
     from .supervise import is_this_interpreter
 
     if requested:
@@ -264,6 +273,10 @@ def _interpreter(requested: str | None, recorded: str | None) -> tuple[str, str]
             raise CkptError(f"--python {requested}: not an executable")
         chosen, why = requested, " (--python)"
     elif recorded and os.access(recorded, os.X_OK):
+        unsafe = changeable_by_others(recorded)
+        if unsafe is not None:
+            return sys.executable, (f" (not the recorded {recorded}, which another user "
+                                    f"could have put there: {unsafe})")
         chosen, why = recorded, " (recorded at capture)"
     else:
         chosen, why = sys.executable, ""

@@ -51,17 +51,18 @@ def attacker_key(tmp_path: Path) -> Path:
     return key
 
 
-def forge(tmp_path: Path, store: Path, **metadata: object) -> str:
-    """A checkpoint of `step(data)` signed under an attacker's key, its metadata rewritten."""
-    key = attacker_key(tmp_path)
+def forge(tmp_path: Path, store: Path, key: Path | None = None, **metadata: object) -> str:
+    """A checkpoint of `step(data)` signed under `key` (an attacker's), its metadata rewritten."""
+    key = key or attacker_key(tmp_path)
     module = tmp_path / "victim"
     module.mkdir(exist_ok=True)
+    before = set(store.glob("*.call"))
     (module / "victimstep.py").write_text(
         "import ckpt\n\n@ckpt.ckpt\ndef step(data):\n    return len(data)\n")
     run_python("-c", "import numpy, victimstep; victimstep.step(numpy.arange(5))",
                cwd=module, env={"PYCKPT_KEY_FILE": str(key), "PYCKPT_DIR": str(store)},
                check=True)
-    (path,) = [p for p in store.iterdir() if p.name.endswith(".call")]
+    (path,) = set(store.glob("*.call")) - before
     part = read_part(str(path), None)
     part.detail["metadata"].update(metadata)
     with open(path, "wb") as stream:
@@ -322,3 +323,39 @@ def test_crafted_leftover_names_never_crash_gc(store, own_key, pid):
     (store / f".tmp-{pid}-abcd-{_HOST}@").write_bytes(b"?")
     collected = cdip("gc")
     assert collected.returncode == 0, collected.stderr
+
+
+def test_a_recorded_interpreter_someone_else_could_have_put_there_is_not_run(tmp_path, store):
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o777)
+    shared.chmod(0o1777)  # like /tmp
+    venv = shared / "venv"  # the user's venv, deleted since; another user made this one
+    (venv / "bin").mkdir(parents=True)
+    marker = tmp_path / "ran"
+    python = venv / "bin" / "python"
+    python.write_text(f"#!/bin/sh\necho attacker >> {marker}\nexec {sys.executable} \"$@\"\n")
+    python.chmod(0o755)
+    for path in (venv, venv / "bin", python):
+        os.chown(path, 65534, 65534)
+    own = tmp_path / "own-key"
+    own.write_bytes(load_key())
+    own.chmod(0o600)
+    checkpoint_id = forge(tmp_path, store, key=own, executable=str(python))
+    replay = cdip("run", checkpoint_id, "--mode", "run")
+    assert replay.returncode == 0, replay.stderr
+    assert "not the recorded" in replay.stderr and "uid 65534" in replay.stderr
+    assert not marker.exists()
+
+
+def test_trust_never_picks_a_forged_checkpoint_by_name(tmp_path, store, own_key):
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "victimstep.py").write_text(
+        "import ckpt\n\n@ckpt.ckpt\ndef step(data):\n    return 'the users own'\n")
+    run_python("-c", "import victimstep; victimstep.step([1])", cwd=work, check=True)
+    forged = forge(tmp_path, store)  # newer, another key, the same name
+    replay = cdip("run", "--trust", "step", "--mode", "run", cwd=work)
+    assert replay.returncode == 0, replay.stderr
+    assert "returned 'the users own'" in replay.stdout
+    by_id = cdip("run", "--trust", forged, "--mode", "run")  # named by its id: vouched for
+    assert "--trust: loading without checking the signature" in by_id.stderr
