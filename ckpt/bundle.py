@@ -437,7 +437,7 @@ def _headers(path: Path, kind: str, stamp: int) -> Summary:
         if summary.part != kind or summary.trigger not in ("call", "error"):
             raise _Refused(f"{quoted(path.name)} is not a {kind} part of ours")
         if kind == "call":
-            CallDetail.from_json(detail)
+            CallDetail.from_json(detail).check_shown_as(summary)  # what is shown is what runs
         else:
             ErrorDetail.from_json(detail)
             if summary.exception is None:

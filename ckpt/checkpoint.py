@@ -200,7 +200,9 @@ def verify_checkpoint(entry: Entry, trust: bool = False) -> Verified:
     call = read_part(entry.call_path, key)
     error = read_part(entry.error_path, key) if entry.error_path else None
     _check_identity(entry, call, error)
-    return Verified(entry, call, error, CallDetail.from_json(call.detail),
+    detail = CallDetail.from_json(call.detail)
+    detail.check_shown_as(Summary.from_json(call.summary))
+    return Verified(entry, call, error, detail,
                     ErrorDetail.from_json(error.detail) if error is not None else None)
 
 

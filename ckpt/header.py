@@ -253,6 +253,15 @@ class CallDetail(collections.namedtuple("CallDetail", "location arguments metada
         return {"function": _json(self.location), "arguments": _plain(self.arguments),
                 "metadata": self.metadata}
 
+    def check_shown_as(self, summary: Summary) -> None:
+        """The function listing shows must be the one a replay calls.
+
+        Raises:
+            MalformedHeader: the summary names another function than the location.
+        """
+        if summary.function != f"{self.location.module}:{self.location.qualname}":
+            raise MalformedHeader("the summary names another function than the detail")
+
 
 def _metadata(data: dict[str, Any]) -> dict[str, Any]:
     checked = dict(data)

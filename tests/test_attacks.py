@@ -359,3 +359,20 @@ def test_trust_never_picks_a_forged_checkpoint_by_name(tmp_path, store, own_key)
     assert "returned 'the users own'" in replay.stdout
     by_id = cdip("run", "--trust", forged, "--mode", "run")  # named by its id: vouched for
     assert "--trust: loading without checking the signature" in by_id.stderr
+
+
+def test_a_checkpoint_cannot_show_one_function_and_replay_another(tmp_path, store):
+    marker = tmp_path / "ran"
+    ckpt.ckpt(lambda command: command, name="step")(f"touch {marker}")
+    (path,) = store.glob("*.call")
+    part = read_part(str(path), None)
+    part.detail["function"].update(module="subprocess", qualname="getoutput")
+    with open(path, "wb") as stream:  # signed under the user's own key, as if they had
+        writer = PartWriter(stream, load_key())
+        writer.write_header(part.summary, part.detail)
+        for record in part.records:
+            writer.write_record(record.inband, record.buffers)
+        writer.finish()
+    replay = cdip("run", "step", "--mode", "run")
+    assert replay.returncode == 2 and "another function" in replay.stderr
+    assert not marker.exists()

@@ -591,6 +591,10 @@ HOSTILE = "\x1b[2J\x1b]0;pwned\x07\nID  NAME  fake row\u202e"
 def test_import_shows_the_bundles_text_escaped(exported, tmp_path):
     manifest, files = only(*members(exported), "evil")
     change_everywhere(manifest, files, "evil", "function", "m:f" + HOSTILE)
+    for name in files:  # the function the replay would call is the one shown
+        if name.endswith(".call"):
+            files[name] = rewrite_part(files[name], lambda _, detail: detail["function"].update(
+                module="m", qualname="f" + HOSTILE))
     change_everywhere(manifest, files, "evil", "name", "evil" + HOSTILE)
     exception = {"type": "E" + HOSTILE, "message": HOSTILE}
     entry = manifest["checkpoints"][0]
@@ -1011,3 +1015,17 @@ def test_fuzz_through_the_real_command(small_bundle, tmp_path, data):
     assert result.returncode == 0 or result.stderr.startswith("cdip: error: ")
     listed = cdip("info", "--dir", str(store))
     assert listed.returncode == 0, listed.stderr
+
+
+def test_a_part_showing_another_function_than_it_calls_is_refused(exported, tmp_path):
+    # shown as job:step at the prompt and in `cdip info`, replayed as subprocess.getoutput
+    manifest, files = only(*members(exported), "evil")
+    for name in files:
+        if name.endswith(".call"):
+            files[name] = rewrite_part(files[name], lambda _, detail: detail["function"].update(
+                module="subprocess", qualname="getoutput"))
+    bundle_path = pack(tmp_path / "swapped.ckpt", manifest, files)
+    result = cdip("import", str(bundle_path), "--yes", "--dir", str(tmp_path / "importer"))
+    assert result.returncode == 2
+    assert "another function" in result.stderr
+    assert not (tmp_path / "importer").exists() or not list((tmp_path / "importer").iterdir())
