@@ -52,40 +52,67 @@ def split(source: str | bytes, filename: str) -> Plan:
     a constant built from a skipped statement's result is skipped.
     """
     body = [node for node in ast.parse(source, filename).body if not _is_main_guard(node)]
-    required = {id(node) for node in body if _is_required(node)}
-    kept = {id(node) for node in body if id(node) in required or _is_constant(node)}
     future = any(isinstance(node, ast.ImportFrom) and node.module == "__future__" and
                  any(alias.name == "annotations" for alias in node.names) for node in body)
-    while _settle(body, kept, required, future):
-        pass
-    return Plan([node for node in body if id(node) in kept],
-                [node for node in body if id(node) not in kept])
-
-
-def _settle(body: list[ast.stmt], kept: set[int], required: set[int], future: bool) -> bool:
-    """One pass: run what a definition needs, skip a constant built from a skipped result.
-
-    Returns whether anything changed.
-    """
-    bound_by_kept: set[str] = set()
-    skipped_binders: dict[str, ast.stmt] = {}
-    for node in body:
-        if id(node) in kept:
-            for name in needs(node, future) - bound_by_kept - _KNOWN:
-                binder = skipped_binders.get(name)
-                if binder is None:
-                    continue
-                if id(node) not in required:
-                    kept.discard(id(node))
-                    return True
-                if isinstance(binder, _STATEMENT_BINDERS):
-                    kept.add(id(binder))
-                    required.add(id(binder))
-                    return True
-            bound_by_kept |= binds(node)
+    order = _Order(body, future)
+    for position, node in enumerate(body):
+        if _is_required(node):
+            order.keep(position)
+        elif _is_constant(node) and order.satisfied(position):
+            order.keep(position)
         else:
-            skipped_binders.update(dict.fromkeys(binds(node), node))
-    return False
+            order.skip(position)
+    return Plan([node for index, node in enumerate(body) if index in order.kept],
+                [node for index, node in enumerate(body) if index not in order.kept])
+
+
+class _Order:
+    """Which of a script's statements run, decided in order, with what each reads and binds."""
+
+    def __init__(self, body: list[ast.stmt], future_annotations: bool) -> None:
+        self.body, self.future = body, future_annotations
+        self.reads: dict[int, set[str]] = {}  # worked out for the statements that may run
+        self.writes = [binds(node) for node in body]
+        self.kept: set[int] = set()
+        self.kept_at: dict[str, int] = {}  # a name: the first statement that runs and binds it
+        self.skipped_at: dict[str, list[int]] = {}  # a name: the skipped ones that bind it
+
+    def unbound(self, position: int) -> Iterator[tuple[str, int]]:
+        """The names the statement reads that only skipped statements before it bind."""
+        if position not in self.reads:
+            self.reads[position] = needs(self.body[position], self.future) - _KNOWN
+        for name in self.reads[position]:
+            if self.kept_at.get(name, position) < position:
+                continue
+            earlier = [at for at in self.skipped_at.get(name, ()) if at < position]
+            if earlier:
+                yield name, earlier[-1]
+
+    def satisfied(self, position: int) -> bool:
+        """Whether all the statement reads is bound by statements that run."""
+        return next(self.unbound(position), None) is None
+
+    def keep(self, position: int) -> None:
+        """Run the statement, and what it needs: a definition needs it when it is made."""
+        self._mark_kept(position)
+        pending = [position]
+        while pending:
+            for _, binder in list(self.unbound(pending.pop())):
+                if isinstance(self.body[binder], _STATEMENT_BINDERS) and binder not in self.kept:
+                    for name in self.writes[binder]:
+                        self.skipped_at[name].remove(binder)
+                    self._mark_kept(binder)  # however it is built; and what it needs, too
+                    pending.append(binder)
+
+    def _mark_kept(self, position: int) -> None:
+        self.kept.add(position)
+        for name in self.writes[position]:
+            self.kept_at[name] = min(self.kept_at.get(name, position), position)
+
+    def skip(self, position: int) -> None:
+        """Leave the statement out (a constant made from what the pipeline made, too)."""
+        for name in self.writes[position]:
+            self.skipped_at.setdefault(name, []).append(position)
 
 
 def _is_main_guard(node: ast.stmt) -> bool:

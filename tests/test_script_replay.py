@@ -278,7 +278,29 @@ def test_which_statements_are_definitions(statement, runs):
     assert lines == (({1, 2}, set()) if runs else ({1}, {2}) if runs is False else ({1}, set()))
 
 
-def test_a_script_run_by_another_interpreter_gets_no_ast_import(tmp_path):
+def test_what_a_definition_needs_runs_and_what_the_pipeline_made_does_not():
+    from _ckpt_runner.definitions import split
+
+    source = ("df = load()\n"            # 1 the pipeline
+              "cols = df.columns\n"      # 2 a constant made from it: skipped too
+              "app = make_app()\n"       # 3 a call, but the decorator below needs it
+              "route = app.route\n"      # 4 made from it: runs with it
+              "@route('/')\n"
+              "def index(): pass\n")     # 6
+    plan = split(source, "s.py")
+    assert [node.lineno for node in plan.kept] == [3, 4, 6]
+    assert [node.lineno for node in plan.skipped] == [1, 2]
+
+
+def test_a_long_chain_of_needs_is_followed():
+    from _ckpt_runner.definitions import split
+
+    chain = "".join(f"r{i} = r{i - 1}\n" for i in range(1, 3000))
+    plan = split(f"r0 = make()\n{chain}@r2999.step\ndef g(): pass\n", "s.py")
+    assert not plan.skipped
+
+
+def test_a_module_function_replays_without_importing_ast(tmp_path):
     """The module functions' path does not parse: ast is imported only for scripts."""
     import json
 
