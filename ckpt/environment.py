@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import getpass
 import os
+import stat
 import sys
 import types
 
@@ -222,20 +223,44 @@ def git_commit(directory: str) -> str | None:
                 return None
             dotgit = os.path.realpath(os.path.join(folder, text.partition(":")[2].strip()))
         if os.path.isdir(dotgit):
-            return _resolve_head(dotgit)
+            return _resolve_head(dotgit) if _ours(dotgit) else None
         parent = os.path.dirname(folder)
         if parent == folder:
             return None
         folder = parent
 
 
+def _ours(dotgit: str) -> bool:
+    """Whether only we (and root) can change this `.git`, as git's safe.directory asks.
+
+    Another user's `.git` above a script (in a shared /tmp, say) could hold a FIFO
+    that would block the save, or anything else: it is not read.
+    """
+    from .ownership import changeable_by_others
+
+    return changeable_by_others(dotgit) is None
+
+
+_MAX_GIT_FILE = 16 << 20  # packed-refs of a large repository; HEAD is a line
+
+
 def _read_text(path: str) -> str | None:
-    """A small file's stripped text, or None when it cannot be read."""
+    """A small regular file's stripped text, or None when it cannot be read.
+
+    Never blocks: a FIFO or a device named like a git file is not opened for reading.
+    """
     try:
-        with open(path, errors="replace") as stream:
-            return stream.read().strip()
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except OSError:
         return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        return os.read(fd, _MAX_GIT_FILE).decode(errors="replace").strip()
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
 
 
 def _resolve_head(gitdir: str) -> str | None:

@@ -376,3 +376,23 @@ def test_a_checkpoint_cannot_show_one_function_and_replay_another(tmp_path, stor
     replay = cdip("run", "step", "--mode", "run")
     assert replay.returncode == 2 and "another function" in replay.stderr
     assert not marker.exists()
+
+
+def test_a_planted_git_fifo_never_hangs_the_users_program(tmp_path, store):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    dotgit = shared / ".git"  # another user's, above the user's script
+    dotgit.mkdir()
+    os.mkfifo(dotgit / "HEAD")
+    for path in (dotgit, dotgit / "HEAD"):
+        os.chown(path, 65534, 65534)
+    work = shared / "victim"
+    work.mkdir()
+    (work / "job.py").write_text(
+        "import ckpt\n\n@ckpt.ckpt(active=False)\ndef step(x):\n    return 1 / x\n\n"
+        "try:\n    step(0)\nexcept ZeroDivisionError:\n    print('program continued')\n")
+    result = subprocess.run([sys.executable, "job.py"], cwd=work, capture_output=True,
+                            text=True, timeout=30)
+    assert result.stdout == "program continued\n", result.stderr
+    assert ckpt.load("step").metadata["git_commit"] is None
