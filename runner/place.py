@@ -41,11 +41,20 @@ class Place(collections.namedtuple("Place", "cwd moved why")):
 
 
 def git_root(directory: str) -> str | None:
-    """The checkout holding `directory`: the nearest with a `.git` (a worktree's is a file)."""
+    """The checkout holding `directory`: the nearest with a `.git` (a worktree's is a file).
+
+    None when that checkout could be another user's doing (as git's safe.directory
+    refuses it): a `.git` planted in a shared directory above would otherwise
+    choose whose code the replay runs.
+    """
+    from ckpt.ownership import changeable_by_others
+
     current = os.path.abspath(directory)
     while True:
-        if os.path.exists(os.path.join(current, ".git")):
-            return current
+        dotgit = os.path.join(current, ".git")
+        if os.path.lexists(dotgit):
+            unsafe = changeable_by_others(dotgit) or changeable_by_others(current)
+            return None if unsafe else current
         parent = os.path.dirname(current)
         if parent == current:
             return None

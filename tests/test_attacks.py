@@ -396,3 +396,31 @@ def test_a_planted_git_fifo_never_hangs_the_users_program(tmp_path, store):
                             text=True, timeout=30)
     assert result.stdout == "program continued\n", result.stderr
     assert ckpt.load("step").metadata["git_commit"] is None
+
+
+def test_a_checkout_planted_above_the_user_never_supplies_the_code(tmp_path, store):
+    project = tmp_path / "project"
+    (project / "pkg").mkdir(parents=True)
+    subprocess.run(["git", "init", "-q", str(project)], check=True)
+    (project / "pkg" / "__init__.py").write_text("")
+    (project / "pkg" / "mod.py").write_text(
+        "import ckpt\n\n@ckpt.ckpt(active=False)\ndef step(x):\n    return 1 / x\n")
+    run_python("-c", "import pkg.mod as m\ntry:\n    m.step(0)\nexcept ZeroDivisionError:\n"
+               "    pass", cwd=project, check=True)
+    shared = tmp_path / "shared"  # like /tmp: another user plants a checkout there
+    (shared / ".git").mkdir(parents=True)
+    (shared / "pkg").mkdir()
+    (shared / "pkg" / "__init__.py").write_text("")
+    marker = tmp_path / "ran"
+    (shared / "pkg" / "mod.py").write_text(
+        f"open({str(marker)!r}, 'w').write('planted')\n\ndef step(x):\n    return 'planted'\n")
+    for path in (shared / ".git", shared / "pkg", shared / "pkg" / "__init__.py",
+                 shared / "pkg" / "mod.py"):
+        os.chown(path, 65534, 65534)
+    shared.chmod(0o1777)
+    work = shared / "mine"  # the user's own directory below it, no .git of its own
+    work.mkdir()
+    replay = cdip("run", "step", "--mode", "run", cwd=work)
+    assert replay.returncode == 1, replay.stderr  # their own code: still dividing by zero
+    assert "ZeroDivisionError" in replay.stdout + replay.stderr
+    assert not marker.exists()
