@@ -341,7 +341,7 @@ def read_headers(path: str, key: bytes | None,
         expected = _label_tag(key, _HEADER_LABEL, reader.head[:-TAG_SIZE])
         if not hmac.compare_digest(expected, reader.head[-TAG_SIZE:]):
             raise _refuse(path, reader.signer, key)
-    return summary, detail
+    return _parse_json(path, summary), _parse_json(path, detail)  # parsed once verified
 
 
 class _Reader:
@@ -402,11 +402,12 @@ class _Reader:
             self._fill(view)
             self._consume(view)
 
-    def headers(self) -> tuple[dict[str, Any], dict[str, Any]]:
+    def headers(self) -> tuple[bytes, bytes]:
+        """The summary and detail headers' JSON, unparsed: parsing waits for the tag."""
         head = self._exact(len(MAGIC) + 1)
         self.version = _check_magic(self._path, head)
         if self.version < 3:
-            return self._json(MAX_HEADER), self._json(MAX_HEADER)
+            return self._json(MAX_SUMMARY), self._json(MAX_HEADER)
         self.signer = self._exact(KEY_ID_SIZE)
         self.head += head + self.signer
         summary = self._json(MAX_SUMMARY)
@@ -415,7 +416,7 @@ class _Reader:
         self.head += self._exact(TAG_SIZE)
         return summary, detail
 
-    def _json(self, limit: int) -> dict[str, Any]:
+    def _json(self, limit: int) -> bytes:
         size = self._exact(4)
         (length,) = _U32.unpack(size)
         if length > limit:
@@ -423,7 +424,7 @@ class _Reader:
         blob = self._exact(length)
         if self.version >= 3:
             self.head += size + blob
-        return _parse_json(self._path, blob)
+        return blob
 
     def record_or_end(self, keep: bool = True) -> Record | None:
         kind = self._exact(4)
@@ -499,4 +500,5 @@ def _read_stream(stream: IO[bytes], path: str, key: bytes | None, keep: bool) ->
     tag = reader.footer()
     if key is not None and mac is not None and not hmac.compare_digest(tag, mac.digest()):
         raise _refuse(path, reader.signer, key)
-    return Part(summary, detail, records, tag)
+    # JSON is parsed only from verified bytes: a crafted header could cost gigabytes
+    return Part(_parse_json(path, summary), _parse_json(path, detail), records, tag)

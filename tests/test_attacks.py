@@ -424,3 +424,19 @@ def test_a_checkout_planted_above_the_user_never_supplies_the_code(tmp_path, sto
     assert replay.returncode == 1, replay.stderr  # their own code: still dividing by zero
     assert "ZeroDivisionError" in replay.stdout + replay.stderr
     assert not marker.exists()
+
+
+def test_a_planted_legacy_file_is_not_parsed_before_it_verifies(store, own_key):
+    import struct
+
+    ckpt.ckpt(lambda x: x, name="good")(1)
+    detail = b"[" + b"[]," * 20_000_000 + b"[]]"  # 60 MB that would take seconds and GiBs
+    body = MAGIC + bytes([2]) + struct.pack("<I", 2) + b"{}" + struct.pack("<I", len(detail))
+    body += detail
+    body += b"CKPTEND\x00" + struct.pack("<Q", len(body))
+    (store / "old-0~00000000000000000001~aaaaaaaaaaaa.call").write_bytes(body + bytes(32))
+    started = time.monotonic()
+    listed = cdip("info", timeout=30)
+    assert listed.returncode == 0, listed.stderr
+    assert time.monotonic() - started < 10
+    assert "does not verify" in listed.stdout
