@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from ckpt import drift, values
+from ckpt import drift, script_classes
 from ckpt.binding import Binding
 from ckpt.checkpoint import Checkpoint, Verified, unpickle_checkpoint, verify_checkpoint
 from ckpt.display import printable
@@ -90,7 +90,7 @@ def _load(verified: Verified, place: Place,
 
     The function's module is imported before the values are unpickled: an instance of
     a class of its script then comes back as an instance of the class the function
-    sees, today's (`ckpt.values.script_class` finds the script in `scripts`).
+    sees, today's (`ckpt.script_classes.script_class` finds it in `scripts`).
     """
     detail = verified.call_detail
     location = detail.location._asdict()
@@ -98,7 +98,7 @@ def _load(verified: Verified, place: Place,
         location["file"] = place.remap(location["file"])
     note = saved_copy_note(location, list(detail.metadata.get("argv", [])))
     scripts = Scripts(place.remap, options.run_script_top_level)
-    values.find_scripts_with(scripts.find)
+    script_classes.find_scripts_with(scripts.find)
     module = import_target(location, scripts) if note is None else None
     checkpoint = unpickle_checkpoint(verified)
     checkpoint.location = location

@@ -26,7 +26,7 @@ class Scripts:
     ``if __name__ == "__main__":`` block does not run, and, unless `whole`, neither
     does the rest of its top level that is not a definition (an analysis script's
     pipeline). A saved instance of a class of the script names the class
-    (`ckpt.values.script_class`), which is found here, in the module the function
+    (`ckpt.script_classes.script_class`), which is found here, in the module the function
     comes from: the two agree on what the class is, today's.
 
     Args:
