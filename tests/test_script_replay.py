@@ -146,6 +146,21 @@ def test_a_closure_that_could_not_be_saved_is_exit_2(tmp_path):
     assert "not callable" not in result.stderr + result.stdout
 
 
+def test_a_closure_whose_copy_cannot_be_loaded_is_exit_2(tmp_path):
+    pytest.importorskip("numpy")
+    sample(tmp_path, "closures.py")
+    helper = sample(tmp_path, "closure_helper.py")
+    assert run_python("closures.py", "module", cwd=tmp_path).returncode == 1
+    assert cdip("run", "make_checker.<locals>.check", "--mode", "run").returncode == 1
+    helper.unlink()
+    result = cdip("run", "make_checker.<locals>.check", "--mode", "run")
+    assert result.returncode == 2, result.stderr
+    assert ("make_checker.<locals>.check cannot be replayed: the copy saved at capture "
+            "cannot be loaded (ModuleNotFoundError: No module named 'closure_helper')"
+            in result.stderr)
+    assert "Traceback" not in result.stderr
+
+
 # -- 5. analysis scripts without a main guard --------------------------------------------
 
 

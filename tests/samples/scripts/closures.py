@@ -1,4 +1,4 @@
-"""Closures: one over a numpy array, one over a lock (which cannot be pickled)."""
+"""Closures: over a numpy array, over a lock (which cannot be pickled), over a module's object."""
 
 import sys
 import threading
@@ -28,8 +28,21 @@ def make_guarded(lock):
     return guarded
 
 
+def make_checker(limit):
+    @ckpt.ckpt(active=False)
+    def check(x):
+        if x > limit.value:
+            raise ValueError(f"{x} is over {limit.value}")
+
+    return check
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "array":
         make_scaler(numpy.arange(5.0))(2)
-    else:
+    elif sys.argv[1] == "lock":
         make_guarded(threading.Lock())(1)
+    else:
+        import closure_helper
+
+        make_checker(closure_helper.Limit(3))(5)
