@@ -205,29 +205,44 @@ class Store:
                 if name.startswith(prefix)]
 
     def _index(self, names: list[str] | None = None,
-               ) -> tuple[dict[str, tuple[str, int, str]], dict[str, str]]:
-        """Call parts by id (key, stamp, file name) and error parts by id, from names only."""
-        calls: dict[str, tuple[str, int, str]] = {}
+               ) -> tuple[dict[str, list[tuple[str, int, str]]], dict[str, str]]:
+        """Call parts by id (key, stamp, file name), and error parts by file stem.
+
+        From file names only. An id normally has one call part; a file planted with
+        the same id under another name must not hide the real one, so every
+        candidate is kept, and each error part goes with the call part of its stem.
+        """
+        calls: dict[str, list[tuple[str, int, str]]] = {}
         errors: dict[str, str] = {}
         for entry_key, stamp, checkpoint_id, suffix, filename in self._scan(names):
             if suffix == CALL_SUFFIX:
-                calls[checkpoint_id] = (entry_key, stamp, filename)
+                calls.setdefault(checkpoint_id, []).append((entry_key, stamp, filename))
             else:
-                errors[checkpoint_id] = filename
+                errors[filename[: -len(ERROR_SUFFIX)]] = filename
         return calls, errors
 
-    def _read(self, ids: Iterable[str], calls: dict[str, tuple[str, int, str]],
+    def _read(self, ids: Iterable[str], calls: dict[str, list[tuple[str, int, str]]],
               errors: dict[str, str]) -> list[Entry]:
         found = []
         for checkpoint_id in ids:
-            entry_key, stamp, filename = calls[checkpoint_id]
-            error = errors.get(checkpoint_id)
-            entry = self._read_entry(checkpoint_id, entry_key, stamp, self._file(filename),
-                                     self._file(error) if error is not None else None)
+            entry = self._read_candidates(checkpoint_id, calls[checkpoint_id], errors)
             if entry is not None:
                 found.append(entry)
         found.sort(key=lambda entry: (entry.stamp, entry.id))
         return found
+
+    def _read_candidates(self, checkpoint_id: str, candidates: list[tuple[str, int, str]],
+                         errors: dict[str, str]) -> Entry | None:
+        """The entry of an id: the call part that verifies, if several claim the id."""
+        first = None
+        for entry_key, stamp, filename in candidates:
+            error = errors.get(filename[: -len(CALL_SUFFIX)])
+            entry = self._read_entry(checkpoint_id, entry_key, stamp, self._file(filename),
+                                     self._file(error) if error is not None else None)
+            if entry is not None and not entry.problem:
+                return entry
+            first = first or entry
+        return first
 
     def entries(self, key: str | None = None) -> list[Entry]:
         """Every checkpoint (optionally of one name key), oldest first."""
@@ -241,10 +256,10 @@ class Store:
         error part: a young orphan may be such a write, still under way.
         """
         parts = list(self._scan())
-        calls = {part[2] for part in parts if part[3] == CALL_SUFFIX}
+        calls = {part[4][: -len(CALL_SUFFIX)] for part in parts if part[3] == CALL_SUFFIX}
         found = []
-        for _, _, checkpoint_id, suffix, filename in parts:
-            if suffix != ERROR_SUFFIX or checkpoint_id in calls:
+        for _, _, _, suffix, filename in parts:
+            if suffix != ERROR_SUFFIX or filename[: -len(ERROR_SUFFIX)] in calls:
                 continue
             try:
                 young = time.time() - os.lstat(self._file(filename)).st_mtime < min_age
@@ -273,7 +288,7 @@ class Store:
                 hint="decorate a function with @ckpt.ckpt and run your program",
             )
         if name_or_id is None:  # the newest that can be read, else the newest
-            ordered = sorted(calls, key=lambda i: (calls[i][1], i), reverse=True)
+            ordered = sorted(calls, key=lambda i: (_newest(calls[i]), i), reverse=True)
             first = None
             for checkpoint_id in ordered:
                 for entry in self._read([checkpoint_id], calls, errors):
@@ -319,7 +334,7 @@ class Store:
             return next(iter(self._read([name_or_id], calls, errors)), None)
         keys = (name_key(name_or_id), legacy_name_key(name_or_id))
         calls, errors = self._index([n for key in keys for n in self._named(key, names)])
-        for checkpoint_id in sorted(calls, key=lambda i: (calls[i][1], i), reverse=True):
+        for checkpoint_id in sorted(calls, key=lambda i: (_newest(calls[i]), i), reverse=True):
             for entry in self._read([checkpoint_id], calls, errors):
                 if entry.name == name_or_id:  # not a key shared by another name
                     return entry
@@ -565,6 +580,10 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _newest(candidates: list[tuple[str, int, str]]) -> int:
+    return max(stamp for _, stamp, _ in candidates)
 
 
 def _summary(path: str, key: bytes | None) -> Summary:

@@ -440,3 +440,18 @@ def test_a_planted_legacy_file_is_not_parsed_before_it_verifies(store, own_key):
     assert listed.returncode == 0, listed.stderr
     assert time.monotonic() - started < 10
     assert "does not verify" in listed.stdout
+
+
+def test_a_file_planted_with_a_checkpoints_id_neither_hides_nor_takes_it(store, own_key):
+    @ckpt.ckpt(active=False)
+    def step(x):
+        return 1 / x
+
+    with pytest.raises(ZeroDivisionError):
+        step(0)
+    (entry,) = ckpt.checkpoints()
+    for key in ("aaaa-0", "zzzz-0"):  # sorted before and after the real one
+        (store / f"{key}~{entry.stamp:020d}~{entry.id}.call").write_bytes(b"junk")
+    assert ckpt.load(entry.id).exception.type == "ZeroDivisionError"
+    assert cdip("gc").returncode == 0
+    assert ckpt.load(entry.id).exception.type == "ZeroDivisionError"  # gc took only junk
