@@ -97,6 +97,10 @@ def _load(verified: Verified, place: Place,
     if location.get("file"):
         location["file"] = place.remap(location["file"])
     note = saved_copy_note(location, list(detail.metadata.get("argv", [])))
+    # Said before anything is imported: whose code is about to run, and from where.
+    where = "the copy saved at capture" if note is not None else location.get("file")
+    print(printable(f"code: {where or location['module']} in {place.cwd} ({place.why})"),
+          file=sys.stderr, flush=True)
     scripts = Scripts(place.remap, options.run_script_top_level)
     script_classes.find_scripts_with(scripts.find)
     module = import_target(location, scripts) if note is None else None
@@ -106,8 +110,10 @@ def _load(verified: Verified, place: Place,
         function = find_function(location, module, skipped=bool(scripts.notes))
     else:
         function = saved_copy(location["qualname"], lambda: checkpoint.saved_function)
-    lines = [code_line(place, function, note is not None), *([note] if note else []),
-             *scripts.notes]
+    code = getattr(function, "__code__", None)
+    moved = note is None and code is not None and code.co_filename != location.get("file")
+    lines = [*([code_line(place, function, False)] if moved else []),  # found elsewhere
+             *([note] if note else []), *scripts.notes]
     return checkpoint, function, lines
 
 

@@ -455,3 +455,16 @@ def test_a_file_planted_with_a_checkpoints_id_neither_hides_nor_takes_it(store, 
     assert ckpt.load(entry.id).exception.type == "ZeroDivisionError"
     assert cdip("gc").returncode == 0
     assert ckpt.load(entry.id).exception.type == "ZeroDivisionError"  # gc took only junk
+
+
+def test_whose_code_runs_is_said_before_it_runs(tmp_path, store):
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "loud.py").write_text(
+        "import sys, ckpt\nprint('IMPORTED', file=sys.stderr, flush=True)\n\n"
+        "@ckpt.ckpt\ndef step(x):\n    return x\n")
+    run_python("-c", "import loud; loud.step(1)", cwd=work, check=True)
+    replay = cdip("run", "step", "--mode", "run")
+    assert replay.returncode == 0, replay.stderr
+    code_line = replay.stderr.index(f"code: {work / 'loud.py'} in {work}")
+    assert code_line < replay.stderr.index("IMPORTED")
