@@ -455,14 +455,26 @@ class Store:
         return doomed
 
     def _verifies(self, files: list[tuple[int, str]]) -> bool:
-        """Whether a checkpoint's call part (among `files`) has a summary that verifies."""
+        """Whether a checkpoint's call part (among `files`) has a summary that verifies.
+
+        Every save prunes its name, so each file is verified once per process and
+        then known by its inode, size and time (a file replaced since is read again).
+        """
         calls = [filename for _, filename in files if filename.endswith(CALL_SUFFIX)]
         if len(calls) != 1:
             return False
+        path = self._file(calls[0])
         try:
-            _summary(self._file(calls[0]), self.reading_key())
+            info = os.lstat(path)
+            identity = (path, info.st_ino, info.st_size, info.st_mtime_ns)
+            if identity in _verified:
+                return True
+            read_summary(path, self.reading_key())
         except (OSError, CkptError):
             return False
+        if len(_verified) > 10_000:
+            _verified.clear()
+        _verified.add(identity)
         return True
 
     def _sized_parts(self) -> list[tuple[int, str, str, int]]:
@@ -580,6 +592,10 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+# Call parts this process found to verify, by (path, inode, size, mtime): see `_verifies`.
+_verified: set[tuple[str, int, int, int]] = set()
 
 
 def _newest(candidates: list[tuple[str, int, str]]) -> int:
