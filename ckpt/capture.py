@@ -10,7 +10,7 @@ import types
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from . import environment
+from . import environment, retention
 from .fileformat import VERSION
 from .header import (
     CallDetail,
@@ -273,14 +273,14 @@ def _prune(target: Target, saved: Saved, written: int) -> None:
     protect = set(_in_flight) | {saved.id}
     store = saved.store
     if _pruned_at.get((store.path, target.key)) != _calls_ended:
-        store.prune(target.key, target.keep_count(), protect=protect)
+        retention.prune(store, target.key, target.keep_count(), protect=protect)
         _pruned_at[(store.path, target.key)] = _calls_ended
     limit, now = configured_max_bytes(), time.monotonic()
     total, measured = _store_sizes.get(store.path, (None, 0.0))
     if total is not None and now - measured < _MEASURE_EVERY and total + written <= limit:
         _store_sizes[store.path] = (total + written, measured)
         return
-    _store_sizes[store.path] = (store.enforce_budget(limit, protect=protect), now)
+    _store_sizes[store.path] = (retention.enforce_budget(store, limit, protect=protect), now)
 
 
 def save_call(

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import os
 import re
-import stat
-import time
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 from .errors import CkptError, CorruptCheckpointError, NotFoundError
 from .fileformat import read_summary
@@ -169,14 +167,16 @@ class Store:
             self._key = load_key(create=False)
         return self._key
 
-    def _file(self, filename: str) -> str:
+    def path_of(self, filename: str) -> str:
+        """The path of a file of the store."""
         return os.path.join(self.path, filename)
 
     def filename(self, key: str, stamp: int, checkpoint_id: str, suffix: str) -> str:
         """The final path of one part of a checkpoint."""
-        return self._file(f"{key}~{stamp:020d}~{checkpoint_id}{suffix}")
+        return self.path_of(f"{key}~{stamp:020d}~{checkpoint_id}{suffix}")
 
-    def _listdir(self) -> list[str]:
+    def listdir(self) -> list[str]:
+        """The store's file names ([] while it does not exist)."""
         try:
             return os.listdir(self.path)
         except FileNotFoundError:
@@ -184,7 +184,7 @@ class Store:
         except OSError as exc:
             raise CkptError(f"cannot read the store {self.path}: {exc.strerror}") from exc
 
-    def _scan(self, names: list[str] | None = None) -> Iterator[tuple[str, int, str, str, str]]:
+    def scan(self, names: list[str] | None = None) -> Iterator[tuple[str, int, str, str, str]]:
         """(name key, stamp, id, suffix, file name) of every part (among `names`).
 
         Every save runs this: only file names are looked at. Callers narrow
@@ -192,16 +192,16 @@ class Store:
         10,000 names costs tens of milliseconds.
         """
         match = _PART_NAME.fullmatch
-        for filename in self._listdir() if names is None else names:
+        for filename in self.listdir() if names is None else names:
             parsed = match(filename)
             if parsed is not None:
                 key, stamp, checkpoint_id, suffix = parsed.groups()
                 yield key, int(stamp), checkpoint_id, suffix, filename
 
-    def _named(self, key: str, names: list[str] | None = None) -> list[str]:
+    def named(self, key: str, names: list[str] | None = None) -> list[str]:
         """The file names (of `names`, else the store's) filed under name key `key`."""
         prefix = key + "~"
-        return [name for name in (self._listdir() if names is None else names)
+        return [name for name in (self.listdir() if names is None else names)
                 if name.startswith(prefix)]
 
     def _index(self, names: list[str] | None = None,
@@ -214,7 +214,7 @@ class Store:
         """
         calls: dict[str, list[tuple[str, int, str]]] = {}
         errors: dict[str, str] = {}
-        for entry_key, stamp, checkpoint_id, suffix, filename in self._scan(names):
+        for entry_key, stamp, checkpoint_id, suffix, filename in self.scan(names):
             if suffix == CALL_SUFFIX:
                 calls.setdefault(checkpoint_id, []).append((entry_key, stamp, filename))
             else:
@@ -237,8 +237,8 @@ class Store:
         first = None
         for entry_key, stamp, filename in candidates:
             error = errors.get(filename[: -len(CALL_SUFFIX)])
-            entry = self._read_entry(checkpoint_id, entry_key, stamp, self._file(filename),
-                                     self._file(error) if error is not None else None)
+            entry = self._read_entry(checkpoint_id, entry_key, stamp, self.path_of(filename),
+                                     self.path_of(error) if error is not None else None)
             if entry is not None and not entry.problem:
                 return entry
             first = first or entry
@@ -246,28 +246,8 @@ class Store:
 
     def entries(self, key: str | None = None) -> list[Entry]:
         """Every checkpoint (optionally of one name key), oldest first."""
-        calls, errors = self._index(self._named(key) if key is not None else None)
+        calls, errors = self._index(self.named(key) if key is not None else None)
         return self._read(calls, calls, errors)
-
-    def orphans(self, min_age: float = 60.0) -> list[str]:
-        """Error parts whose call part is gone (older than `min_age` seconds).
-
-        A call part saved only for an error is renamed into place just after its
-        error part: a young orphan may be such a write, still under way.
-        """
-        parts = list(self._scan())
-        calls = {part[4][: -len(CALL_SUFFIX)] for part in parts if part[3] == CALL_SUFFIX}
-        found = []
-        for _, _, _, suffix, filename in parts:
-            if suffix != ERROR_SUFFIX or filename[: -len(ERROR_SUFFIX)] in calls:
-                continue
-            try:
-                young = time.time() - os.lstat(self._file(filename)).st_mtime < min_age
-            except OSError:
-                continue
-            if not young:
-                found.append(self._file(filename))
-        return found
 
     def find(self, name_or_id: str | None) -> Entry:
         """The checkpoint an id, an id prefix or a name (its newest) designates.
@@ -275,7 +255,7 @@ class Store:
         Raises:
             NotFoundError: nothing matches, or an id prefix is ambiguous.
         """
-        names = self._listdir()
+        names = self.listdir()
         if name_or_id is not None:
             check_name(name_or_id)
             found = self._find_by_id_or_name(name_or_id, names)
@@ -333,7 +313,7 @@ class Store:
         if name_or_id in calls:
             return next(iter(self._read([name_or_id], calls, errors)), None)
         keys = (name_key(name_or_id), legacy_name_key(name_or_id))
-        calls, errors = self._index([n for key in keys for n in self._named(key, names)])
+        calls, errors = self._index([n for key in keys for n in self.named(key, names)])
         for checkpoint_id in sorted(calls, key=lambda i: (_newest(calls[i]), i), reverse=True):
             for entry in self._read([checkpoint_id], calls, errors):
                 if entry.name == name_or_id:  # not a key shared by another name
@@ -367,7 +347,7 @@ class Store:
 
     def open_temporary(self) -> tuple[str, IO[bytes]]:
         """A new private temporary file in the store, for an atomic write."""
-        path = self._file(f"{TEMP_PREFIX}{os.getpid()}-{os.urandom(4).hex()}-{_HOST}@{_PID_NS}")
+        path = self.path_of(f"{TEMP_PREFIX}{os.getpid()}-{os.urandom(4).hex()}-{_HOST}@{_PID_NS}")
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
         try:
             fd = os.open(path, flags, 0o600)
@@ -428,123 +408,6 @@ class Store:
         for path in entry.paths:
             discard(path)
 
-    def prune(self, key: str, keep: int, protect: Collection[str] = ()) -> list[str]:
-        """Delete all but the newest `keep` checkpoints of a name; return the deleted ids.
-
-        Ids in `protect` (just written, or still in a call) are never deleted.
-        Only checkpoints whose summary verifies count and go: a file planted under
-        the name's key with a far-future time must not push the user's own out.
-        """
-        parts: dict[str, list[tuple[int, str]]] = {}
-        for _, stamp, checkpoint_id, _, filename in self._scan(self._named(key)):
-            parts.setdefault(checkpoint_id, []).append((stamp, filename))
-        newest_first = sorted(parts, key=lambda i: (parts[i][0][0], i), reverse=True)
-        kept, doomed = 0, []
-        for checkpoint_id in newest_first:
-            if checkpoint_id in protect:
-                kept += 1
-            elif not self._verifies(parts[checkpoint_id]):
-                continue
-            elif kept < keep:
-                kept += 1
-            else:
-                doomed.append(checkpoint_id)
-        for checkpoint_id in doomed:
-            for _, filename in parts[checkpoint_id]:
-                discard(self._file(filename))
-        return doomed
-
-    def _verifies(self, files: list[tuple[int, str]]) -> bool:
-        """Whether a checkpoint's call part (among `files`) has a summary that verifies.
-
-        Every save prunes its name, so each file is verified once per process and
-        then known by its inode, size and time (a file replaced since is read again).
-        """
-        calls = [filename for _, filename in files if filename.endswith(CALL_SUFFIX)]
-        if len(calls) != 1:
-            return False
-        path = self._file(calls[0])
-        try:
-            info = os.lstat(path)
-            identity = (path, info.st_ino, info.st_size, info.st_mtime_ns)
-            if identity in _verified:
-                return True
-            read_summary(path, self.reading_key())
-        except (OSError, CkptError):
-            return False
-        if len(_verified) > 10_000:
-            _verified.clear()
-        _verified.add(identity)
-        return True
-
-    def _sized_parts(self) -> list[tuple[int, str, str, int]]:
-        parts = []
-        for _, stamp, checkpoint_id, _, filename in self._scan():
-            path = self._file(filename)
-            try:
-                info = os.lstat(path)
-            except FileNotFoundError:
-                continue
-            if stat.S_ISREG(info.st_mode):  # a link to a huge file elsewhere weighs nothing
-                parts.append((stamp, checkpoint_id, path, info.st_size))
-        return parts
-
-    def enforce_budget(self, max_bytes: int, protect: Collection[str] = ()) -> int:
-        """Delete the oldest checkpoints until the store fits `max_bytes`.
-
-        Never deletes ids in `protect` (the checkpoint just written, calls still
-        running). Returns the bytes the store holds afterwards.
-        """
-        parts = self._sized_parts()
-        total = sum(size for *_, size in parts)
-        if total <= max_bytes:
-            return total
-        by_id: dict[str, list[tuple[int, str, int]]] = {}
-        for stamp, checkpoint_id, path, size in parts:
-            by_id.setdefault(checkpoint_id, []).append((stamp, path, size))
-        deleted = []
-        for checkpoint_id, files in sorted(by_id.items(), key=lambda item: item[1][0][0]):
-            if total <= max_bytes:
-                break
-            if checkpoint_id in protect:
-                continue
-            for _, path, size in files:
-                try:
-                    os.unlink(path)
-                except FileNotFoundError:
-                    continue
-                total -= size
-            deleted.append(checkpoint_id)
-        return total
-
-    def stale_temporaries(self) -> list[str]:
-        """Leftovers of interrupted writes: temporaries whose writer is provably gone.
-
-        The writer is known by host, PID namespace and pid: only one of this host
-        and namespace whose pid is dead is gone for sure. Any other (another
-        machine on a shared store, a container with the same host name) is only
-        presumed gone after a day without a write.
-        """
-        stale = []
-        for filename in self._listdir():
-            if not filename.startswith(TEMP_PREFIX):
-                continue
-            path = self._file(filename)
-            pid_text, _, rest = filename[len(TEMP_PREFIX) :].partition("-")
-            host, _, namespace = rest.partition("-")[2].partition("@")
-            try:
-                age = time.time() - os.lstat(path).st_mtime
-            except OSError:
-                continue
-            if host == _HOST and namespace in (_PID_NS, ""):  # "": named before format 3
-                gone = not _pid_alive(int(pid_text) if _DIGITS.fullmatch(pid_text) else -1)
-            else:
-                gone = age > 86400
-            if gone:
-                stale.append(path)
-        return stale
-
-
 def _short_names(name: str) -> set[str]:
     from .names import short_names
 
@@ -568,9 +431,6 @@ def check_name(name_or_id: str) -> None:
 _HOST = re.sub(r"[^A-Za-z0-9.]", "_", os.uname().nodename if hasattr(os, "uname") else "")[:64]
 
 
-_DIGITS = re.compile(r"[0-9]{1,12}")  # ASCII only: str.isdigit() takes '²' too
-
-
 def _pid_namespace() -> str:
     """This process's PID namespace (Linux), so pids are compared only within one."""
     try:
@@ -580,22 +440,6 @@ def _pid_namespace() -> str:
 
 
 _PID_NS = _pid_namespace()
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except (ProcessLookupError, OverflowError):  # OverflowError: no pid is that large
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-# Call parts this process found to verify, by (path, inode, size, mtime): see `_verifies`.
-_verified: set[tuple[str, int, int, int]] = set()
 
 
 def _newest(candidates: list[tuple[str, int, str]]) -> int:

@@ -1,0 +1,173 @@
+"""Retention: which checkpoints and leftovers go, by `keep`, the byte budget and `cdip gc`.
+
+Only what verifies counts and goes: a file planted in the store must never push
+the user's own checkpoints out. Leftovers go only when provably dead.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+import time
+from collections.abc import Collection
+
+from .errors import CkptError
+from .fileformat import read_summary
+from .store import _HOST, _PID_NS, CALL_SUFFIX, ERROR_SUFFIX, TEMP_PREFIX, Store, discard
+
+# Call parts this process found to verify, by (path, inode, size, mtime): see `_verifies`.
+_verified: set[tuple[str, int, int, int]] = set()
+
+
+def orphans(store: Store, min_age: float = 60.0) -> list[str]:
+    """Error parts whose call part is gone (older than `min_age` seconds).
+
+    A call part saved only for an error is renamed into place just after its
+    error part: a young orphan may be such a write, still under way.
+    """
+    parts = list(store.scan())
+    calls = {part[4][: -len(CALL_SUFFIX)] for part in parts if part[3] == CALL_SUFFIX}
+    found = []
+    for _, _, _, suffix, filename in parts:
+        if suffix != ERROR_SUFFIX or filename[: -len(ERROR_SUFFIX)] in calls:
+            continue
+        try:
+            young = time.time() - os.lstat(store.path_of(filename)).st_mtime < min_age
+        except OSError:
+            continue
+        if not young:
+            found.append(store.path_of(filename))
+    return found
+
+
+def prune(store: Store, key: str, keep: int, protect: Collection[str] = ()) -> list[str]:
+    """Delete all but the newest `keep` checkpoints of a name; return the deleted ids.
+
+    Ids in `protect` (just written, or still in a call) are never deleted.
+    Only checkpoints whose summary verifies count and go: a file planted under
+    the name's key with a far-future time must not push the user's own out.
+    """
+    parts: dict[str, list[tuple[int, str]]] = {}
+    for _, stamp, checkpoint_id, _, filename in store.scan(store.named(key)):
+        parts.setdefault(checkpoint_id, []).append((stamp, filename))
+    newest_first = sorted(parts, key=lambda i: (parts[i][0][0], i), reverse=True)
+    kept, doomed = 0, []
+    for checkpoint_id in newest_first:
+        if checkpoint_id in protect:
+            kept += 1
+        elif not _verifies(store, parts[checkpoint_id]):
+            continue
+        elif kept < keep:
+            kept += 1
+        else:
+            doomed.append(checkpoint_id)
+    for checkpoint_id in doomed:
+        for _, filename in parts[checkpoint_id]:
+            discard(store.path_of(filename))
+    return doomed
+
+def _verifies(store: Store, files: list[tuple[int, str]]) -> bool:
+    """Whether a checkpoint's call part (among `files`) has a summary that verifies.
+
+    Every save prunes its name, so each file is verified once per process and
+    then known by its inode, size and time (a file replaced since is read again).
+    """
+    calls = [filename for _, filename in files if filename.endswith(CALL_SUFFIX)]
+    if len(calls) != 1:
+        return False
+    path = store.path_of(calls[0])
+    try:
+        info = os.lstat(path)
+        identity = (path, info.st_ino, info.st_size, info.st_mtime_ns)
+        if identity in _verified:
+            return True
+        read_summary(path, store.reading_key())
+    except (OSError, CkptError):
+        return False
+    if len(_verified) > 10_000:
+        _verified.clear()
+    _verified.add(identity)
+    return True
+
+def _sized_parts(store: Store) -> list[tuple[int, str, str, int]]:
+    parts = []
+    for _, stamp, checkpoint_id, _, filename in store.scan():
+        path = store.path_of(filename)
+        try:
+            info = os.lstat(path)
+        except FileNotFoundError:
+            continue
+        if stat.S_ISREG(info.st_mode):  # a link to a huge file elsewhere weighs nothing
+            parts.append((stamp, checkpoint_id, path, info.st_size))
+    return parts
+
+def enforce_budget(store: Store, max_bytes: int, protect: Collection[str] = ()) -> int:
+    """Delete the oldest checkpoints until the store fits `max_bytes`.
+
+    Never deletes ids in `protect` (the checkpoint just written, calls still
+    running). Returns the bytes the store holds afterwards.
+    """
+    parts = _sized_parts(store)
+    total = sum(size for *_, size in parts)
+    if total <= max_bytes:
+        return total
+    by_id: dict[str, list[tuple[int, str, int]]] = {}
+    for stamp, checkpoint_id, path, size in parts:
+        by_id.setdefault(checkpoint_id, []).append((stamp, path, size))
+    deleted = []
+    for checkpoint_id, files in sorted(by_id.items(), key=lambda item: item[1][0][0]):
+        if total <= max_bytes:
+            break
+        if checkpoint_id in protect:
+            continue
+        for _, path, size in files:
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                continue
+            total -= size
+        deleted.append(checkpoint_id)
+    return total
+
+def stale_temporaries(store: Store) -> list[str]:
+    """Leftovers of interrupted writes: temporaries whose writer is provably gone.
+
+    The writer is known by host, PID namespace and pid: only one of this host
+    and namespace whose pid is dead is gone for sure. Any other (another
+    machine on a shared store, a container with the same host name) is only
+    presumed gone after a day without a write.
+    """
+    stale = []
+    for filename in store.listdir():
+        if not filename.startswith(TEMP_PREFIX):
+            continue
+        path = store.path_of(filename)
+        pid_text, _, rest = filename[len(TEMP_PREFIX) :].partition("-")
+        host, _, namespace = rest.partition("-")[2].partition("@")
+        try:
+            age = time.time() - os.lstat(path).st_mtime
+        except OSError:
+            continue
+        if host == _HOST and namespace in (_PID_NS, ""):  # "": named before format 3
+            gone = not _pid_alive(int(pid_text) if _DIGITS.fullmatch(pid_text) else -1)
+        else:
+            gone = age > 86400
+        if gone:
+            stale.append(path)
+    return stale
+
+
+_DIGITS = re.compile(r"[0-9]{1,12}")  # ASCII only: str.isdigit() takes '²' too
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, OverflowError):  # OverflowError: no pid is that large
+        return False
+    except PermissionError:
+        return True
+    return True
