@@ -206,29 +206,49 @@ def verify_checkpoint(entry: Entry, trust: bool = False) -> Verified:
                     ErrorDetail.from_json(error.detail) if error is not None else None)
 
 
-def read_checkpoint(entry: Entry, trust: bool = False) -> Checkpoint:
+def read_checkpoint(entry: Entry, trust: bool = False, device: str | None = None) -> Checkpoint:
     """Read, verify and unpickle a checkpoint from its store entry.
 
     With `trust`, a checkpoint that does not verify under this user's key is
-    loaded anyway: the user vouched for it.
+    loaded anyway: the user vouched for it. Tensors go to `device` (see
+    `unpickle_checkpoint`).
     """
-    return unpickle_checkpoint(verify_checkpoint(entry, trust))
+    return unpickle_checkpoint(verify_checkpoint(entry, trust), device)
 
 
-def unpickle_checkpoint(verified: Verified) -> Checkpoint:
-    """The checkpoint's values, unpickled from parts that verified."""
+def unpickle_checkpoint(verified: Verified, device: str | None = None) -> Checkpoint:
+    """The checkpoint's values, unpickled from parts that verified.
+
+    Tensors go to `device`; by default to the device they were captured on, or to the
+    CPU (said in one line on stderr) where this machine has no such device.
+
+    Raises:
+        CkptError: `device` is not one torch has here.
+    """
+    from .tensors import check_device, loading_on
+
     entry, call, detail = verified.entry, verified.call, verified.call_detail
     names = [argument.name for argument in detail.arguments]
-    return Checkpoint(
-        id=entry.id, name=entry.name, trigger=entry.trigger, created=entry.created,
-        arguments=_load_values(call, 1, names, strict=True),
-        kinds={argument.name: argument.kind or "positional_or_keyword"
-               for argument in detail.arguments},
-        frames=_load_frames(verified.error, verified.error_detail),
-        exception=_exception(verified.error_detail),
-        metadata=dict(detail.metadata), location=detail.location._asdict(),
-        function_pickle=call.records[0].inband if call.records else None,
-    )
+    if device is not None:
+        try:
+            device = check_device(device)
+        except ValueError as exc:
+            raise CkptError(f"device {device}: {exc}",
+                            hint="use cpu, or a device this machine has (cuda, cuda:N)") from exc
+    with loading_on(device) as notices:
+        checkpoint = Checkpoint(
+            id=entry.id, name=entry.name, trigger=entry.trigger, created=entry.created,
+            arguments=_load_values(call, 1, names, strict=True),
+            kinds={argument.name: argument.kind or "positional_or_keyword"
+                   for argument in detail.arguments},
+            frames=_load_frames(verified.error, verified.error_detail),
+            exception=_exception(verified.error_detail),
+            metadata=dict(detail.metadata), location=detail.location._asdict(),
+            function_pickle=call.records[0].inband if call.records else None,
+        )
+    for notice in notices:
+        print(f"note: {notice}", file=sys.stderr)
+    return checkpoint
 
 
 def _check_identity(entry: Entry, call: Part, error: Part | None) -> None:
@@ -269,18 +289,23 @@ def _load_frames(error: Part | None, detail: ErrorDetail | None) -> list[Frame]:
 
 
 def load(name_or_id: str | None = None, *,
-         directory: str | os.PathLike[str] | None = None) -> Checkpoint:
+         directory: str | os.PathLike[str] | None = None,
+         device: str | None = None) -> Checkpoint:
     """Load a checkpoint: by id, by name (the newest), or the newest of all.
 
     Args:
         name_or_id: a checkpoint's name, id or id prefix; None for the newest.
         directory: the store to read (default: the store this process would use).
+        device: where saved torch tensors (and so modules) go: ``cpu``, ``cuda``,
+            ``cuda:N``. Default: the device they were captured on, or the CPU (with
+            a one-line notice on stderr) where this machine has none such.
 
     Raises:
-        CkptError: nothing matches, or the checkpoint is corrupt or untrusted.
+        CkptError: nothing matches, the checkpoint is corrupt or untrusted, or
+            `device` is not available.
     """
     store = Store(find_store_path(os.fspath(directory) if directory is not None else None))
-    return read_checkpoint(store.find(name_or_id))
+    return read_checkpoint(store.find(name_or_id), device=device)
 
 
 def checkpoints(*, directory: str | os.PathLike[str] | None = None) -> list[Entry]:

@@ -221,7 +221,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                           "frame": args.frame, "debugger": args.debugger, "shell": args.shell,
                           "json": args.json, "trust": args.trust, "command": args.command,
                           "cwd": _directory(args.cwd),
-                          "run_script_top_level": args.run_script_top_level})
+                          "run_script_top_level": args.run_script_top_level,
+                          "device": args.device})
     if args.standby is not None:
         if supervise.is_this_interpreter(python):
             return supervise.supervise(args.standby.go(options), supervise.replay_env())
@@ -381,6 +382,9 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
                      help="for a function of a script: run all of the script's top level, as "
                           "an import would (default: only its imports, definitions and "
                           "constants, not the pipeline it drives)")
+    run.add_argument("--device", metavar="DEVICE",
+                     help="cpu, cuda or cuda:N: put the saved torch tensors (and modules) "
+                          "there (default: the device they were captured on, else the CPU)")
     run.add_argument("--json", action="store_true", help="with --mode run: the outcome as JSON")
     run.add_argument("--trust", action="store_true",
                      help="replay even if the checkpoint does not verify under your key "

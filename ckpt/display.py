@@ -173,10 +173,14 @@ def source_status(location: dict[str, Any]) -> str:
 
 
 def _size(value: ValueInfo) -> str:
-    """'shape (2, 3) torch.float32 on cuda:0', 'len 4' or ''."""
+    """'shape (2, 3) torch.float32 on cuda:0', '1,234 parameters on cpu', 'len 4' or ''."""
+    device = f" on {value.device}" if value.device else ""
     if value.shape is not None:
-        device = f" on {value.device}" if value.device else ""
-        return shorten(f"shape {tuple(value.shape)} {value.dtype or ''}".rstrip() + device, 80)
+        grad = ", requires grad" if value.requires_grad else ""
+        return shorten(f"shape {tuple(value.shape)} {value.dtype or ''}".rstrip() + device
+                       + grad, 80)
+    if value.parameters is not None:  # a torch module
+        return shorten(f"{value.parameters:,} parameters{device}", 80)
     return f"len {value.len}" if value.len is not None else ""
 
 

@@ -159,12 +159,14 @@ class Location(collections.namedtuple(
 
 
 class ValueInfo(collections.namedtuple(
-        "ValueInfo", "name kind type repr shape dtype len unpicklable redacted device columns",
-        defaults=(None, None))):
+        "ValueInfo", "name kind type repr shape dtype len unpicklable redacted device columns "
+        "requires_grad parameters", defaults=(None, None, None, None))):
     """What `cdip info` shows of one saved value, without unpickling it.
 
-    `device` (a tensor's) and `columns` (a data frame's first columns, each
-    ``{"name", "dtype"}``) are optional: files written before them read as None.
+    `device` (a tensor's, or the devices of a torch module's parameters), `columns`
+    (a data frame's first columns, each ``{"name", "dtype"}``), `requires_grad` (a
+    tensor's) and `parameters` (a torch module's count of parameter elements) are
+    optional: files written before them read as None.
     """
 
     __slots__ = ()
@@ -179,6 +181,8 @@ class ValueInfo(collections.namedtuple(
     redacted: bool | None
     device: str | None
     columns: list[dict[str, str]] | None
+    requires_grad: bool | None
+    parameters: int | None
 
     @classmethod
     def from_json(cls, data: object) -> ValueInfo:
@@ -194,6 +198,8 @@ class ValueInfo(collections.namedtuple(
             unpicklable=_field(data, "unpicklable", str, None),
             redacted=_field(data, "redacted", bool, None),
             device=_field(data, "device", str, None), columns=_columns(data),
+            requires_grad=_field(data, "requires_grad", bool, None),
+            parameters=_field(data, "parameters", int, None),
         )
 
     @classmethod
@@ -202,7 +208,8 @@ class ValueInfo(collections.namedtuple(
         return cls(name, kind, description.get("type", "?"), description.get("repr", ""),
                    description.get("shape"), description.get("dtype"), description.get("len"),
                    description.get("unpicklable"), description.get("redacted"),
-                   description.get("device"), description.get("columns"))
+                   description.get("device"), description.get("columns"),
+                   description.get("requires_grad"), description.get("parameters"))
 
     def to_json(self) -> dict[str, Any]:
         """The JSON object written to disk."""

@@ -133,7 +133,7 @@ def describe(value: Any) -> dict[str, Any]:
     if fixtures is not None and isinstance(value, fixtures.Fixture):  # a test's capsys...
         return {"type": value.type, "repr": repr(value)}
     description: dict[str, Any] = {"type": type_name(value), "repr": short_repr(value)}
-    for add in (_add_size, _add_device, _add_columns):
+    for add in (_add_size, _add_device, _add_columns, _add_torch):
         try:
             add(value, description)
         except Exception:  # noqa: S110 (a user's property or __len__ may fail)
@@ -184,6 +184,25 @@ def _add_columns(value: Any, description: dict[str, Any]) -> None:
         {"name": (name if isinstance(name, str) else short_repr(name))[:REPR_LIMIT],
          "dtype": str(dtype)[:40]}
         for name, dtype in pairs]
+
+
+def _add_torch(value: Any, description: dict[str, Any]) -> None:
+    """A tensor's `requires_grad`; a torch module's parameter count and device.
+
+    torch is looked up, never imported: a value of its types means it is loaded.
+    """
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return
+    if isinstance(value, torch.Tensor):
+        description["requires_grad"] = bool(value.requires_grad)
+    elif isinstance(value, torch.nn.Module):
+        import itertools
+
+        description["parameters"] = sum(int(p.numel()) for p in value.parameters())
+        devices = {str(t.device) for t in itertools.chain(value.parameters(), value.buffers())}
+        if devices:
+            description["device"] = ", ".join(sorted(devices))[:40]
 
 
 class Pickled(collections.namedtuple("Pickled", "inband buffers description")):
@@ -255,11 +274,45 @@ def pickle_whole(value: Any) -> bytes:
 def _dumps(value: Any, buffer_callback: Callable[[pickle.PickleBuffer], Any] | None) -> bytes:
     import io
 
+    with io.BytesIO() as file:
+        _pickler()(file, protocol=5, buffer_callback=buffer_callback).dump(value)
+        return file.getvalue()
+
+
+# The pickler class made over each base `script_classes.pickler` hands out.
+_picklers: dict[type[pickle.Pickler], type[pickle.Pickler]] = {}
+
+
+def _pickler() -> type[pickle.Pickler]:
+    """The pickler of `script_classes.pickler`, with torch tensors sent out of band.
+
+    torch's own reducer serialises each storage into a byte string in memory: a
+    second copy of every tensor, which the out-of-band path never sees. Here a
+    tensor becomes its storage's raw bytes, a `pickle.PickleBuffer` like a numpy
+    array's (`ckpt.tensors`, imported only once a value's type is torch's).
+    """
     from .script_classes import pickler
 
-    with io.BytesIO() as file:
-        pickler()(file, protocol=5, buffer_callback=buffer_callback).dump(value)
-        return file.getvalue()
+    base = pickler()
+    made = _picklers.get(base)
+    if made is None:
+
+        class Pickler(base):  # type: ignore[valid-type,misc]
+            def __init__(self, *args: Any, **kwargs: Any) -> None:
+                super().__init__(*args, **kwargs)
+                self._storages: dict[Any, Any] = {}  # one value's tensor storages
+
+            def reducer_override(self, obj: Any) -> Any:
+                if type(obj).__module__.startswith("torch"):
+                    from .tensors import reduce_tensor
+
+                    reduced = reduce_tensor(obj, self._storages)
+                    if reduced is not NotImplemented:
+                        return reduced
+                return super().reducer_override(obj)
+
+        made = _picklers[base] = Pickler
+    return made
 
 
 def _reason(exc: BaseException) -> str:

@@ -19,13 +19,15 @@ class Options:
     def __init__(self, store: str, id: str, mode: str, frame: int | None = None,
                  debugger: str = "pdb", shell: str = "python", json: bool = False,
                  trust: bool = False, command: Sequence[str] = (),
-                 cwd: str | None = None, run_script_top_level: bool = False) -> None:
+                 cwd: str | None = None, run_script_top_level: bool = False,
+                 device: str | None = None) -> None:
         self.store, self.id, self.mode, self.frame = store, id, mode, frame
         self.debugger, self.shell, self.json, self.trust = debugger, shell, json, trust
         self.command = list(command)
         self.cwd = cwd  # --cwd: the directory to replay in, over any other
         # --run-script-top-level: import a script whole, not only its definitions
         self.run_script_top_level = run_script_top_level
+        self.device = device  # --device: where saved tensors go (None: captured, else CPU)
 
 
 def parse(arguments: Sequence[str]) -> Options | None:

@@ -104,7 +104,7 @@ def _load(verified: Verified, place: Place,
     scripts = Scripts(place.remap, options.run_script_top_level)
     script_classes.find_scripts_with(scripts.find)
     module = import_target(location, scripts) if note is None else None
-    checkpoint = unpickle_checkpoint(verified)
+    checkpoint = unpickle_checkpoint(verified, device=options.device)
     checkpoint.location = location
     if module is not None:
         function = find_function(location, module, skipped=bool(scripts.notes))

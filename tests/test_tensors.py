@@ -1,0 +1,288 @@
+"""torch tensors go out of band as their storage bytes and come back alike, on a device here."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import BIN, SAMPLES, run_python
+
+import ckpt
+import ckpt.tensors
+from ckpt.errors import CkptError
+from ckpt.values import pickle_value, unpickle_value
+
+torch = pytest.importorskip("torch")
+HAS_CUDA = torch.cuda.is_available()
+
+
+def round_trip(value: object) -> object:
+    pickled = pickle_value(value)
+    return unpickle_value(pickled.inband, pickled.buffers)
+
+
+def same(a: torch.Tensor, b: torch.Tensor) -> None:
+    assert type(a) is type(b)
+    assert (a.dtype, a.shape, a.stride(), a.storage_offset(), a.requires_grad, a.device) == (
+        b.dtype, b.shape, b.stride(), b.storage_offset(), b.requires_grad, b.device)
+    assert torch.equal(a.detach(), b.detach())
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16,
+                                   torch.bool, torch.int64, torch.int8, torch.uint8,
+                                   torch.complex64])
+def test_every_dtype_comes_back_bit_for_bit(dtype):
+    tensor = (torch.arange(24) % 3).reshape(2, 3, 4).to(dtype)
+    same(round_trip(tensor), tensor)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: torch.empty(0), lambda: torch.empty(3, 0, 2), lambda: torch.tensor(7.5),
+    lambda: torch.arange(20.0).reshape(4, 5).t(), lambda: torch.arange(20.0)[3:17:4],
+    lambda: torch.arange(60.0).reshape(3, 4, 5).permute(2, 0, 1)[1:, :, ::2],
+    lambda: torch.arange(5.0).expand(3, 5),
+], ids=["empty", "empty-3d", "0-d", "transposed", "strided-slice", "permuted", "expanded"])
+def test_shape_strides_and_offset_are_kept(make):
+    tensor = make()
+    same(round_trip(tensor), tensor)
+
+
+def test_autograd_flags_and_parameters_are_kept():
+    leaf = torch.ones(3, requires_grad=True)
+    derived = leaf * 2  # not a leaf: comes back a leaf that requires grad
+    parameter = torch.nn.Parameter(torch.zeros(2, 2))
+    frozen = torch.nn.Parameter(torch.zeros(2), requires_grad=False)
+    back = round_trip([leaf, derived, parameter, frozen])
+    assert [t.requires_grad for t in back] == [True, True, True, False]
+    assert [type(t) for t in back] == [torch.Tensor, torch.Tensor, torch.nn.Parameter,
+                                       torch.nn.Parameter]
+    assert all(t.is_leaf for t in back)
+    assert torch.equal(back[1].detach(), derived.detach())
+
+
+def test_views_of_one_storage_share_it_after_a_load_and_it_is_stored_once():
+    base = torch.arange(12.0)
+    grid = base.view(3, 4)
+    pickled = pickle_value({"base": base, "row": grid[1], "column": grid[:, 2]})
+    assert [buffer.nbytes for buffer in pickled.buffers] == [48]
+    back = unpickle_value(pickled.inband, pickled.buffers)
+    back["row"][0] = -1.0  # a write through one view is seen through the others
+    assert back["base"][4] == -1.0
+    assert back["column"][1] == 6.0
+    back["base"][6] = 100.0
+    assert back["column"][1] == 100.0
+
+
+def test_the_bytes_are_out_of_band_and_not_copied():
+    tensor = torch.arange(256 * 1024, dtype=torch.float32)  # 1 MiB
+    pickled = pickle_value(tensor)
+    assert len(pickled.inband) < 1024
+    [buffer] = pickled.buffers
+    assert buffer.nbytes == tensor.nbytes
+    # the buffer is the tensor's own memory: written later straight from there
+    import ctypes
+
+    address = ctypes.addressof(ctypes.c_char.from_buffer(buffer))
+    assert address == tensor.untyped_storage().data_ptr()
+
+
+def test_a_module_and_an_optimizers_state_come_back():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU(), torch.nn.Linear(3, 1))
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.1)
+    model(torch.ones(2, 4)).sum().backward()
+    optimizer.step()
+    back_model, back_state = round_trip([model, optimizer.state_dict()])
+    for ours, theirs in zip(back_model.parameters(), model.parameters()):
+        same(ours, theirs)
+    assert torch.equal(back_model(torch.ones(1, 4)), model(torch.ones(1, 4)))
+    state = optimizer.state_dict()
+    assert back_state["param_groups"] == state["param_groups"]
+    for key, values in state["state"].items():
+        for name, value in values.items():
+            same(back_state["state"][key][name], value)
+
+
+def test_what_is_not_plain_storage_still_goes_through_torchs_own_reducer():
+    sparse = torch.sparse_coo_tensor([[0, 1], [1, 0]], [3.0, 4.0], (2, 2), check_invariants=True)
+    conjugated = torch.tensor([1 + 2j]).conj()
+    back_sparse, back_conjugated = round_trip([sparse, conjugated])
+    assert torch.equal(back_sparse.to_dense(), sparse.to_dense())
+    assert torch.equal(back_conjugated.resolve_conj(), conjugated.resolve_conj())
+
+
+def test_a_tensors_python_attributes_come_back():
+    tensor = torch.ones(2)
+    tensor.label = "batch"
+    assert round_trip(tensor).label == "batch"
+
+
+# -- through the store, and onto a device -------------------------------------------
+
+
+def test_a_captured_call_loads_its_tensors(store):
+    @ckpt.ckpt
+    def train(batch, weight):
+        return batch @ weight
+
+    batch, weight = torch.randn(8, 4), torch.nn.Parameter(torch.randn(4, 2))
+    train(batch, weight)
+    loaded = ckpt.load("test_a_captured_call_loads_its_tensors.<locals>.train", device="cpu")
+    same(loaded.arguments["batch"], batch)
+    same(loaded.arguments["weight"], weight)
+    assert torch.equal(loaded.call(), batch @ weight)
+
+
+def pretend_captured_on(monkeypatch: pytest.MonkeyPatch, device: str) -> None:
+    """Record every storage as if it lived on `device` (what a GPU capture writes)."""
+    monkeypatch.setattr(ckpt.tensors, "device_name", lambda storage: device)
+
+
+@pytest.mark.skipif(HAS_CUDA, reason="this machine has a GPU: nothing is mapped")
+def test_a_gpu_capture_loads_on_the_cpu_with_one_notice(store, monkeypatch, capsys):
+    pretend_captured_on(monkeypatch, "cuda:0")
+
+    @ckpt.ckpt(name="gpu")
+    def step(batch, target):
+        return batch, target
+
+    step(torch.ones(3), {"target": torch.zeros(2)})
+    capsys.readouterr()
+    loaded = ckpt.load("gpu")
+    notes = capsys.readouterr().err.splitlines()
+    assert notes == ["note: tensors captured on cuda:0 are loaded on the CPU (cuda:0 is not "
+                     "available here); choose with --device or ckpt.load(device=...)"]
+    assert loaded.arguments["batch"].device.type == "cpu"
+    assert torch.equal(loaded.arguments["target"]["target"], torch.zeros(2))
+    ckpt.load("gpu", device="cpu")
+    assert capsys.readouterr().err == ""  # chosen, not mapped: nothing to tell
+
+
+def test_the_storage_is_rebuilt_on_the_device_the_load_chose(monkeypatch):
+    pretend_captured_on(monkeypatch, "cuda:3")
+    pickled = pickle_value(torch.arange(4.0))
+    with ckpt.tensors.loading_on("cpu") as notices:
+        back = unpickle_value(pickled.inband, pickled.buffers)
+    assert (back.device.type, notices) == ("cpu", [])
+    moved = []
+    monkeypatch.setattr(ckpt.tensors, "_usable", lambda device: True)
+    monkeypatch.setattr(torch.Tensor, "to", lambda self, device: moved.append(device) or self)
+    with ckpt.tensors.loading_on(None) as notices:
+        unpickle_value(pickled.inband, pickled.buffers)
+    assert (moved, notices) == (["cuda:3"], [])  # the recorded device, where it is here
+
+
+@pytest.mark.skipif(HAS_CUDA, reason="this machine has a GPU")
+def test_a_device_that_is_not_here_is_refused(store):
+    @ckpt.ckpt(name="cpu-capture")
+    def step(batch):
+        return batch
+
+    step(torch.ones(2))
+    with pytest.raises(CkptError, match="device cuda: not available on this machine"):
+        ckpt.load("cpu-capture", device="cuda")
+    with pytest.raises(CkptError, match="not a device torch knows"):
+        ckpt.load("cpu-capture", device="floppy")
+
+
+def cdip(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(BIN / "cdip"), *args], capture_output=True, text=True,
+                          timeout=120, cwd=cwd, stdin=subprocess.DEVNULL)
+
+
+@pytest.mark.skipif(HAS_CUDA, reason="this machine has a GPU: nothing is mapped")
+def test_cdip_run_replays_a_gpu_capture_on_the_cpu(tmp_path):
+    script = tmp_path / "torch_step.py"
+    shutil.copy(SAMPLES / "torch_step.py", script)
+    run_python(str(script), env={"PRETEND_DEVICE": "cuda:0"}, check=True)
+    mapped = cdip("run", "step", "--mode", "run", cwd=tmp_path)
+    assert mapped.returncode == 0, mapped.stderr
+    assert "out on cpu, weight on cpu" in mapped.stdout
+    assert mapped.stderr.count("note: tensors captured on cuda:0 are loaded on the CPU") == 1
+    chosen = cdip("run", "step", "--mode", "run", "--device", "cpu", cwd=tmp_path)
+    assert chosen.returncode == 0, chosen.stderr
+    assert "out on cpu" in chosen.stdout
+    assert "note: tensors" not in chosen.stderr
+    refused = cdip("run", "step", "--mode", "run", "--device", "cuda:1", cwd=tmp_path)
+    assert refused.returncode == 2
+    assert "cdip: error: device cuda:1: not available on this machine" in refused.stderr
+
+
+# -- memory --------------------------------------------------------------------------
+
+MEMORY_CHILD = """
+import json, resource, sys, torch, ckpt
+tensor = torch.ones(int(sys.argv[1]) // 4)
+step = ckpt.ckpt(lambda tensor: None, name="big")
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+step(tensor)
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+print(json.dumps({"increase": after - before}))
+"""
+
+
+def test_capturing_a_256_mib_tensor_makes_no_second_copy(store):
+    size = 256 * 1024 * 1024
+    result = run_python("-c", MEMORY_CHILD, str(size), check=True)
+    increase = json.loads(result.stdout)["increase"]
+    assert increase < size // 8, f"peak RSS grew by {increase / 2**20:.0f} MiB"
+    assert ckpt.load("big").arguments["tensor"].shape == (size // 4,)
+
+
+def test_torch_is_imported_only_for_a_tensor():
+    code = ("import sys, ckpt, numpy; from ckpt.values import pickle_value; "
+            "pickle_value({'a': numpy.ones(3), 'b': [1, 'x']}); "
+            "print('torch' in sys.modules)")
+    result = run_python("-c", code, check=True)
+    assert result.stdout.strip() == "False"
+    assert sys.modules.get("torch") is torch
+
+
+# -- shown by `cdip info`, recorded at capture ------------------------------------------
+
+
+def test_a_tensor_and_a_module_are_described_without_unpickling():
+    from ckpt.header import ValueInfo
+    from ckpt.values import describe
+
+    tensor = describe(torch.nn.Parameter(torch.zeros(2, 3, dtype=torch.bfloat16)))
+    assert (tensor["shape"], tensor["dtype"], tensor["device"], tensor["requires_grad"]) == (
+        [2, 3], "torch.bfloat16", "cpu", True)
+    model = describe(torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.BatchNorm1d(3)))
+    assert (model["parameters"], model["device"]) == (4 * 3 + 3 + 3 + 3, "cpu")
+    assert describe(torch.nn.ReLU())["parameters"] == 0  # no parameters: no device either
+    info = ValueInfo.from_json({"name": "model", **model})
+    assert (info.parameters, info.device) == (21, "cpu")
+    old = ValueInfo.from_json({"name": "x", "type": "torch.Tensor", "shape": [2]})
+    assert (old.requires_grad, old.parameters) == (None, None)  # written before these fields
+
+
+def test_cdip_info_shows_the_model_and_the_batch(tmp_path):
+    script = tmp_path / "torch_step.py"
+    shutil.copy(SAMPLES / "torch_step.py", script)
+    run_python(str(script), check=True)
+    shown = cdip("info", "step", cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    lines = {line.split()[0]: line for line in shown.stdout.splitlines() if line.startswith("  ")}
+    assert "10 parameters on cpu" in lines["model"]
+    assert "shape (3, 4) torch.float32 on cpu" in lines["batch"]
+    assert "requires grad" not in lines["batch"]
+
+
+@pytest.mark.skipif(HAS_CUDA, reason="this machine has a GPU: nothing is mapped")
+def test_outside_a_load_a_mapping_is_a_warning_once(monkeypatch):
+    pretend_captured_on(monkeypatch, "cuda:7")
+    monkeypatch.setattr(ckpt.tensors, "_warned", set())
+    pickled = pickle_value(torch.ones(2))
+    with pytest.warns(ckpt.CkptWarning, match="captured on cuda:7 are loaded on the CPU"):
+        back = unpickle_value(pickled.inband, pickled.buffers)
+    assert back.device.type == "cpu"
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        unpickle_value(pickled.inband, pickled.buffers)
