@@ -306,6 +306,78 @@ def bench_large(settings: Settings) -> None:
                          f"dd {nbytes / statistics.median(dd) / MiB:.0f} MiB/s")
 
 
+# -- 3b. torch tensors ---------------------------------------------------------------
+
+TORCH_CHILD = """
+import json, os, resource, sys, time, torch
+kind, phase, nbytes, target = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+import ckpt
+if phase == "save":
+    data = torch.randn(nbytes // 4, generator=torch.Generator().manual_seed(0))
+    f = ckpt.ckpt(lambda data: None, name="torchbench")
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+started = time.perf_counter()
+if phase == "save" and kind == "ckpt":
+    f(data)
+elif phase == "save":
+    torch.save(data, target)
+elif kind == "ckpt":
+    data = ckpt.load("torchbench").arguments["data"]
+else:
+    data = torch.load(target)
+elapsed = time.perf_counter() - started
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+assert data.numel() == nbytes // 4
+print(json.dumps({"seconds": elapsed, "extra_rss": peak - base}))
+"""
+
+
+def _torch_once(settings: Settings, kind: str, nbytes: int) -> dict[str, dict]:
+    """Save then load one float32 tensor of `nbytes` with ckpt or torch, each in a child."""
+    target = settings.workdir / "tensor.pt"
+    store = settings.workdir / "store-torch"
+    env = fresh_env(store, PYCKPT_FSYNC="0", PYCKPT_MAX_BYTES=str(8 * nbytes + (1 << 30)))
+    results = {}
+    for phase in ("save", "load"):
+        os.sync()  # no dirty pages of the last run left to throttle this one
+        result = subprocess.run([sys.executable, "-c", TORCH_CHILD, kind, phase, str(nbytes),
+                                 str(target)], capture_output=True, text=True, env=env,
+                                check=True)
+        results[phase] = json.loads(result.stdout)
+    shutil.rmtree(store, ignore_errors=True)
+    target.unlink(missing_ok=True)
+    return results
+
+
+def bench_torch(settings: Settings) -> None:
+    """A 1 GiB float32 torch tensor (CPU): capture vs torch.save, ckpt.load vs torch.load."""
+    if not _installed("torch"):
+        print("  (torch is not installed: skipped)")
+        return
+    nbytes, repeats = settings.size(1 << 30, 4 * MiB), settings.size(3, 1)
+    label = f"{nbytes / MiB:.0f} MiB float32 tensor"
+    runs: dict[str, list[dict[str, dict]]] = {"ckpt": [], "torch": []}
+    for _ in range(repeats):
+        for kind in runs:
+            runs[kind].append(_torch_once(settings, kind, nbytes))
+
+    def median(kind: str, phase: str, what: str) -> float:
+        return statistics.median(run[phase][what] for run in runs[kind])
+
+    for phase, native, op in (("save", "torch.save", ">="), ("load", "torch.load", "<=")):
+        ours, theirs = median("ckpt", phase, "seconds"), median("torch", phase, "seconds")
+        verb = "capture" if phase == "save" else "ckpt.load"
+        ratio = theirs / ours if phase == "save" else ours / theirs
+        settings.add("torch", f"{label}: {verb} {'throughput vs' if phase == 'save' else 'time /'}"
+                     f" {native}", f"{ours:.2f} s", ratio,
+                     f"{native} {theirs:.2f} s", f"{op} {'1.0x' if phase == 'save' else '1.2x'}")
+        rss, native_rss = median("ckpt", phase, "extra_rss"), median("torch", phase, "extra_rss")
+        settings.add("torch", f"{label}: {verb} peak RSS increase / tensor size",
+                     f"{rss / MiB:.1f} MiB", rss / nbytes,
+                     f"{native} {native_rss / MiB:.1f} MiB",
+                     "<= 0.05x" if phase == "save" else "")
+
+
 # -- 4. replay start -----------------------------------------------------------------
 
 TRIVIAL_MODULE = """
@@ -482,7 +554,8 @@ def bench_startup(settings: Settings) -> None:
 
 
 BENCHMARKS = {"idle": bench_idle, "small": bench_small, "large": bench_large,
-              "replay": bench_replay, "listing": bench_listing, "startup": bench_startup}
+              "torch": bench_torch, "replay": bench_replay, "listing": bench_listing,
+              "startup": bench_startup}
 
 
 def machine() -> str:
