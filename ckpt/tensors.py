@@ -81,12 +81,49 @@ def reduce_tensor(tensor: Any, storages: dict[tuple[Any, ...], _Storage]) -> Any
         storages: this pickle's storages so far, by device and address.
     """
     if not _plain(tensor):
-        return NotImplemented
+        return _reduce_composite(tensor)
     return rebuild_tensor, (
         storage_ref(tensor.untyped_storage(), storages),
         str(tensor.dtype).removeprefix("torch."), tensor.storage_offset(),
         tuple(tensor.shape), tensor.stride(), tensor.requires_grad,
         type(tensor).__name__ == "Parameter", dict(tensor.__dict__) or None)
+
+
+def _reduce_composite(tensor: Any) -> Any:
+    """A sparse or conjugated tensor as plain tensors (reduced in their turn), or NotImplemented.
+
+    A sparse COO tensor is its indices and values; a tensor with the conjugate bit is
+    the plain view under it (the same memory, the bit cleared). Anything else goes
+    through torch's own reducer.
+    """
+    import torch
+
+    if type(tensor) is not torch.Tensor or not _numpy() or tensor.device.type == "meta":
+        return NotImplemented
+    if tensor.layout is torch.sparse_coo:
+        return rebuild_sparse_coo, (tensor._indices(), tensor._values(), tuple(tensor.shape),
+                                    tensor.is_coalesced(), tensor.requires_grad)
+    if (tensor.layout is torch.strided and tensor.is_conj() and not tensor.requires_grad
+            and not (tensor.is_neg() or tensor.is_quantized or tensor.is_nested)):
+        return rebuild_conjugate, (tensor.conj(),)
+    return NotImplemented
+
+
+def rebuild_sparse_coo(indices: Any, values: Any, shape: tuple[int, ...], coalesced: bool,
+                       requires_grad: bool) -> Any:
+    """The sparse COO tensor `_reduce_composite` took apart."""
+    import torch
+
+    # Not checked again: these are the parts of a tensor that was valid at capture, and
+    # the file they came from verified.
+    tensor = torch.sparse_coo_tensor(indices, values, shape, is_coalesced=coalesced,
+                                     check_invariants=False)
+    return tensor.requires_grad_(True) if requires_grad else tensor
+
+
+def rebuild_conjugate(plain: Any) -> Any:
+    """The conjugate view of `plain`, as it was captured (lazily conjugated)."""
+    return plain.conj()
 
 
 def storage_ref(storage: Any, storages: dict[tuple[Any, ...], _Storage]) -> _Storage:

@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -107,12 +108,41 @@ def test_a_module_and_an_optimizers_state_come_back():
             same(back_state["state"][key][name], value)
 
 
-def test_what_is_not_plain_storage_still_goes_through_torchs_own_reducer():
-    sparse = torch.sparse_coo_tensor([[0, 1], [1, 0]], [3.0, 4.0], (2, 2), check_invariants=True)
-    conjugated = torch.tensor([1 + 2j]).conj()
-    back_sparse, back_conjugated = round_trip([sparse, conjugated])
-    assert torch.equal(back_sparse.to_dense(), sparse.to_dense())
-    assert torch.equal(back_conjugated.resolve_conj(), conjugated.resolve_conj())
+@pytest.mark.parametrize("coalesce", [False, True])
+def test_a_sparse_tensor_goes_out_of_band_as_its_indices_and_values(coalesce):
+    sparse = torch.sparse_coo_tensor([[0, 1, 1], [1, 0, 0]], [3.0, 4.0, 5.0], (2, 3),
+                                     check_invariants=True)
+    sparse = sparse.coalesce() if coalesce else sparse
+    pickled = pickle_value(sparse)
+    # whole storages, as torch.save writes them (coalescing may leave the values' larger)
+    assert sorted(buffer.nbytes for buffer in pickled.buffers) == sorted(
+        part.untyped_storage().nbytes() for part in (sparse._values(), sparse._indices()))
+    back = unpickle_value(pickled.inband, pickled.buffers)
+    assert back.layout is torch.sparse_coo
+    assert back.is_coalesced() == sparse.is_coalesced()
+    assert torch.equal(back.to_dense(), sparse.to_dense())
+
+
+def test_a_conjugate_view_stays_one_over_the_same_bytes():
+    base = torch.tensor([1 + 2j, 3 - 4j])
+    conjugated = base.conj()
+    pickled = pickle_value({"base": base, "conjugated": conjugated})
+    assert [buffer.nbytes for buffer in pickled.buffers] == [base.nbytes]
+    back = unpickle_value(pickled.inband, pickled.buffers)
+    assert back["conjugated"].is_conj()
+    assert torch.equal(back["conjugated"].resolve_conj(), conjugated.resolve_conj())
+
+
+def test_other_layouts_go_through_torchs_reducer_and_their_parts_out_of_band():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "Sparse CSR tensor support is in beta state"
+        csr = torch.tensor([[0.0, 1.0], [2.0, 0.0]]).to_sparse_csr()
+    pickled = pickle_value(csr)
+    # torch reduces it to its three plain tensors, and those come to us
+    assert len(pickled.buffers) == 3
+    back = unpickle_value(pickled.inband, pickled.buffers)
+    assert back.layout is torch.sparse_csr
+    assert torch.equal(back.to_dense(), csr.to_dense())
 
 
 def test_a_tensors_python_attributes_come_back():
@@ -281,8 +311,6 @@ def test_outside_a_load_a_mapping_is_a_warning_once(monkeypatch):
     with pytest.warns(ckpt.CkptWarning, match="captured on cuda:7 are loaded on the CPU"):
         back = unpickle_value(pickled.inband, pickled.buffers)
     assert back.device.type == "cpu"
-    import warnings
-
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         unpickle_value(pickled.inband, pickled.buffers)
