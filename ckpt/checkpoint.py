@@ -225,17 +225,11 @@ def unpickle_checkpoint(verified: Verified, device: str | None = None) -> Checkp
     Raises:
         CkptError: `device` is not one torch has here.
     """
-    from .tensors import check_device, loading_on
+    from .tensors import loading_on
 
     entry, call, detail = verified.entry, verified.call, verified.call_detail
     names = [argument.name for argument in detail.arguments]
-    if device is not None:
-        try:
-            device = check_device(device)
-        except ValueError as exc:
-            raise CkptError(f"device {device}: {exc}",
-                            hint="use cpu, or a device this machine has (cuda, cuda:N)") from exc
-    with loading_on(device) as notices:
+    with loading_on(usable_device(device)) as notices:
         checkpoint = Checkpoint(
             id=entry.id, name=entry.name, trigger=entry.trigger, created=entry.created,
             arguments=_load_values(call, 1, names, strict=True),
@@ -249,6 +243,23 @@ def unpickle_checkpoint(verified: Verified, device: str | None = None) -> Checkp
     for notice in notices:
         print(f"note: {notice}", file=sys.stderr)
     return checkpoint
+
+
+def usable_device(device: str | None) -> str | None:
+    """`device` as torch spells it, once torch has made a tensor there; None stays None.
+
+    Raises:
+        CkptError: torch is not installed, or does not know or cannot use `device` here.
+    """
+    if device is None:
+        return None
+    from .tensors import check_device
+
+    try:
+        return check_device(device)
+    except ValueError as exc:
+        raise CkptError(f"device {device}: {exc}",
+                        hint="use cpu, or a device this machine has (cuda, cuda:N)") from exc
 
 
 def _check_identity(entry: Entry, call: Part, error: Part | None) -> None:

@@ -6,7 +6,13 @@ import sys
 
 from ckpt import drift, script_classes
 from ckpt.binding import Binding
-from ckpt.checkpoint import Checkpoint, Verified, unpickle_checkpoint, verify_checkpoint
+from ckpt.checkpoint import (
+    Checkpoint,
+    Verified,
+    unpickle_checkpoint,
+    usable_device,
+    verify_checkpoint,
+)
 from ckpt.display import printable
 from ckpt.errors import CkptError
 from ckpt.store import Store
@@ -62,6 +68,7 @@ def replay(options: Options) -> int:
     if options.trust:
         print("note: --trust: loading without checking the signature", file=sys.stderr)
     verified = verify_checkpoint(entry, trust=options.trust)
+    options.device = usable_device(options.device)  # refused before any user code runs
     detail = verified.call_detail
     place = restore(detail.metadata, detail.location.file, options)
     if options.mode != "run":

@@ -240,6 +240,8 @@ def test_cdip_run_replays_a_gpu_capture_on_the_cpu(tmp_path):
     refused = cdip("run", "step", "--mode", "run", "--device", "cuda:1", cwd=tmp_path)
     assert refused.returncode == 2
     assert "cdip: error: device cuda:1: not available on this machine" in refused.stderr
+    assert "code:" not in refused.stderr  # refused before the function's module is imported
+    assert "out on" not in refused.stdout
 
 
 # -- memory --------------------------------------------------------------------------
@@ -314,3 +316,22 @@ def test_outside_a_load_a_mapping_is_a_warning_once(monkeypatch):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         unpickle_value(pickled.inband, pickled.buffers)
+
+
+@pytest.mark.skipif(HAS_CUDA, reason="this machine has a GPU: nothing is mapped")
+def test_a_failed_gpu_step_replays_on_the_cpu_with_its_locals(tmp_path, store):
+    script = tmp_path / "torch_step.py"
+    shutil.copy(SAMPLES / "torch_step.py", script)
+    failed = run_python(str(script), "fail", env={"PRETEND_DEVICE": "cuda:0"})
+    assert failed.returncode == 1
+    replayed = cdip("run", "step", "--mode", "run", cwd=tmp_path)
+    assert replayed.returncode == 1, replayed.stderr
+    assert "ValueError: loss is nan" in replayed.stderr
+    assert "out on cpu, weight on cpu" in replayed.stdout
+    assert replayed.stderr.count("note: tensors captured on cuda:0") == 1
+    loaded = ckpt.load("step")
+    out, weight = loaded.locals["out"], loaded.locals["weight"]
+    assert out.requires_grad and out.is_leaf  # its graph is not saved: a leaf now
+    assert isinstance(weight, torch.nn.Parameter)
+    # Equal, not one: each argument and local is its own value (shared only within one).
+    assert torch.equal(weight, loaded.arguments["model"].weight)
