@@ -11,6 +11,11 @@ import threading
 import time
 import weakref
 
+# Both small and standard-library only, imported here rather than on the first save:
+# an import in the saving thread is a module lock that a fork in another thread can
+# leave held in the child (see guest._SAVING_NEEDS).
+from . import script_classes, tensors
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -291,9 +296,7 @@ def _pickler() -> type[pickle.Pickler]:
     tensor becomes its storage's raw bytes, a `pickle.PickleBuffer` like a numpy
     array's (`ckpt.tensors`, imported only once a value's type is torch's).
     """
-    from .script_classes import pickler
-
-    base = pickler()
+    base = script_classes.pickler()
     made = _picklers.get(base)
     if made is None:
 
@@ -304,9 +307,7 @@ def _pickler() -> type[pickle.Pickler]:
 
             def reducer_override(self, obj: Any) -> Any:
                 if type(obj).__module__.startswith("torch"):
-                    from .tensors import reduce_tensor
-
-                    reduced = reduce_tensor(obj, self._storages)
+                    reduced = tensors.reduce_tensor(obj, self._storages)
                     if reduced is not NotImplemented:
                         return reduced
                 return super().reducer_override(obj)
