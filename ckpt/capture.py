@@ -238,7 +238,9 @@ def _qualname(frame: types.FrameType) -> str:
 def _warn(action: str, target: Target, exc: BaseException) -> None:
     from .guest import warn
 
-    warn(f"ckpt: could not {action} checkpoint {target.name!r}: {type(exc).__name__}: {exc}")
+    hint = getattr(exc, "hint", "")  # a CkptError says what to do about it (chmod 700 ...)
+    warn(f"ckpt: could not {action} checkpoint {target.name!r}: {type(exc).__name__}: {exc}"
+         + (f" ({hint})" if hint else ""))
 
 
 # Checkpoints of calls still running in this process: an error may yet complete

@@ -114,9 +114,10 @@ def test_a_store_that_does_not_exist_yet_is_created_private(tmp_path, monkeypatc
 def test_the_decorator_warns_and_does_not_save_in_process(store):
     store.mkdir(mode=0o700)
     store.chmod(0o777)
-    with pytest.warns(ckpt.CkptWarning, match="writable by group or others"):
+    with pytest.warns(ckpt.CkptWarning, match="writable by group or others") as caught:
         assert ckpt.ckpt(lambda x: x * 2)(21) == 42
     assert saved(store) == []
+    assert f"chmod 700 {store}" in str(caught[0].message)  # what to do, not only why
 
 
 def test_a_symlinked_store_owned_by_another_user_is_refused(tmp_path, monkeypatch, cli):
