@@ -13,7 +13,7 @@ from .fileformat import Part, read_part
 from .header import CallDetail, ErrorDetail, Summary
 from .keys import load_key
 from .location import find_store_path
-from .store import Entry, Store, legacy_name_key, name_key
+from .store import Entry, Store, check_signed_names
 from .values import Unpicklable, unpickle_value
 
 TYPE_CHECKING = False
@@ -266,18 +266,8 @@ def _check_identity(entry: Entry, call: Part, error: Part | None) -> None:
     """The tagged headers must name this checkpoint: files cannot be swapped or renamed."""
     if error is not None and error.summary.get("call_tag") != call.tag.hex():
         raise CorruptCheckpointError(f"checkpoint {entry.id}: its two parts do not belong together")
-    for part in (call, error):
-        if part is None:
-            continue
-        summary = Summary.from_json(part.summary)
-        if summary.id != entry.id or entry.key not in (
-                name_key(summary.name), legacy_name_key(summary.name)) or (
-                summary.stamp is not None and summary.stamp != entry.stamp):
-            raise CorruptCheckpointError(
-                f"checkpoint {entry.id}: its file was renamed or swapped",
-                hint="a checkpoint's id, name and time are signed with it; rename nothing "
-                     "in the store",
-            )
+    check_signed_names(entry, Summary.from_json(call.summary),
+                       Summary.from_json(error.summary) if error is not None else None)
 
 
 def _exception(error: ErrorDetail | None) -> ExceptionSummary | None:

@@ -451,24 +451,34 @@ def _summary(path: str, key: bytes | None) -> Summary:
 
 
 def _check_entry(entry: Entry) -> None:
-    """The verified summaries must name the files they are in: nothing renamed or swapped."""
+    """Listing's checks of the verified summaries: their names, and a save not interrupted."""
     summary = entry.summary
     assert summary is not None
-    renamed = CorruptCheckpointError(
-        f"checkpoint {entry.id}: its file was renamed or swapped",
-        hint="a checkpoint's id, name and time are signed with it; rename nothing in the store",
-        reason="renamed or swapped (its signed id, name or time differ from its file name)")
-    for part, suffix in ((summary, "call"), (entry.error_summary, "error")):
+    check_signed_names(entry, summary, entry.error_summary)
+    if summary.trigger == "error" and entry.error_path is None:
+        raise CorruptCheckpointError(
+            f"checkpoint {entry.id} was interrupted while it was saved",
+            reason="interrupted: saved on error, but its error part is missing")
+
+
+def check_signed_names(entry: Entry, call: Summary, error: Summary | None) -> None:
+    """The verified summaries must name the files they are in: nothing renamed or swapped.
+
+    Raises:
+        CorruptCheckpointError: a signed id, name, time or part differs from the file's.
+    """
+    for part, suffix in ((call, "call"), (error, "error")):
         if part is None:
             continue
         keys = (name_key(part.name), legacy_name_key(part.name))
         if part.id != entry.id or entry.key not in keys or part.part != suffix or (
                 part.stamp is not None and part.stamp != entry.stamp):
-            raise renamed
-    if summary.trigger == "error" and entry.error_path is None:
-        raise CorruptCheckpointError(
-            f"checkpoint {entry.id} was interrupted while it was saved",
-            reason="interrupted: saved on error, but its error part is missing")
+            raise CorruptCheckpointError(
+                f"checkpoint {entry.id}: its file was renamed or swapped",
+                hint="a checkpoint's id, name and time are signed with it; rename nothing "
+                     "in the store",
+                reason="renamed or swapped (its signed id, name or time differ from its "
+                       "file name)")
 
 
 def discard(path: str) -> None:
