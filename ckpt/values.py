@@ -14,7 +14,7 @@ import weakref
 # Both small and standard-library only, imported here rather than on the first save:
 # an import in the saving thread is a module lock that a fork in another thread can
 # leave held in the child (see guest._SAVING_NEEDS).
-from . import script_classes, tensors
+from . import script_classes, tables, tensors
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -177,14 +177,19 @@ def _add_device(value: Any, description: dict[str, Any]) -> None:
 
 
 def _add_columns(value: Any, description: dict[str, Any]) -> None:
-    """A data frame's first columns, name and dtype (pandas, polars: by attribute)."""
-    kind = type(value)
-    if len(description.get("shape", ())) != 2 or not (
-            hasattr(kind, "columns") and hasattr(kind, "dtypes")):
-        return  # looked up on the type: an instance's __getattr__ is never asked
+    """A data frame's first columns, name and dtype (pandas, polars, pyarrow: by attribute)."""
+    kind = type(value)  # looked up on the type: an instance's __getattr__ is never asked
+    if len(description.get("shape", ())) != 2:
+        return
+    if hasattr(kind, "columns") and hasattr(kind, "dtypes"):  # pandas, polars
+        names, dtypes = value.columns, value.dtypes
+    elif hasattr(kind, "schema") and hasattr(kind, "column_names"):  # pyarrow tables, batches
+        names, dtypes = value.schema.names, value.schema.types
+    else:
+        return
     import itertools
 
-    pairs = itertools.islice(zip(value.columns, value.dtypes), COLUMNS_SHOWN)
+    pairs = itertools.islice(zip(names, dtypes), COLUMNS_SHOWN)
     description["columns"] = [
         {"name": (name if isinstance(name, str) else short_repr(name))[:REPR_LIMIT],
          "dtype": str(dtype)[:40]}
@@ -306,8 +311,13 @@ def _pickler() -> type[pickle.Pickler]:
                 self._storages: dict[Any, Any] = {}  # one value's tensor storages
 
             def reducer_override(self, obj: Any) -> Any:
-                if type(obj).__module__.startswith("torch"):
+                module = type(obj).__module__
+                if module.startswith("torch"):
                     reduced = tensors.reduce_tensor(obj, self._storages)
+                    if reduced is not NotImplemented:
+                        return reduced
+                elif module.startswith(tables.MODULES):  # frames' parts (`ckpt.tables`)
+                    reduced = tables.reduce_table(obj)
                     if reduced is not NotImplemented:
                         return reduced
                 return super().reducer_override(obj)
@@ -392,7 +402,10 @@ class _Unpickler(pickle.Unpickler):
         self._live: list[type] = []
 
     def find_class(self, module: str, name: str) -> Any:
-        found = super().find_class(module, name)
+        try:
+            found = super().find_class(module, name)
+        except ModuleNotFoundError as exc:  # pyarrow not here: say which package to install
+            raise tables.missing_library(exc) from exc
         if not module.startswith("cloudpickle"):
             return found
         if name in _CLASS_MAKERS:
