@@ -9,6 +9,7 @@ from .values import short_repr
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from types import CodeType
     from typing import Any
 
 # Read from the code object, not with inspect: importing inspect would slow every replay.
@@ -43,25 +44,59 @@ def parameters(function: Callable[..., Any]) -> list[Parameter] | None:
     code = getattr(inner, "__code__", None)
     if code is None or isinstance(inner, type):
         return None
-    names, count = code.co_varnames, code.co_argcount
     defaults = getattr(inner, "__defaults__", None) or ()
     keyword_defaults = getattr(inner, "__kwdefaults__", None) or {}
-    first_default = count - len(defaults)
-    found = [Parameter(name, "positional_only" if index < code.co_posonlyargcount
-                       else "positional_or_keyword",
-                       defaults[index - first_default] if index >= first_default else _EMPTY)
-             for index, name in enumerate(names[:count])]
+    first_default = code.co_argcount - len(defaults)
+    found = []
+    for index, (name, kind) in enumerate(code_parameters(code)):
+        default = _EMPTY
+        if kind in _POSITIONAL and index >= first_default:  # positional ones come first
+            default = defaults[index - first_default]
+        elif kind == "keyword_only":
+            default = keyword_defaults.get(name, _EMPTY)
+        found.append(Parameter(name, kind, default))
+    bound_self = getattr(function, "__self__", None) is not None and hasattr(function, "__func__")
+    return found[1:] if bound_self and found and found[0].kind in _POSITIONAL else found
+
+
+def code_parameters(code: CodeType) -> list[tuple[str, str]]:
+    """The names and kinds of the parameters `code` declares, as `inspect.signature` orders them."""
+    names, count = code.co_varnames, code.co_argcount
+    found = [(name, "positional_only" if index < code.co_posonlyargcount
+              else "positional_or_keyword") for index, name in enumerate(names[:count])]
     keyword_only = names[count : count + code.co_kwonlyargcount]
     rest = count + code.co_kwonlyargcount
     if code.co_flags & _CO_VARARGS:
-        found.append(Parameter(names[rest], "var_positional", _EMPTY))
+        found.append((names[rest], "var_positional"))
         rest += 1
-    found += [Parameter(name, "keyword_only", keyword_defaults.get(name, _EMPTY))
-              for name in keyword_only]
+    found += [(name, "keyword_only") for name in keyword_only]
     if code.co_flags & _CO_VARKEYWORDS:
-        found.append(Parameter(names[rest], "var_keyword", _EMPTY))
-    bound_self = getattr(function, "__self__", None) is not None and hasattr(function, "__func__")
-    return found[1:] if bound_self and found and found[0].kind in _POSITIONAL else found
+        found.append((names[rest], "var_keyword"))
+    return found
+
+
+_STORES = ("STORE_FAST", "STORE_DEREF", "DELETE_FAST", "DELETE_DEREF", "STORE_NAME",
+           "STORE_FAST_STORE_FAST", "STORE_FAST_LOAD_FAST")
+
+
+def assigned_parameters(code: CodeType) -> list[str]:
+    """The parameters that `code` assigns to (or deletes) anywhere in its body, sorted.
+
+    Read from its bytecode: an assignment, `+=`, a `for`, `with ... as` or
+    `except ... as` target, `del`. Whether one ran before a given line is not known.
+    """
+    import dis
+
+    declared = {name for name, _ in code_parameters(code)}
+    found: set[str] = set()
+    for instruction in dis.get_instructions(code):
+        if instruction.opname in _STORES:
+            names = instruction.argval if isinstance(instruction.argval, tuple) else (
+                instruction.argval,)
+            if instruction.opname == "STORE_FAST_LOAD_FAST":
+                names = names[:1]  # its second name is loaded, not stored
+            found.update(name for name in names if name in declared)
+    return sorted(found)
 
 
 def positional(values: dict[str, Any], kinds: dict[str, str]) -> tuple[Any, ...]:

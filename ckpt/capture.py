@@ -205,7 +205,8 @@ def _write_error(target: Target, saved: Saved, exc: BaseException) -> int:
             pickled.append(record)
             names.append(ValueInfo.of(local_name, None, record.description))
         frame_details.append(FrameInfo(frame.f_code.co_name, _qualname(frame),
-                                       frame.f_code.co_filename, frame.f_lineno, tuple(names)))
+                                       frame.f_code.co_filename, frame.f_lineno, tuple(names),
+                                       *_frame_module(frame), *_code_facts(frame.f_code)))
     summary_exc = exception_summary(exc, start)
     summary = Summary(
         part="error", id=saved.id, name=target.name, stamp=saved.stamp, trigger="error",
@@ -233,6 +234,56 @@ def _write_error(target: Target, saved: Saved, exc: BaseException) -> int:
 
 def _qualname(frame: types.FrameType) -> str:
     return str(getattr(frame.f_code, "co_qualname", frame.f_code.co_name))
+
+
+def _frame_module(frame: types.FrameType) -> tuple[str | None, bool]:
+    """The module to import to find the frame's function again, and whether it ran as a script.
+
+    As `Target.module_name`: a script run with `python -m package.module` is that module.
+    """
+    name = frame.f_globals.get("__name__")
+    if name != "__main__":
+        return (name if isinstance(name, str) else None), False
+    spec = frame.f_globals.get("__spec__")
+    return (str(spec.name) if spec is not None and spec.name else "__main__"), True
+
+
+# What one code object's frame says of it, worked out at its first error in this process
+# (as `Target.location` is at the first save): a deep recursion pays for it once.
+_facts: dict[types.CodeType, tuple[str | None, str | None, list[list[str]], list[str]]] = {}
+_STDLIB = os.path.dirname(os.__file__) + os.sep
+
+
+def _code_facts(code: types.CodeType) -> tuple[str | None, str | None, list[list[str]], list[str]]:
+    """Source and file hash, parameters (name, kind) and the parameters its body assigns to."""
+    found = _facts.get(code)
+    if found is None:
+        from .binding import assigned_parameters, code_parameters
+
+        parameters = [[name, kind] for name, kind in code_parameters(code)]
+        hashes = _hashes(code.co_filename, str(getattr(code, "co_qualname", code.co_name)))
+        found = (*hashes, parameters, assigned_parameters(code))
+        if len(_facts) > 1024:
+            _facts.clear()
+        _facts[code] = found
+    return found
+
+
+def _hashes(filename: str, qualname: str) -> tuple[str | None, str | None]:
+    """The function's source hash and its file's, for the user's own files only.
+
+    The standard library's and installed packages' are not parsed: they are not
+    what `--from-changed` looks for, and parsing them would slow the error.
+    """
+    from .source import file_hash, source_hash
+
+    if not os.path.isabs(filename) and os.path.exists(filename):
+        filename = os.path.abspath(filename)  # as `Target.location` records it
+    parts = filename.split(os.sep)
+    if not os.path.isabs(filename) or filename.startswith(_STDLIB) or \
+            "site-packages" in parts or "dist-packages" in parts:
+        return None, None
+    return source_hash(filename, qualname), file_hash(filename)
 
 
 def _warn(action: str, target: Target, exc: BaseException) -> None:

@@ -222,7 +222,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                           "json": args.json, "trust": args.trust, "command": args.command,
                           "cwd": _directory(args.cwd),
                           "run_script_top_level": args.run_script_top_level,
-                          "device": args.device})
+                          "device": args.device, "from_changed": args.from_changed})
     if args.standby is not None:
         if supervise.is_this_interpreter(python):
             return supervise.supervise(args.standby.go(options), supervise.replay_env())
@@ -364,9 +364,15 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     run.add_argument("name", nargs="?", metavar="NAME|ID", help="default: the newest")
     run.add_argument("--mode", "-m", choices=MODES,
                      help="default: until-error for an error checkpoint, else break")
-    run.add_argument("--frame", type=int, metavar="N",
-                     help="with --mode locals: the saved frame (0 the function's, -1 the "
-                          "innermost; default: the innermost of your own code)")
+    resumed = run.add_mutually_exclusive_group()
+    resumed.add_argument("--frame", type=int, metavar="N",
+                         help="re-call the function of saved frame N (0 the decorated "
+                              "function's, -1 the innermost) with its arguments taken from its "
+                              "locals at the error, skipping the work above it; with --mode "
+                              "locals: whose locals to show (default: your innermost frame's)")
+    resumed.add_argument("--from-changed", action="store_true",
+                         help="as --frame, for the innermost saved frame whose function's "
+                              "source changed since capture")
     run.add_argument("--debugger", choices=("pdb", "ipdb", "pudb", "pdbpp"), default="pdb")
     run.add_argument("--shell", choices=("python", "ipython"), default="python")
     run.add_argument("-c", "--command", action="append", default=[], metavar="CMD",

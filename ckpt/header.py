@@ -293,8 +293,16 @@ class ExceptionInfo(collections.namedtuple("ExceptionInfo", "type message traceb
     traceback: str
 
 
-class FrameInfo(collections.namedtuple("FrameInfo", "function qualname file line locals")):
-    """One saved frame: where it was, and its locals' descriptions."""
+class FrameInfo(collections.namedtuple(
+        "FrameInfo", "function qualname file line locals module main source_hash file_hash "
+        "parameters reassigned", defaults=(None, None, None, None, None, None))):
+    """One saved frame: where it was, and its locals' descriptions.
+
+    What re-calls the frame's function (`cdip run --frame N`) is optional: files
+    written before it read as None. `module` and `main` find it as `Location` does;
+    `source_hash`/`file_hash` tell whether it changed; `parameters` are its code's
+    ``[name, kind]`` at capture; `reassigned` the parameters its body assigns to.
+    """
 
     __slots__ = ()
     function: str
@@ -302,14 +310,28 @@ class FrameInfo(collections.namedtuple("FrameInfo", "function qualname file line
     file: str
     line: int
     locals: tuple[ValueInfo, ...]
+    module: str | None
+    main: bool | None
+    source_hash: str | None
+    file_hash: str | None
+    parameters: list[list[str]] | None
+    reassigned: list[str] | None
 
     @classmethod
     def from_json(cls, data: object) -> FrameInfo:
         """Parse and check."""
         data = _object(data, "a frame")
         function = _field(data, "function", str)
+        parameters = _field(data, "parameters", list, None)
+        if parameters is not None and not all(
+                isinstance(pair, list) and len(pair) == 2
+                and all(isinstance(part, str) for part in pair) for pair in parameters):
+            raise MalformedHeader("a frame's parameter is not a name and a kind")
         return cls(function, _field(data, "qualname", str, function), _field(data, "file", str),
-                   _field(data, "line", int), _values(data, "locals"))
+                   _field(data, "line", int), _values(data, "locals"),
+                   _field(data, "module", str, None), _field(data, "main", bool, None),
+                   _field(data, "source_hash", str, None), _field(data, "file_hash", str, None),
+                   parameters, _strings(data, "reassigned") if "reassigned" in data else None)
 
 
 class ErrorDetail(collections.namedtuple(

@@ -20,7 +20,7 @@ class Options:
                  debugger: str = "pdb", shell: str = "python", json: bool = False,
                  trust: bool = False, command: Sequence[str] = (),
                  cwd: str | None = None, run_script_top_level: bool = False,
-                 device: str | None = None) -> None:
+                 device: str | None = None, from_changed: bool = False) -> None:
         self.store, self.id, self.mode, self.frame = store, id, mode, frame
         self.debugger, self.shell, self.json, self.trust = debugger, shell, json, trust
         self.command = list(command)
@@ -28,6 +28,8 @@ class Options:
         # --run-script-top-level: import a script whole, not only its definitions
         self.run_script_top_level = run_script_top_level
         self.device = device  # --device: where saved tensors go (None: captured, else CPU)
+        # --from-changed: re-call the innermost saved frame whose function's source changed
+        self.from_changed = from_changed
 
 
 def parse(arguments: Sequence[str]) -> Options | None:

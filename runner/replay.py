@@ -18,7 +18,7 @@ from ckpt.errors import CkptError
 from ckpt.store import Store
 from ckpt.values import Unpicklable
 
-from . import fixtures, modes
+from . import fixtures, modes, resume
 from .place import Place, restore
 from .resolve import Scripts, find_function, import_target, saved_copy, saved_copy_note
 
@@ -75,25 +75,32 @@ def replay(options: Options) -> int:
         from .debuggers import check
 
         check(options)  # a debugger or shell that is missing: said before any user code runs
-    checkpoint, function, lines = _load(verified, place, options)
+    checkpoint, function, lines, scripts = _load(verified, place, options)
+    frames = resume.Frames(checkpoint, verified, place.remap)
+    module_source = frames.module_source
+    index = resume.chosen(options, checkpoint, frames)
+    if index:  # --frame N, --from-changed: that frame's function, not the decorated one
+        outer_file = checkpoint.location.get("file")
+        checkpoint, function, caveats = resume.resume(frames, index, scripts)
+        elsewhere = checkpoint.location["file"] != outer_file
+        module_source = None if elsewhere else module_source  # the outer file's source
+        lines += [*([code_line(place, function, False)] if elsewhere else []), *caveats]
     fresh = fixtures.recreate(checkpoint, function)  # a test's capsys, tmp_path: afresh
     binding = checkpoint.bind(function)
-    error_detail = verified.error_detail
-    module_source = error_detail.module_source if error_detail is not None else None
     for line in [*lines, *notices(checkpoint, module_source, binding)]:
         print(printable(line), file=sys.stderr)
     if binding.missing and options.mode not in ("shell", "locals"):
         raise CkptError(binding.refusal(checkpoint.name),
                         hint="give it a default, or replay with --mode shell, set it, and call()")
     if options.mode == "locals":
-        options.frame = _frame(checkpoint, options.frame)
+        options.frame = resume.frame_index(checkpoint, options.frame)
     fresh.start()
     return modes.run(options, checkpoint, function, binding)
 
 
 def _load(verified: Verified, place: Place,
-          options: Options) -> tuple[Checkpoint, Callable[..., Any], list[str]]:
-    """The checkpoint's values, the function to replay, and the banner's lines so far.
+          options: Options) -> tuple[Checkpoint, Callable[..., Any], list[str], Scripts]:
+    """The checkpoint's values, the function to replay, the banner's lines so far, the scripts.
 
     The function's module is imported before the values are unpickled: an instance of
     a class of its script then comes back as an instance of the class the function
@@ -121,20 +128,5 @@ def _load(verified: Verified, place: Place,
     moved = note is None and code is not None and code.co_filename != location.get("file")
     lines = [*([code_line(place, function, False)] if moved else []),  # found elsewhere
              *([note] if note else []), *scripts.notes]
-    return checkpoint, function, lines
+    return checkpoint, function, lines, scripts
 
-
-def _frame(checkpoint: Checkpoint, frame: int | None) -> int:
-    """The saved frame `--mode locals` shows: `--frame`, else the user's innermost."""
-    frames = checkpoint.frames
-    if not frames:
-        raise CkptError(f"checkpoint {checkpoint.id} holds no locals: the call did not raise",
-                        hint="use --mode shell for its arguments")
-    if frame is None:
-        from .frames import innermost_user
-
-        return innermost_user([saved.file for saved in frames])
-    if not -len(frames) <= frame < len(frames):
-        raise CkptError(f"--frame {frame}: there are {len(frames)} saved frames "
-                        f"(0 to {len(frames) - 1}, or -1 for the innermost)")
-    return frame
