@@ -9,7 +9,7 @@ import sys
 
 from .binding import Binding, bind, keywords, positional
 from .errors import CkptError, CorruptCheckpointError
-from .fileformat import Part, read_part
+from .fileformat import BlobLoader, Part, read_part
 from .header import CallDetail, ErrorDetail, Summary
 from .keys import load_key
 from .location import find_store_path
@@ -197,8 +197,12 @@ def verify_checkpoint(entry: Entry, trust: bool = False) -> Verified:
     if entry.problem:
         raise CorruptCheckpointError(f"checkpoint {entry.id}: {entry.problem}")
     key = None if trust else load_key(create=False)
-    call = read_part(entry.call_path, key)
-    error = read_part(entry.error_path, key) if entry.error_path else None
+    blobs = BlobLoader.of_store(os.path.dirname(entry.call_path))  # a blob both hold: read once
+    try:
+        call = read_part(entry.call_path, key, blobs)
+        error = read_part(entry.error_path, key, blobs) if entry.error_path else None
+    finally:
+        blobs.close()
     _check_identity(entry, call, error)
     detail = CallDetail.from_json(call.detail)
     detail.check_shown_as(Summary.from_json(call.summary))

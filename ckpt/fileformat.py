@@ -1,6 +1,6 @@
 """The on-disk layout of one checkpoint part, written and read as a stream.
 
-A part is (format 3)::
+A part is (format 4)::
 
     MAGIC VERSION KEY-ID       KEY-ID: 8 bytes naming the key that signed it
     u32 len, summary JSON      small; all that listing reads
@@ -15,9 +15,20 @@ act on without reading the records (each under its own label, so one tag can
 never stand for another). Formats 1 and 2 had neither: their headers are
 verified by reading the whole part.
 
-A record is ``REC u32 nbuffers u64 inband_len u64 buffer_len*`` followed by the
-in-band pickle and then each out-of-band buffer, every buffer starting on a
-64-byte boundary so it can later be memory-mapped.
+A record is ``REC u32 nbuffers u64 inband_len (u64 buffer_len u32 blob)*``
+followed by the in-band pickle and then each out-of-band buffer kept in the
+part, every buffer starting on a 64-byte boundary so it can later be
+memory-mapped. (Formats 1 to 3 have no ``blob`` field: every buffer is in the
+part.)
+
+From format 4 a buffer of at least `BLOB_MIN` bytes is not in the part: it is a
+blob of the store (`ckpt.blobs`), written once however many parts, calls and
+names hold it. Its record field ``blob`` is its 1-based index in the summary's
+``blobs`` list of ``[id, length]``, and its id is `blob_id`: a SHA-256 over its
+length and the digests of its 8 MiB chunks. The summary's tag covers the list,
+so listing, `cdip gc`, retention and export know which blobs a part holds from
+its header alone; reading a blob hashes its chunks again and must arrive at the
+signed id: a blob's name is never trusted for its content.
 
 The tag is an HMAC-SHA256 over every byte before it, except that (from format 2)
 each out-of-band buffer enters it as the SHA-256 digests of its 8 MiB chunks
@@ -49,8 +60,8 @@ if TYPE_CHECKING:
     Buffer = Union[bytes, bytearray, memoryview]
 
 MAGIC = b"PYCKPT\x00"
-VERSION = 3
-READABLE = (1, 2, 3)
+VERSION = 4
+READABLE = (1, 2, 3, 4)
 KEY_ID_SIZE = 8
 _SUMMARY_LABEL = b"ckpt summary\x00"
 _HEADER_LABEL = b"ckpt header\x00"
@@ -68,6 +79,11 @@ _U32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
 _RECORD_HEAD = struct.Struct("<4sIQ")
 _FOOTER = struct.Struct("<8sQ")
+_BUFFER = struct.Struct("<QI")  # format 4: a buffer's length, its blob's index (0: none)
+# Buffers at least this large are stored once per store, as blobs; smaller ones stay
+# in the part (a blob costs a file: for small buffers that is more than it saves).
+BLOB_MIN = 1 << 20
+_BLOB_LABEL = b"ckpt blob\x00"
 
 _CHUNK = 8 << 20
 # Up to this size a buffer is hashed in the calling thread: a pool costs more.
@@ -155,13 +171,16 @@ def _pad(offset: int) -> bytes:
 class PartWriter:
     """Streams one part to an open binary file, tagging every byte it writes."""
 
-    def __init__(self, stream: IO[bytes], key: bytes) -> None:
+    def __init__(self, stream: IO[bytes], key: bytes,
+                 blobs: dict[int, tuple[int, str]] | None = None) -> None:
         import hmac
 
         self._stream = stream
         self._key = key
         self._mac = hmac.new(key, digestmod="sha256")
         self._offset = 0
+        # id() of each buffer stored as a blob: its index in the summary's list, its id
+        self._blobs = blobs or {}
 
     def _write(self, data: bytes) -> None:
         self._stream.write(data)
@@ -179,12 +198,17 @@ class PartWriter:
 
     def write_record(self, inband: bytes, buffers: Iterable[Buffer]) -> None:
         """Write one pickled value and its out-of-band buffers, each aligned."""
+        buffers = list(buffers)
         views = [memoryview(buffer).cast("B") for buffer in buffers]
+        blobs = [self._blobs.get(id(buffer), (0, "")) for buffer in buffers]
         head = _RECORD_HEAD.pack(RECORD, len(views), len(inband))
-        head += b"".join(_U64.pack(view.nbytes) for view in views)
+        head += b"".join(_BUFFER.pack(view.nbytes, index) for view, (index, _) in zip(views, blobs))
         self._write(head)
         self._write(inband)
-        for view in views:
+        for view, (index, blob) in zip(views, blobs):
+            if index:  # stored as a blob: its id stands for its bytes
+                self._mac.update(bytes.fromhex(blob))
+                continue
             self._write(_pad(self._offset))
             self._mac.update(_chunk_digests(view, self._stream.write, writing=True))
             self._offset += view.nbytes
@@ -221,6 +245,102 @@ class Part:
     def __init__(self, summary: dict[str, Any], detail: dict[str, Any], records: list[Record],
                  tag: bytes) -> None:
         self.summary, self.detail, self.records, self.tag = summary, detail, records, tag
+
+
+def blob_id(length: int, digests: bytes) -> str:
+    """The id a buffer is stored under: SHA-256 over its length and its chunks' digests."""
+    import hashlib
+
+    return hashlib.sha256(_BLOB_LABEL + _U64.pack(length) + digests).hexdigest()
+
+
+def _no_io(chunk: memoryview) -> None:
+    """Hash only (the chunk moves nowhere)."""
+
+
+def buffer_id(view: memoryview) -> str:
+    """The blob id of a buffer's bytes (hashed on every core)."""
+    return blob_id(view.nbytes, _chunk_digests(view, _no_io, writing=False))
+
+
+class BlobPlan:
+    """The buffers of one part's records that go to the store's blobs, each named once.
+
+    Args:
+        records: the part's records.
+        known: blob ids already computed in this save, by ``id()`` of the buffer
+            object (the buffer kept alive with it, so its id stays its own): an
+            argument that is also a local is hashed once for both parts.
+    """
+
+    def __init__(self, records: Iterable[Any],
+                 known: dict[int, tuple[Any, str]] | None = None) -> None:
+        self.refs: list[list[Any]] = []  # [id, length] of each blob, as the summary lists them
+        self.index: dict[int, tuple[int, str]] = {}  # id(buffer) -> (1-based index, blob id)
+        self.views: dict[str, memoryview] = {}
+        known = {} if known is None else known
+        for record in records:
+            for buffer in record.buffers:
+                view = memoryview(buffer).cast("B")
+                if view.nbytes < BLOB_MIN or id(buffer) in self.index:
+                    continue
+                found = known.get(id(buffer))
+                digest = found[1] if found is not None else buffer_id(view)
+                known[id(buffer)] = (buffer, digest)
+                if digest not in self.views:
+                    self.views[digest] = view
+                    self.refs.append([digest, view.nbytes])
+                position = next(i for i, ref in enumerate(self.refs) if ref[0] == digest)
+                self.index[id(buffer)] = (position + 1, digest)
+
+
+def write_stream(stream: IO[bytes], key: bytes, summary: dict[str, Any],
+                 detail: dict[str, Any], records: Iterable[Any], blobs: Any = None,
+                 known: dict[int, tuple[Any, str]] | None = None,
+                 fsync: bool = False) -> tuple[bytes, int, BlobPlan | None]:
+    """Write one part; large buffers to `blobs` (a `ckpt.blobs.Blobs`), if given.
+
+    The header, which names the blobs, is written (and flushed) before any blob
+    is put or claimed, so a part being written already holds its blobs for
+    `cdip gc`. Returns the part's tag, the bytes written (blobs that were not
+    there yet included) and the plan (None without `blobs`).
+    """
+    records = list(records)
+    summary = {name: value for name, value in summary.items() if name != "blobs"}
+    plan = BlobPlan(records, known) if blobs is not None else None
+    if plan is not None and plan.refs:
+        summary["blobs"] = plan.refs
+    writer = PartWriter(stream, key, plan.index if plan is not None else None)
+    writer.write_header(summary, detail)
+    written = 0
+    if plan is not None and plan.refs:
+        stream.flush()
+        for blob, _ in plan.refs:
+            written += blobs.put(blob, plan.views[blob], fsync=fsync)
+    for record in records:
+        writer.write_record(record.inband, record.buffers)
+    tag = writer.finish()
+    return tag, writer.size + written, plan
+
+
+def blob_refs(summary: dict[str, Any]) -> list[tuple[str, int]]:
+    """The blobs a part holds, as (id, length), from its summary ([] before format 4).
+
+    Raises:
+        CorruptCheckpointError: the list is malformed.
+    """
+    listed = summary.get("blobs", [])
+    refs = []
+    if isinstance(listed, list):
+        for item in listed:
+            if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], str)
+                    and len(item[0]) == 64 and all(c in "0123456789abcdef" for c in item[0])
+                    and type(item[1]) is int and item[1] >= 0):
+                break
+            refs.append((item[0], item[1]))
+        else:
+            return refs
+    raise CorruptCheckpointError("malformed header: 'blobs'", reason="malformed header ('blobs')")
 
 
 def _corrupt(path: str, what: str, dead: bool = True) -> CorruptCheckpointError:
@@ -336,19 +456,26 @@ def read_headers(path: str, key: bytes | None,
             part = _read_stream(stream, path, key, keep=False)
             return part.summary, part.detail
     if key is not None:
-        import hmac
-
-        expected = _label_tag(key, _HEADER_LABEL, reader.head[:-TAG_SIZE])
-        if not hmac.compare_digest(expected, reader.head[-TAG_SIZE:]):
-            raise _refuse(path, reader.signer, key)
+        _check_header_tag(path, reader, key)
     return _parse_json(path, summary), _parse_json(path, detail)  # parsed once verified
 
 
+def _check_header_tag(path: str, reader: _Reader, key: bytes) -> None:
+    import hmac
+
+    expected = _label_tag(key, _HEADER_LABEL, reader.head[:-TAG_SIZE])
+    if not hmac.compare_digest(expected, reader.head[-TAG_SIZE:]):
+        raise _refuse(path, reader.signer, key)
+
+
 class _Reader:
-    def __init__(self, stream: IO[bytes], path: str, mac: hmac.HMAC | None) -> None:
+    def __init__(self, stream: IO[bytes], path: str, mac: hmac.HMAC | None,
+                 blobs: BlobLoader | None = None) -> None:
         self._stream = stream
         self._path = path
         self._mac = mac
+        self._blobs = blobs
+        self.refs: list[tuple[str, int]] = []  # the summary's blobs (format 4), once verified
         self._offset = 0
         self._size = os.fstat(stream.fileno()).st_size
         self.version = VERSION
@@ -433,16 +560,37 @@ class _Reader:
         if kind != RECORD:
             raise _corrupt(self._path, f"unexpected bytes at offset {self._offset - 4}")
         nbuffers, inband_len = struct.unpack("<IQ", self._exact(12))
-        lengths = [_U64.unpack(self._exact(8))[0] for _ in range(nbuffers)]
+        if self.version >= 4:
+            self._fits(nbuffers * _BUFFER.size)
+            entries = [_BUFFER.unpack(self._exact(_BUFFER.size)) for _ in range(nbuffers)]
+        else:
+            entries = [(_U64.unpack(self._exact(8))[0], 0) for _ in range(nbuffers)]
         inband = self._exact(inband_len)
         buffers = []
-        for length in lengths:
+        for length, blob in entries:
+            if blob:
+                stored = self._blob(blob, length, keep)
+                if stored is not None:
+                    buffers.append(stored)
+                continue
             self._exact(-self._offset % ALIGN)
             self._fits(length)
             buffer = self._buffer(length, keep)
             if buffer is not None:
                 buffers.append(buffer)
         return Record(inband, buffers)
+
+    def _blob(self, index: int, length: int, keep: bool) -> Buffer | None:
+        """A buffer stored as a blob: read and checked against the id its summary signs."""
+        if not 0 < index <= len(self.refs) or self.refs[index - 1][1] != length:
+            raise _corrupt(self._path, "a buffer's blob is not one its header lists")
+        if self._blobs is None:
+            raise _corrupt(self._path, "its buffers are in a store's blobs, and it is in none",
+                           dead=False)
+        blob = self.refs[index - 1][0]
+        if self._mac is not None:
+            self._mac.update(bytes.fromhex(blob))
+        return self._blobs.load(blob, length, keep, self._path)
 
     def footer(self) -> bytes:
         rest = self._exact(4)
@@ -466,16 +614,19 @@ def _allocate(size: int) -> Buffer:
     return numpy.empty(size, dtype=numpy.uint8).data
 
 
-def read_part(path: str, key: bytes | None) -> Part:
+def read_part(path: str, key: bytes | None, blobs: BlobLoader | None = None) -> Part:
     """Read a whole part and verify its tag before returning anything from it.
 
-    With `key` None the tag is not checked (the user said `--trust`).
+    With `key` None the tag is not checked (the user said `--trust`); a blob's
+    bytes are always checked against its id. Blobs are read through `blobs`
+    (share one between the parts of a checkpoint: a blob both hold is read and
+    hashed once), by default those of the store the part is in.
 
     Raises:
-        CorruptCheckpointError: the file is truncated, altered or signed with
-            another key.
+        CorruptCheckpointError: the file (or a blob it holds) is missing,
+            truncated, altered or signed with another key.
     """
-    return _read(path, key, keep=True)
+    return _read(path, key, keep=True, blobs=blobs)
 
 
 def verify_part(path: str, key: bytes) -> bytes:
@@ -483,17 +634,25 @@ def verify_part(path: str, key: bytes) -> bytes:
     return _read(path, key, keep=False).tag
 
 
-def _read(path: str, key: bytes | None, keep: bool) -> Part:
+def _read(path: str, key: bytes | None, keep: bool, blobs: BlobLoader | None = None) -> Part:
     with open_part(path) as stream:
-        return _read_stream(stream, path, key, keep)
+        return _read_stream(stream, path, key, keep, blobs)
 
 
-def _read_stream(stream: IO[bytes], path: str, key: bytes | None, keep: bool) -> Part:
+def _read_stream(stream: IO[bytes], path: str, key: bytes | None, keep: bool,
+                 blobs: BlobLoader | None = None) -> Part:
     import hmac
 
     mac = hmac.new(key, digestmod="sha256") if key is not None else None
-    reader = _Reader(stream, path, mac=mac)
+    reader = _Reader(stream, path, mac=mac, blobs=blobs)
     summary, detail = reader.headers()
+    if reader.version >= 4:
+        # the blobs are read with the records: their ids must come from verified headers
+        if key is not None:
+            _check_header_tag(path, reader, key)
+        reader.refs = blob_refs(_parse_json(path, summary))
+        if reader._blobs is None:
+            reader._blobs = BlobLoader.of_store(os.path.dirname(path))
     records = []
     while (record := reader.record_or_end(keep)) is not None:
         records.append(record)
@@ -502,3 +661,115 @@ def _read_stream(stream: IO[bytes], path: str, key: bytes | None, keep: bool) ->
         raise _refuse(path, reader.signer, key)
     # JSON is parsed only from verified bytes: a crafted header could cost gigabytes
     return Part(_parse_json(path, summary), _parse_json(path, detail), records, tag)
+
+
+class BlobLoader:
+    """Reads the blobs of one load's parts, each checked against its id once.
+
+    A blob owned by this user and writable by no one else is memory-mapped
+    (copy-on-write: the values stay writable, the file untouched) and hashed on
+    every core in place: no copy at all. Its bytes cannot change under the
+    mapping except by this user (blobs are only ever replaced by a rename, which
+    leaves a mapped file as it was), who holds the key anyway. Any other blob
+    is read into new memory while its chunks are hashed. A second reference to
+    the same blob (an argument that is also a local) is mapped again from the
+    same open file, or copied from the first, without hashing it again.
+    """
+
+    def __init__(self, blobs: Any) -> None:
+        self._blobs = blobs
+        self._verified: dict[str, tuple[int | None, Buffer | None]] = {}
+
+    @classmethod
+    def of_store(cls, store_path: str) -> BlobLoader:
+        """A loader of the blobs of the store at `store_path`."""
+        from .blobs import Blobs
+
+        return cls(Blobs(store_path))
+
+    def load(self, blob: str, length: int, keep: bool, path: str) -> Buffer | None:
+        """The blob's bytes (None unless `keep`), once they hashed to `blob`."""
+        if blob in self._verified:
+            fd, first = self._verified[blob]
+            if not keep:
+                return None
+            return _map(fd, length) if fd is not None else _copy(first, length)
+        try:
+            fd = self._blobs.open(blob)
+        except FileNotFoundError as exc:
+            raise _corrupt(path, f"its stored buffer {blob[:16]} is missing") from exc
+        except OSError as exc:
+            raise _corrupt(path, f"its stored buffer {blob[:16]} is unreadable "
+                           f"({exc.strerror})") from exc
+        try:
+            info = os.fstat(fd)
+            if info.st_size != length:
+                raise _corrupt(path, f"its stored buffer {blob[:16]} was altered or replaced "
+                               f"(it has {info.st_size} bytes, not {length})")
+            mapped = length > 0 and _mappable(info)
+            buffer, digests = _read_blob(fd, length, keep, mapped)
+            if blob_id(length, digests) != blob:
+                raise _corrupt(path, f"its stored buffer {blob[:16]} was altered or replaced "
+                               "(its bytes do not hash to the id its header signs)")
+        except BaseException:
+            os.close(fd)
+            raise
+        if mapped and keep:
+            self._verified[blob] = (fd, None)
+        else:
+            os.close(fd)
+            self._verified[blob] = (None, buffer)
+        return buffer
+
+    def close(self) -> None:
+        """Close the files kept open for mapping again (mappings made stay valid)."""
+        for fd, _ in self._verified.values():
+            if fd is not None:
+                os.close(fd)
+        self._verified.clear()
+
+    def __del__(self) -> None:
+        self.close()
+
+
+def _mappable(info: os.stat_result) -> bool:
+    """A blob's bytes may be used in place: ours, and writable by no one else."""
+    owner = os.geteuid() if hasattr(os, "geteuid") else info.st_uid
+    return info.st_uid == owner and not info.st_mode & 0o022
+
+
+def _map(fd: int, length: int) -> memoryview:
+    import mmap
+
+    return memoryview(mmap.mmap(fd, length, access=mmap.ACCESS_COPY))
+
+
+def _copy(first: Buffer | None, length: int) -> Buffer:
+    buffer = _allocate(length)
+    memoryview(buffer).cast("B")[:] = memoryview(first if first is not None else b"").cast("B")
+    return buffer
+
+
+def _read_blob(fd: int, length: int, keep: bool, mapped: bool) -> tuple[Buffer | None, bytes]:
+    """Bring a blob in (mapped, or read into new memory), hashing its chunks meanwhile."""
+    if mapped:
+        view = _map(fd, length)
+        digests = _chunk_digests(view, _no_io, writing=False)
+        return (view if keep else None), digests
+    stream = os.fdopen(os.dup(fd), "rb", buffering=0)
+    with stream:
+        def fill(chunk: memoryview) -> None:
+            filled = 0
+            while filled < chunk.nbytes:
+                count = stream.readinto(chunk[filled:])
+                if not count:
+                    raise OSError(errno.EIO, "the blob was truncated while it was read")
+                filled += count
+
+        if keep:
+            buffer = _allocate(length)
+            return buffer, _chunk_digests(memoryview(buffer).cast("B"), fill, writing=False)
+        scratch = memoryview(bytearray(min(length, _CHUNK)))
+        digests = b"".join(_chunk_digests(scratch[: min(_CHUNK, length - start)], fill,
+                                          writing=False) for start in range(0, length, _CHUNK))
+        return None, digests

@@ -7,12 +7,14 @@ import re
 from collections.abc import Iterable, Iterator, Sequence
 
 from .errors import CkptError, CorruptCheckpointError, NotFoundError
-from .fileformat import read_summary
+from .fileformat import blob_refs, read_summary
 from .header import Summary
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import IO, Any, Protocol
+
+    from .blobs import Blobs
 
     class RecordLike(Protocol):
         """A pickled value: its in-band bytes and its out-of-band buffers."""
@@ -81,6 +83,8 @@ class Entry:
         self.problem = problem
         self.dead = dead
         self._size: int | None = None
+        # (id, length) of each blob its parts hold, from their verified summaries
+        self.blobs: list[tuple[str, int]] = []
 
     def __repr__(self) -> str:
         return f"<Entry {self.id} {self.name!r} {self.trigger}>"
@@ -123,9 +127,13 @@ class Entry:
 
     @property
     def size(self) -> int:
-        """Bytes on disk (measured once: listing shows it twice)."""
+        """Bytes on disk, its blobs included (measured once: listing shows it twice).
+
+        A blob other checkpoints hold too counts here in full: it is what this
+        one needs. The store counts each blob once (`retention.store_size`).
+        """
         if self._size is None:
-            self._size = 0
+            self._size = sum(dict(self.blobs).values())
             for path in self.paths:
                 try:
                     self._size += os.lstat(path).st_size
@@ -152,6 +160,18 @@ class Store:
         self._trust = trust
         self._key: bytes | None = None
         self._key_problem: str | None = None
+        # Blob ids this store object computed, by id() of the buffer (kept alive): an
+        # argument that is also a local is hashed once for the call and the error part.
+        self._known: dict[int, tuple[Any, str]] = {}
+        # The blobs each staged part holds, with their bytes, until it is published
+        self._claims: dict[str, dict[str, memoryview]] = {}
+
+    @property
+    def blobs(self) -> Blobs:
+        """The store's content-addressed buffers."""
+        from .blobs import Blobs
+
+        return Blobs(self.path, self._temporary_name)
 
     def reading_key(self) -> bytes | None:
         """The key headers are verified under (None with `trust`).
@@ -326,10 +346,12 @@ class Store:
         entry = Entry(checkpoint_id, key, stamp, call_path, error_path, None, None)
         try:
             verifying = self.reading_key()
-            entry.summary = _summary(call_path, verifying)
+            entry.summary, entry.blobs = _summary(call_path, verifying)
             if error_path is not None:
-                entry.error_summary = _summary(error_path, verifying)
+                entry.error_summary, error_blobs = _summary(error_path, verifying)
+                entry.blobs += error_blobs
             _check_entry(entry)
+            self._check_blobs(entry)
         except FileNotFoundError:
             if entry.summary is None:
                 return None
@@ -343,11 +365,32 @@ class Store:
             entry.problem = f"cannot be verified: {exc.message}"
         if entry.problem:
             entry.summary = entry.error_summary = None  # nothing from a file that did not verify
+            entry.blobs = []
         return entry
+
+    def _check_blobs(self, entry: Entry) -> None:
+        """Every blob the checkpoint holds must be there, of its size.
+
+        Its bytes are checked against its id whenever it is read.
+        """
+        blobs = self.blobs if entry.blobs else None
+        for blob, length in entry.blobs:
+            assert blobs is not None
+            size = blobs.size(blob)
+            if size != length:
+                what = "is missing" if size is None else "was altered or replaced (its size)"
+                raise CorruptCheckpointError(
+                    f"checkpoint {entry.id}: a stored buffer {what}",
+                    reason=f"a stored buffer {what} ({blob[:16]})")
+
+    @staticmethod
+    def _temporary_name() -> str:
+        """A fresh temporary's name: it says which process writes it (see `retention`)."""
+        return f"{TEMP_PREFIX}{os.getpid()}-{os.urandom(4).hex()}-{_HOST}@{_PID_NS}"
 
     def open_temporary(self) -> tuple[str, IO[bytes]]:
         """A new private temporary file in the store, for an atomic write."""
-        path = self.path_of(f"{TEMP_PREFIX}{os.getpid()}-{os.urandom(4).hex()}-{_HOST}@{_PID_NS}")
+        path = self.path_of(self._temporary_name())
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
         try:
             fd = os.open(path, flags, 0o600)
@@ -374,34 +417,55 @@ class Store:
         """Write a signed part to a private temporary; return it, its tag and its size.
 
         Nothing lists it until `publish` renames it into place (`cdip gc` removes
-        it once its writer is gone).
+        it once its writer is gone). Its large buffers are put into the store's
+        blobs now (once per store: one that is there already is only claimed);
+        the size returned counts the blobs this part added.
         """
-        from .fileformat import PartWriter
+        from .fileformat import write_stream
         from .keys import load_key
 
+        fsync = os.environ.get("PYCKPT_FSYNC") == "1"
         temporary, stream = self.open_temporary()
         try:
             with stream:
-                writer = PartWriter(stream, load_key())
-                writer.write_header(summary, detail)
-                for record in records:
-                    writer.write_record(record.inband, record.buffers)
-                tag = writer.finish()
-                if os.environ.get("PYCKPT_FSYNC") == "1":
+                tag, size, plan = write_stream(stream, load_key(), summary, detail, records,
+                                               self.blobs, self._known, fsync)
+                if fsync:
                     stream.flush()
                     os.fsync(stream.fileno())
         except BaseException:
             discard(temporary)
             raise
-        return temporary, tag, writer.size
+        if plan is not None and plan.views:
+            self._claims[temporary] = plan.views
+        return temporary, tag, size
 
     def publish(self, temporary: str, final: str) -> None:
         """Rename a staged part into place (atomically); on failure it is removed."""
         try:
             os.replace(temporary, final)
         except BaseException:
+            self._claims.pop(temporary, None)
             discard(temporary)
             raise
+        self.settle(temporary)
+
+    def settle(self, temporary: str) -> None:
+        """Once a staged part is in place: put back any of its blobs removed meanwhile.
+
+        A `cdip gc` that listed the store before the part was published may have
+        removed a blob it reuses; after the rename every remover sees the part
+        (see `Blobs.remove`), so one check now closes the race.
+        """
+        views = self._claims.pop(temporary, {})
+        blobs = self.blobs
+        for blob, view in views.items():
+            if not blobs.claim(blob, view.nbytes):
+                blobs.put(blob, view)
+
+    def forget(self, temporary: str) -> None:
+        """A staged part will not be published: let go of its buffers."""
+        self._claims.pop(temporary, None)
 
     def remove(self, entry: Entry) -> None:
         """Delete a checkpoint; one removed meanwhile by someone else is fine."""
@@ -446,8 +510,9 @@ def _newest(candidates: list[tuple[str, int, str]]) -> int:
     return max(stamp for _, stamp, _ in candidates)
 
 
-def _summary(path: str, key: bytes | None) -> Summary:
-    return Summary.from_json(read_summary(path, key))
+def _summary(path: str, key: bytes | None) -> tuple[Summary, list[tuple[str, int]]]:
+    raw = read_summary(path, key)
+    return Summary.from_json(raw), blob_refs(raw)
 
 
 def _check_entry(entry: Entry) -> None:

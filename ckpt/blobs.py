@@ -1,0 +1,213 @@
+"""The store's content-addressed buffers: every file operation on them, and nothing else.
+
+A large out-of-band buffer (a numpy array's or a tensor's bytes) is stored once
+per store, as a file named by its content (`fileformat.blob_id`), and the parts
+that hold it record its id and length in their signed headers. This module only
+moves bytes: it never decides what is referenced (`retention` does) nor trusts a
+name for its content (`fileformat` verifies every byte read through it). A
+remote backend (fsspec) goes under exactly this interface.
+
+Layout: ``<store>/blobs/<first 2 hex digits>/<64 hex digits>``; temporaries and
+blobs set aside for removal start with a dot and are never listed as blobs.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import stat
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Collection, Iterator
+    from typing import Union
+
+    Buffer = Union[bytes, bytearray, memoryview]
+
+DIRECTORY = "blobs"
+_ID = re.compile(r"[0-9a-f]{64}")
+# A blob set aside for removal: `.gone-<id>-<random>`, restored if it is still wanted.
+_GONE = re.compile(r"\.gone-([0-9a-f]{64})-[0-9a-f]+")
+_WRITE_CHUNK = 8 << 20
+
+
+def is_id(text: str) -> bool:
+    """Whether `text` is a blob id (64 lowercase hex digits): the only names ever used."""
+    return _ID.fullmatch(text) is not None
+
+
+class Blobs:
+    """The blobs of one store directory (it need not exist yet)."""
+
+    def __init__(self, store_path: str, temp_name: Callable[[], str] | None = None) -> None:
+        self.root = os.path.join(store_path, DIRECTORY)
+        # The store's own temporary names (they say which process writes them, for gc)
+        self._temp_name = temp_name or (lambda: f".tmp-{os.getpid()}-{os.urandom(6).hex()}")
+
+    def _path(self, blob_id: str) -> str:
+        if not is_id(blob_id):
+            raise ValueError(f"not a blob id: {blob_id!r}")
+        return os.path.join(self.root, blob_id[:2], blob_id)
+
+    def size(self, blob_id: str) -> int | None:
+        """The blob's size in bytes, or None when there is none (or it is not a file)."""
+        try:
+            info = os.lstat(self._path(blob_id))
+        except OSError:
+            return None
+        return info.st_size if stat.S_ISREG(info.st_mode) else None
+
+    def exists(self, blob_id: str, length: int) -> bool:
+        """Whether a blob of this id and length is there (its bytes are not checked)."""
+        return self.size(blob_id) == length
+
+    def claim(self, blob_id: str, length: int) -> bool:
+        """Mark an existing blob as in use now (its time); False if it is not there whole.
+
+        A writer that reuses a blob claims it, then checks again once its part is
+        published (`Store.publish`): see `remove` for why that is enough.
+        """
+        if not self.exists(blob_id, length):
+            return False
+        try:
+            os.utime(self._path(blob_id))
+        except OSError:
+            return False
+        return True
+
+    def put(self, blob_id: str, data: Buffer, fsync: bool = False) -> int:
+        """Store `data` as `blob_id` unless a blob of that id and size is there.
+
+        Written to a private temporary and renamed into place: a reader sees the
+        whole blob or none, and two writers of the same blob both succeed (the
+        bytes are the same; the last rename wins). Returns the bytes written (0
+        when it was there already).
+        """
+        view = memoryview(data).cast("B")
+        if self.claim(blob_id, view.nbytes):
+            return 0
+        final = self._path(blob_id)
+        folder = os.path.dirname(final)
+        temporary = os.path.join(folder, self._temp_name())
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+        try:
+            fd = os.open(temporary, flags, 0o600)
+        except FileNotFoundError:
+            os.makedirs(folder, mode=0o700, exist_ok=True)
+            fd = os.open(temporary, flags, 0o600)
+        try:
+            with os.fdopen(fd, "wb") as stream:
+                for start in range(0, view.nbytes, _WRITE_CHUNK):
+                    stream.write(view[start : start + _WRITE_CHUNK])
+                if fsync:
+                    stream.flush()
+                    os.fsync(stream.fileno())
+            os.replace(temporary, final)
+        except BaseException:
+            _unlink(temporary)
+            raise
+        return view.nbytes
+
+    def open(self, blob_id: str) -> int:
+        """Open a blob for reading (a raw descriptor): a regular file only, no link followed.
+
+        Raises:
+            FileNotFoundError: there is no such blob.
+            OSError: it is a link or not a regular file (ELOOP, EINVAL), or unreadable.
+        """
+        flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+        fd = os.open(self._path(blob_id), flags | getattr(os, "O_CLOEXEC", 0))
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise OSError(errno.EINVAL, "not a regular file", self._path(blob_id))
+        return fd
+
+    def ids(self) -> Iterator[str]:
+        """The id of every blob there is (temporaries and set-aside ones left out)."""
+        for _, name in self._entries():
+            if is_id(name):
+                yield name
+
+    def total(self) -> int:
+        """The bytes all blobs hold."""
+        return sum(size for size in map(self.size, self.ids()) if size is not None)
+
+    def temporaries(self) -> Iterator[str]:
+        """The paths of unfinished writes (named as the store names its temporaries)."""
+        for folder, name in self._entries():
+            if name.startswith(".tmp-"):
+                yield os.path.join(folder, name)
+
+    def _entries(self) -> Iterator[tuple[str, str]]:
+        try:
+            folders = os.listdir(self.root)
+        except FileNotFoundError:
+            return
+        for prefix in folders:
+            folder = os.path.join(self.root, prefix)
+            try:
+                names = os.listdir(folder)
+            except (NotADirectoryError, FileNotFoundError):
+                continue
+            for name in names:
+                yield folder, name
+
+    def remove(self, candidates: Collection[str], referenced: Callable[[], Collection[str]]
+               ) -> int:
+        """Remove the `candidates` that `referenced()` does not name; return the bytes freed.
+
+        Never races a writer that reuses one: each candidate is first renamed
+        aside, and only then is `referenced()` asked (it lists the parts anew).
+        A part published before that listing is seen, and its blobs are put
+        back; a writer that published after the rename finds its blob missing
+        when it checks (`Store.publish`) and writes it again. Blobs set aside by
+        a remover that died meanwhile are settled here too.
+        """
+        aside = [(blob_id, path) for blob_id, path in self._set_aside()]
+        for blob_id in candidates:
+            final = self._path(blob_id)
+            moved = os.path.join(os.path.dirname(final), f".gone-{blob_id}-{os.urandom(4).hex()}")
+            try:
+                os.rename(final, moved)
+            except FileNotFoundError:
+                continue
+            aside.append((blob_id, moved))
+        if not aside:
+            return 0
+        wanted = set(referenced())
+        freed = 0
+        for blob_id, moved in aside:
+            if blob_id in wanted and _restore(moved, self._path(blob_id)):
+                continue
+            freed += _unlink(moved)
+        return freed
+
+    def _set_aside(self) -> Iterator[tuple[str, str]]:
+        for folder, name in self._entries():
+            match = _GONE.fullmatch(name)
+            if match is not None:
+                yield match.group(1), os.path.join(folder, name)
+
+
+def _restore(moved: str, final: str) -> bool:
+    """Put a set-aside blob back, unless a writer has put it again meanwhile."""
+    try:
+        os.link(moved, final)
+    except FileExistsError:
+        return False  # a writer put it again: the copy aside goes
+    except OSError:
+        os.replace(moved, final)  # a file system without hard links
+        return True
+    _unlink(moved)
+    return True
+
+
+def _unlink(path: str) -> int:
+    """Delete a file; return its size (0 if it was gone already)."""
+    try:
+        size = os.lstat(path).st_size
+        os.unlink(path)
+    except (FileNotFoundError, IsADirectoryError, PermissionError):
+        return 0
+    return size
