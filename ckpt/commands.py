@@ -188,6 +188,13 @@ def cmd_import(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_pin(args: argparse.Namespace) -> int:
+    """Write a pytest regression test that replays a checkpoint (default: the newest)."""
+    from . import pin
+
+    return pin.command(_store(args), args.name, args.output, args.expect)
+
+
 MODES = ("break", "until-error", "shell", "locals", "run")
 INTERACTIVE = ("break", "until-error", "shell", "locals")
 
@@ -360,6 +367,18 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     imported = add("import", cmd_import)
     imported.add_argument("bundle", metavar="FILE")
     imported.add_argument("--yes", "-y", action="store_true", help="do not ask")
+    pinned = add("pin", cmd_pin)
+    pinned.add_argument("name", nargs="?", metavar="NAME|ID", help="default: the newest")
+    pinned.add_argument("-o", "--output", metavar="PATH",
+                        help="the test file, or a directory for it (default: "
+                             "tests/test_pin_NAME.py, or ./ without tests/); its bundle is "
+                             "written next to it, as the same name ending in .ckpt")
+    pinned.add_argument("--expect", metavar="VALUE",
+                        help="a Python literal the call must return (default: it must only "
+                             "not raise)")
+    pinned.epilog = ("The test replays the call in pytest's process with today's code and "
+                     "needs only ckpt. It loads the bundle without your key: it trusts the "
+                     "bundle whose SHA-256 it pins, committed next to it.")
     run = add("run", cmd_run)
     run.add_argument("name", nargs="?", metavar="NAME|ID", help="default: the newest")
     run.add_argument("--mode", "-m", choices=MODES,

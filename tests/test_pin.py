@@ -1,0 +1,136 @@
+"""`cdip pin`: a checkpoint becomes a pytest test that fails until the code is fixed.
+
+The written test is run by a real `python -m pytest`, as another user would run it:
+another HOME (no ckpt key), no store, and from another checkout of the project.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import BIN, SAMPLES, run_python
+
+CDIP = str(BIN / "cdip")
+FIX = ("return self.total / parts", "return self.total / parts if parts else -1.0")
+
+
+def cdip(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([CDIP, *args], capture_output=True, text=True, timeout=60, cwd=cwd,
+                          stdin=subprocess.DEVNULL)
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A project with a tests/ folder whose pipeline failed once, leaving a checkpoint."""
+    folder = tmp_path / "project"
+    (folder / "tests").mkdir(parents=True)
+    shutil.copy(SAMPLES / "resume" / "deep_call.py", folder)
+    result = run_python("deep_call.py", "pipeline", "3", cwd=folder)
+    assert result.returncode == 1, result.stderr
+    return folder
+
+
+def pytest_as_someone_else(folder: Path, test: str,
+                           tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """`python -m pytest TEST` with a fresh HOME: no ckpt key, no store of theirs."""
+    home = tmp_path / "someone-else"
+    home.mkdir(exist_ok=True)
+    env = {name: value for name, value in os.environ.items()
+           if not name.startswith(("PYCKPT_", "XDG_"))}
+    env.update(HOME=str(home), PYCKPT_DIR=str(home / "store"))
+    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", test],
+                          capture_output=True, text=True, timeout=120, cwd=folder, env=env)
+
+
+def fix(script: Path) -> None:
+    script.write_text(script.read_text().replace(*FIX))
+
+
+def test_the_pinned_test_fails_until_the_fix_then_passes_elsewhere(project, tmp_path):
+    pinned = cdip("pin", "pipeline", cwd=project)
+    assert pinned.returncode == 0, pinned.stderr
+    assert "pinned pipeline" in pinned.stdout
+    test, bundle = project / "tests" / "test_pin_pipeline.py", project / "tests" / \
+        "test_pin_pipeline.ckpt"
+    assert test.is_file() and bundle.is_file()
+    # another checkout of the project, run by someone without our key or store
+    clone = tmp_path / "clone"
+    shutil.copytree(project, clone)
+    shutil.rmtree(project)  # the code and the checkpoint's recorded paths are gone
+    before = pytest_as_someone_else(clone, "tests/test_pin_pipeline.py", tmp_path)
+    assert before.returncode == 1, before.stdout + before.stderr
+    assert "ZeroDivisionError: division by zero" in before.stdout
+    assert "deep_call.py:37: ZeroDivisionError" in before.stdout  # the user's own frame
+    fix(clone / "deep_call.py")
+    after = pytest_as_someone_else(clone, "tests/test_pin_pipeline.py", tmp_path)
+    assert after.returncode == 0, after.stdout + after.stderr
+    assert "1 passed" in after.stdout
+
+
+def test_expect_asserts_the_value_returned(project, tmp_path):
+    fixed = cdip("pin", "pipeline", "--expect", "-1.0", cwd=project)
+    assert fixed.returncode == 0, fixed.stderr
+    other = cdip("pin", "pipeline", "-o", "tests/test_other.py", "--expect", "2.5", cwd=project)
+    assert other.returncode == 0, other.stderr
+    assert "EXPECTED = -1.0" in (project / "tests" / "test_pin_pipeline.py").read_text()
+    fix(project / "deep_call.py")
+    right = pytest_as_someone_else(project, "tests/test_pin_pipeline.py", tmp_path)
+    assert right.returncode == 0, right.stdout + right.stderr
+    wrong = pytest_as_someone_else(project, "tests/test_other.py", tmp_path)
+    assert wrong.returncode == 1
+    assert "assert -1.0 == 2.5" in wrong.stdout
+
+
+def test_a_bundle_swapped_for_another_is_refused_unread(project, tmp_path):
+    assert cdip("pin", "pipeline", cwd=project).returncode == 0
+    # a valid bundle of another checkpoint, put in place of the pinned one
+    assert run_python("deep_call.py", "units", "3", cwd=project).returncode == 1
+    bundle = project / "tests" / "test_pin_pipeline.ckpt"
+    bundle.unlink()
+    assert cdip("export", "units", "-o", str(bundle), cwd=project).returncode == 0
+    fix(project / "deep_call.py")
+    result = pytest_as_someone_else(project, "tests/test_pin_pipeline.py", tmp_path)
+    assert result.returncode == 1
+    assert "is not the bundle this test pins (its SHA-256 differs): refused unread" \
+        in result.stdout
+    assert runs_of_units(project) == 1  # nothing of the swapped bundle ran
+
+
+def runs_of_units(folder: Path) -> int:
+    # the marker counts every run of an outer step: two failed runs, nothing since
+    return len((folder / "outer-ran").read_text().splitlines()) - 1
+
+
+def test_expect_must_be_a_literal_and_nothing_is_written(project):
+    result = cdip("pin", "pipeline", "--expect", "__import__('os').getcwd()", cwd=project)
+    assert result.returncode == 2
+    assert "cdip: error: --expect __import__('os').getcwd(): not a Python literal" \
+        in result.stderr
+    assert list((project / "tests").iterdir()) == []
+
+
+def test_an_existing_test_is_never_overwritten(project):
+    test = project / "tests" / "test_pin_pipeline.py"
+    test.write_text("# mine\n")
+    result = cdip("pin", "pipeline", cwd=project)
+    assert result.returncode == 2
+    assert "already exists: nothing was written" in result.stderr
+    assert test.read_text() == "# mine\n"
+    assert not (project / "tests" / "test_pin_pipeline.ckpt").exists()
+
+
+def test_a_name_with_quotes_cannot_write_code_into_the_test(tmp_path):
+    script = tmp_path / "named.py"
+    script.write_text('import ckpt\n\n\n@ckpt.ckpt(name=\'x"""\\nimport os; os._exit(7)\\n#\')\n'
+                      "def step(n):\n    return n\n\n\nstep(1)\n")
+    assert run_python(str(script), cwd=tmp_path).returncode == 0
+    result = cdip("pin", "-o", "test_named.py", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    ran = pytest_as_someone_else(tmp_path, "test_named.py", tmp_path)
+    assert ran.returncode == 0, ran.stdout + ran.stderr  # not 7
+    assert "1 passed" in ran.stdout
