@@ -10,6 +10,8 @@ if TYPE_CHECKING:
 
     from .checkpoint import Checkpoint, checkpoints, load
     from .decorator import ckpt, disable, enable, is_enabled
+    from .excepthook import install_excepthook
+    from .notebook import load_ipython_extension, unload_ipython_extension
     from .values import Redacted, Unpicklable
 
 __all__ = [
@@ -22,8 +24,11 @@ __all__ = [
     "ckpt",
     "disable",
     "enable",
+    "install_excepthook",
     "is_enabled",
     "load",
+    "load_ipython_extension",
+    "unload_ipython_extension",
 ]
 __version__ = "0.1.0"
 
@@ -32,7 +37,9 @@ __version__ = "0.1.0"
 # `cdip`, whose modules live in this package, starts a replay's child sooner.
 _LAZY = {"Checkpoint": "checkpoint", "checkpoints": "checkpoint", "load": "checkpoint",
          "Redacted": "values", "Unpicklable": "values", "ckpt": "decorator", "disable": "decorator",
-         "enable": "decorator", "is_enabled": "decorator"}
+         "enable": "decorator", "is_enabled": "decorator", "install_excepthook": "excepthook",
+         # `%load_ext ckpt` and `%unload_ext ckpt` (IPython looks these up with getattr)
+         "load_ipython_extension": "notebook", "unload_ipython_extension": "notebook"}
 
 
 def __getattr__(name: str) -> Any:

@@ -9,12 +9,21 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    from .errors import CkptError
     from .supervise import Standby
+    from .zerocode import Program
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
-    standby = _head_start(sys.argv[1:]) if argv is None else None
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    if arguments[:1] == ["run"]:
+        from .zerocode import requested
+
+        program = requested(arguments)
+        if program is not None:  # `ckpt run script.py` / `-m module`: theirs, untouched
+            return _run_program(program, _program_name(argv))
+    standby = _head_start(arguments) if argv is None else None
     _never_fail_to_encode()
     try:
         status = _run(argv, standby)
@@ -68,13 +77,39 @@ def _head_start(arguments: Sequence[str]) -> Standby | None:
         return None  # no head start, then: the replay spawns its child as usual
 
 
+def _program_name(argv: Sequence[str] | None) -> str:
+    """How the user called us, for messages: ckpt, cdip or python -m ckpt."""
+    prog = os.path.basename(sys.argv[0]) if argv is None else "cdip"
+    return prog if prog in ("ckpt", "cdip") else "python -m ckpt"
+
+
+def _run_program(program: Program, prog: str) -> int:
+    """Run a program unchanged, saving its frames if it crashes (`zerocode`)."""
+    from .errors import CkptError
+    from .zerocode import execute, prepare
+
+    try:
+        code, main_module = prepare(program, prog)
+    except CkptError as exc:
+        return _error(prog, exc)
+    return execute(code, main_module)  # their exceptions and exit status pass through
+
+
+def _error(prog: str, exc: CkptError) -> int:
+    """Say what is wrong (and what to do), as one or two lines; the exit status."""
+    from .display import printable  # a message may quote a name or path from the store
+
+    print(f"{prog}: error: {printable(exc.message)}", file=sys.stderr)
+    if exc.hint:
+        print(f"hint: {printable(exc.hint)}", file=sys.stderr)
+    return exc.exit_code
+
+
 def _run(argv: Sequence[str] | None, standby: Standby | None) -> int:
     from .commands import build_parser
     from .errors import EXIT_OK, EXIT_USAGE, CkptError
 
-    prog = os.path.basename(sys.argv[0]) if argv is None else "cdip"
-    if prog not in ("ckpt", "cdip"):
-        prog = "python -m ckpt"
+    prog = _program_name(argv)
     parser = build_parser(prog)
     args = parser.parse_args(argv)
     args.prog, args.standby = prog, standby
@@ -84,12 +119,7 @@ def _run(argv: Sequence[str] | None, standby: Standby | None) -> int:
     try:
         return int(args.handler(args))
     except CkptError as exc:
-        from .display import printable  # a message may quote a name or path from the store
-
-        print(f"{prog}: error: {printable(exc.message)}", file=sys.stderr)
-        if exc.hint:
-            print(f"hint: {printable(exc.hint)}", file=sys.stderr)
-        return exc.exit_code
+        return _error(prog, exc)
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

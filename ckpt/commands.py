@@ -414,4 +414,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     run.add_argument("--trust", action="store_true",
                      help="replay even if the checkpoint does not verify under your key "
                           "(loading a pickle can run code: only for files you trust)")
+    from .zerocode import MAIN_EPILOG, RUN_EPILOG
+
+    parser.epilog, run.epilog = MAIN_EPILOG, RUN_EPILOG
     return parser

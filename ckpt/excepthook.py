@@ -1,0 +1,197 @@
+"""Where an exception that nobody handles is caught, so that its frames are saved (`stack`).
+
+`install_excepthook()` hooks them all, from inside a program: `sys.excepthook` (the
+main thread), `threading.excepthook` (other threads), IPython's and Jupyter's cell
+errors (its `set_custom_exc`), and unittest's results: unittest catches a failing
+test's exception itself, so what it reports to `TestResult.addError`, `addFailure`
+and `addSubTest` is saved (the first failure of each test), and listed when the
+interpreter exits. `python -m ckpt run` hooks unittest the same way.
+
+Each hook shows the error first, as it would without ckpt, then says what was saved.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from .stack import print_report, save_frames
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from importlib.machinery import ModuleSpec
+    from types import ModuleType, TracebackType
+    from typing import Any, Callable
+
+    from .capture import Saved
+
+
+def install_excepthook() -> None:
+    """Save every frame of your own code on an exception nobody handles, one checkpoint each.
+
+    The same capture as ``python -m ckpt run script.py``, from inside a program,
+    IPython or a notebook: hooks `sys.excepthook`, `threading.excepthook`, IPython's
+    cell errors and unittest's failures. Calling it again changes nothing.
+    """
+    previous = sys.excepthook
+    if getattr(previous, "__ckpt_previous__", None) is None:
+        sys.excepthook = _main_thread_hook(previous)
+    import threading
+
+    if getattr(threading.excepthook, "__ckpt_previous__", None) is None:
+        threading.excepthook = _thread_hook(threading.excepthook)
+    shell = _ipython()
+    if shell is not None:
+        shell.set_custom_exc((Exception,), _cell_error)
+    watch_unittest()
+
+
+def uninstall_excepthook() -> None:
+    """Undo `install_excepthook` (unittest's results stay hooked, as they are imported)."""
+    import threading
+
+    for owner, attribute in ((sys, "excepthook"), (threading, "excepthook")):
+        previous = getattr(getattr(owner, attribute), "__ckpt_previous__", None)
+        if previous is not None:
+            setattr(owner, attribute, previous)
+    shell = _ipython()
+    if shell is not None and getattr(shell, "CustomTB", None) is not None:
+        if getattr(shell, "custom_exceptions", ()) == (Exception,):
+            shell.set_custom_exc((), None)
+
+
+def _main_thread_hook(previous: Callable[..., Any]) -> Callable[..., Any]:
+    def ckpt_excepthook(kind: type[BaseException], value: BaseException,
+                        tb: TracebackType | None) -> None:
+        saved = save_frames(value, tb) if isinstance(value, Exception) else []
+        previous(kind, value, tb)
+        print_report(saved)
+
+    ckpt_excepthook.__ckpt_previous__ = previous  # type: ignore[attr-defined]
+    return ckpt_excepthook
+
+
+def _thread_hook(previous: Callable[..., Any]) -> Callable[..., Any]:
+    def ckpt_threading_excepthook(args: Any) -> None:
+        value = args.exc_value
+        saved = save_frames(value, args.exc_traceback) if isinstance(value, Exception) else []
+        previous(args)
+        name = getattr(args.thread, "name", None)
+        print_report(saved, f"this error in thread {name}" if name else "this error")
+
+    ckpt_threading_excepthook.__ckpt_previous__ = previous  # type: ignore[attr-defined]
+    return ckpt_threading_excepthook
+
+
+def _ipython() -> Any:
+    """The running IPython shell (a terminal's or a notebook kernel's), or None."""
+    module = sys.modules.get("IPython")
+    get = getattr(module, "get_ipython", None)
+    return get() if get is not None else None
+
+
+# An exception `%ckpt here` let through: the cell shows it, nothing saves it again.
+not_saved: list[BaseException] = []
+
+
+def _cell_error(shell: Any, kind: type[BaseException], value: BaseException,
+                tb: TracebackType | None, tb_offset: int | None = None) -> None:
+    """IPython's handler of a cell's error: its usual traceback, then the frames saved."""
+    shell.showtraceback((kind, value, tb), tb_offset=tb_offset, running_compiled_code=True)
+    if any(value is seen for seen in not_saved):
+        not_saved.clear()
+        return
+    print_report(save_frames(value, tb))
+
+
+# -- unittest -------------------------------------------------------------------------------
+
+_failed_tests: set[str] = set()
+_saved_tests: list[tuple[str, Saved]] = []
+
+
+def watch_unittest() -> None:
+    """Save the frames of every failing unittest test (its first failure): now, or once imported."""
+    result = sys.modules.get("unittest.result")
+    if result is not None:
+        _hook_results(result)
+    elif not any(isinstance(finder, _AfterImport) for finder in sys.meta_path):
+        sys.meta_path.insert(0, _AfterImport("unittest.result", _hook_results))
+
+
+def _hook_results(result: ModuleType) -> None:
+    cls = result.TestResult
+    if getattr(cls, "__ckpt_hooked__", False):
+        return
+    cls.__ckpt_hooked__ = True
+    add_error, add_failure, add_subtest = cls.addError, cls.addFailure, cls.addSubTest
+
+    def addError(self: Any, test: Any, err: Any) -> None:
+        add_error(self, test, err)
+        _test_failed(test, err)
+
+    def addFailure(self: Any, test: Any, err: Any) -> None:
+        add_failure(self, test, err)
+        _test_failed(test, err)
+
+    def addSubTest(self: Any, test: Any, subtest: Any, err: Any) -> None:
+        add_subtest(self, test, subtest, err)
+        if err is not None:
+            _test_failed(test, err)
+
+    cls.addError, cls.addFailure, cls.addSubTest = addError, addFailure, addSubTest
+    import atexit
+
+    atexit.register(report_tests)
+
+
+def _test_failed(test: Any, err: Any) -> None:
+    try:
+        key = str(test.id())
+        value = err[1] if isinstance(err, tuple) and len(err) == 3 else None
+        if key in _failed_tests or not isinstance(value, Exception):
+            return
+        _failed_tests.add(key)
+        _saved_tests.extend(save_frames(value, err[2]))
+    except Exception:  # noqa: S110 (never our error in their test run)
+        pass
+
+
+def report_tests() -> None:
+    """Say which failing tests were saved (once: at the end of `ckpt run`, or at exit)."""
+    saved = list(_saved_tests)
+    _saved_tests.clear()
+    print_report(saved, "failing tests")
+
+
+class _AfterImport:
+    """A meta path finder that runs `then(module)` once the module `name` has been imported.
+
+    So a program that never imports unittest never pays for importing it.
+    """
+
+    def __init__(self, name: str, then: Callable[[ModuleType], None]) -> None:
+        self.name, self.then = name, then
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> ModuleSpec | None:
+        """The usual spec of `name`, with its loader told to call `then` after it runs."""
+        if name != self.name:
+            return None
+        sys.meta_path.remove(self)
+        from importlib.machinery import PathFinder
+
+        spec = PathFinder.find_spec(name, path, target)
+        loader = getattr(spec, "loader", None)
+        execute = getattr(loader, "exec_module", None)
+        if spec is None or execute is None:
+            return spec
+        then = self.then
+
+        def exec_module(module: ModuleType) -> None:
+            execute(module)
+            try:
+                then(module)
+            except Exception:  # noqa: S110 (their import must succeed whatever we do)
+                pass
+
+        loader.exec_module = exec_module  # type: ignore[union-attr]  # this module's own loader
+        return spec

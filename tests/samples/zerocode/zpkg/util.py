@@ -1,0 +1,2 @@
+def halve(value):
+    return value / 2
