@@ -213,6 +213,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             hint=f"`cdip gc` removes broken checkpoints; one signed elsewhere is adopted with "
                  f"`cdip import`, or replayed once with `--trust {entry.id}` (by its id)")
     mode = args.mode or ("until-error" if entry.trigger == "error" else "break")
+    if args.watch or args.until_pass:
+        from .watch import watched_mode
+
+        mode = watched_mode(args.mode, args.watch)
     if mode in INTERACTIVE and not args.command and not _is_terminal(sys.stdin):
         raise CkptError(f"--mode {mode} needs a terminal, and standard input is not one",
                         hint="use --mode run, or give debugger commands with -c")
@@ -224,17 +228,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(display.printable(
         f"{args.prog}: replaying {entry.name} (id {entry.id}, saved on {entry.trigger} "
         f"{display.age(entry.created)}) with {python}{why}, mode {mode}"), file=sys.stderr)
-    options = json.dumps({"store": store.path, "id": entry.id, "mode": mode,
-                          "frame": args.frame, "debugger": args.debugger, "shell": args.shell,
-                          "json": args.json, "trust": args.trust, "command": args.command,
-                          "cwd": _directory(args.cwd),
-                          "run_script_top_level": args.run_script_top_level,
-                          "device": args.device, "from_changed": args.from_changed})
-    if args.standby is not None:
-        if supervise.is_this_interpreter(python):
-            return supervise.supervise(args.standby.go(options), supervise.replay_env())
-        args.standby.cancel()  # another interpreter replays: send ours away first
-    return supervise.supervise([python, *supervise.RUNNER, options], supervise.replay_env())
+    options = {"store": store.path, "id": entry.id, "mode": mode,
+               "frame": args.frame, "debugger": args.debugger, "shell": args.shell,
+               "json": args.json, "trust": args.trust, "command": args.command,
+               "cwd": _directory(args.cwd),
+               "run_script_top_level": args.run_script_top_level,
+               "device": args.device, "from_changed": args.from_changed}
+    with supervise.Supervisor(python, args.standby) as supervisor:
+        if args.watch:
+            from .watch import watch
+
+            return watch(supervisor, options, args.until_pass)
+        if mode in ("break", "until-error"):  # where a debugger's restart starts a fresh child
+            return supervisor.replay(options).status
+        return supervisor.run(json.dumps(options))
 
 
 def _directory(path: str | None) -> str | None:
@@ -410,6 +417,13 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     run.add_argument("--device", metavar="DEVICE",
                      help="cpu, cuda or cuda:N: put the saved torch tensors (and modules) "
                           "there (default: the device they were captured on, else the CPU)")
+    run.add_argument("--watch", "-w", action="store_true",
+                     help="replay again, in a fresh interpreter, each time a source file it "
+                          "imported or a .py file of its project changes (--mode run, the "
+                          "default, or until-error); Ctrl-C to stop (needs ckpt[loop])")
+    run.add_argument("--until-pass", action="store_true",
+                     help="with --watch: stop, with exit status 0, at the first replay "
+                          "that succeeds")
     run.add_argument("--json", action="store_true", help="with --mode run: the outcome as JSON")
     run.add_argument("--trust", action="store_true",
                      help="replay even if the checkpoint does not verify under your key "

@@ -10,10 +10,13 @@ from .drift import is_this_interpreter as is_this_interpreter  # (the replay chi
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
     from types import FrameType
+    from typing import Any
 
     import psutil
+
+    from .handback import Handback
 
 GRACE_SECONDS = 5.0
 # Leaving no descendant behind: SIGTERM for a few rounds within a grace period,
@@ -260,41 +263,131 @@ class Standby:
             pass  # reaped already
 
 
-def supervise(command: Sequence[str] | Child, env: dict[str, str]) -> int:
-    """Run `command` (or wait for a started child) on our terminal; return its status.
+class Supervisor:
+    """Replays on our terminal, one child at a time: start one, forward signals, wait, restart.
 
-    Ctrl-C belongs to the child (a debugger uses it), so we ignore SIGINT while
-    it runs; SIGTERM and SIGHUP are passed on, then SIGKILL after a grace period.
+    `cdip run` drives it once, `--watch` once a round, and a debugger's `restart`
+    again with the breakpoints its child handed back. The first child can be the
+    Standby that `cdip` started ahead; `ready()` starts the next one ahead while
+    nothing runs. `close()` (or leaving the `with` block) leaves no descendant behind.
     """
-    _become_subreaper()
-    child = command if isinstance(command, Child) else Child(command, env)
 
-    def escalate() -> None:
-        if child.returncode is None:
-            child.send_signal(signal.SIGKILL)
+    def __init__(self, python: str, standby: Standby | None = None) -> None:
+        self.python = python
+        self.env = replay_env()
+        self.interrupted = False  # Ctrl-C came while a child ran (see `wait`)
+        self.signalled: int | None = None  # the SIGTERM or SIGHUP we were sent, passed on
+        self._standby: Standby | None = None
+        if standby is not None:
+            if is_this_interpreter(python):
+                self._standby = standby
+            else:
+                standby.cancel()  # another interpreter replays: send ours away first
 
-    def forward(signum: int, _frame: FrameType | None) -> None:
-        import threading
+    def __enter__(self) -> Supervisor:
+        return self
 
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def start(self, options: str) -> Child:
+        """Start a replay child with the runner options `options` (JSON)."""
+        _become_subreaper()
+        if self._standby is not None:
+            standby, self._standby = self._standby, None
+            return standby.go(options)
+        return Child([self.python, *RUNNER, options], self.env)
+
+    def wait(self, child: Child, interrupt_ends: bool = False) -> int:
+        """Wait for `child` on our terminal; its exit status. Then no descendant is left.
+
+        Ctrl-C belongs to the child (a debugger uses it), so SIGINT does not end us;
+        with `interrupt_ends` it is noted (`interrupted`) and a child that does not
+        end of it is killed after a grace period. SIGTERM and SIGHUP are passed on,
+        then SIGKILL after the grace period.
+        """
+
+        def escalate() -> None:
+            if child.returncode is None:
+                child.send_signal(signal.SIGKILL)
+
+        def later(action: Callable[[], None]) -> None:
+            import threading
+
+            timer = threading.Timer(GRACE_SECONDS, action)
+            timer.daemon = True
+            timer.start()
+
+        def forward(signum: int, _frame: FrameType | None) -> None:
+            self.signalled = signum
+            try:
+                child.send_signal(signum)
+            except ProcessLookupError:
+                return
+            later(escalate)
+
+        def interrupt(_signum: int, _frame: FrameType | None) -> None:
+            self.interrupted = True  # the child has the same Ctrl-C from the terminal
+            later(escalate)
+
+        previous = {signal.SIGINT: signal.signal(
+            signal.SIGINT, interrupt if interrupt_ends else signal.SIG_IGN)}
+        for signum in (signal.SIGTERM, signal.SIGHUP):
+            previous[signum] = signal.signal(signum, forward)
         try:
-            child.send_signal(signum)
-        except ProcessLookupError:
-            return
-        timer = threading.Timer(GRACE_SECONDS, escalate)
-        timer.daemon = True
-        timer.start()
+            return exit_status(child.wait())
+        finally:
+            if child.poll() is None:
+                child.send_signal(signal.SIGKILL)
+                child.wait()
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+            _kill_descendants()
 
-    previous = {signal.SIGINT: signal.signal(signal.SIGINT, signal.SIG_IGN)}
-    for signum in (signal.SIGTERM, signal.SIGHUP):
-        previous[signum] = signal.signal(signum, forward)
-    try:
-        return exit_status(child.wait())
-    finally:
-        if child.poll() is None:
-            child.send_signal(signal.SIGKILL)
-            child.wait()
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+    def run(self, options: str, interrupt_ends: bool = False) -> int:
+        """Start a replay child and wait for it; its exit status."""
+        return self.wait(self.start(options), interrupt_ends)
+
+    def replay(self, options: dict[str, Any], interrupt_ends: bool = False) -> Handback:
+        """One replay to its end, started afresh each time its debugger asks to restart.
+
+        Each child hands back (a file named in its options) what it imported, its
+        outcome, and, for a restart, its breakpoints: the next child, with today's
+        code, gets those and the same saved arguments, but not the `-c` commands.
+        """
+        import json
+        import tempfile
+
+        from .handback import Handback
+
+        descriptor, path = tempfile.mkstemp(prefix="cdip-", suffix=".json")
+        os.close(descriptor)
+        try:
+            while True:
+                status = self.run(json.dumps({**options, "handback": path}), interrupt_ends)
+                back = Handback.read(path, status)
+                if not back.restart or self.interrupted or self.signalled:
+                    return back
+                options = {**options, "breakpoints": back.breakpoints, "command": []}
+                kept = len(back.breakpoints)
+                print(f"cdip: restarting in a fresh interpreter with today's code, "
+                      f"{kept} breakpoint{'' if kept == 1 else 's'} kept", file=sys.stderr)
+        finally:
+            os.unlink(path)
+
+    def ready(self) -> None:
+        """Start the next child ahead, to wait booted for its options (this interpreter only)."""
+        if self._standby is None and is_this_interpreter(self.python):
+            try:
+                self._standby = Standby(self.env)
+            except OSError:
+                pass  # the next child starts when it is needed, then
+
+    def close(self) -> None:
+        """Send away a child started ahead; leave no descendant behind."""
+        if self._standby is not None:
+            self._standby.cancel()
+            self._standby = None
         _kill_descendants()
 
 

@@ -80,6 +80,10 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError as exc:
         print(f"cdip: error: ckpt cannot be imported by {sys.executable}: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    if options.handback:  # cdip reads how this child ended (--watch, a debugger's restart)
+        from .handback import hand_back_at_exit
+
+        hand_back_at_exit(options.handback)
     try:
         return replay.replay(options)
     except CkptError as exc:

@@ -55,7 +55,6 @@ DEBUGGERS = {
     "pdbpp": Tool("pdbpp", "pdbpp", _pdbpp),
 }
 SHELLS = {"python": Tool("code", "", None), "ipython": Tool("IPython", "ipython", None)}
-DEBUGGER_MODES, SHELL_MODES = ("break", "until-error"), ("shell", "locals")
 
 
 def _installed(module: str) -> bool:
@@ -74,10 +73,13 @@ def check(options: Options) -> None:
         CkptError: the debugger or shell is not installed in this interpreter, or
             pudb was given -c commands.
     """
-    if options.mode in DEBUGGER_MODES:
-        what, name, tool = "debugger", options.debugger, DEBUGGERS[options.debugger]
-    elif options.mode in SHELL_MODES:
-        what, name, tool = "shell", options.shell, SHELLS[options.shell]
+    from .modes import MODES
+
+    what = MODES[options.mode].tool
+    if what == "debugger":
+        name, tool = options.debugger, DEBUGGERS[options.debugger]
+    elif what == "shell":
+        name, tool = options.shell, SHELLS[options.shell]
     else:
         return
     if tool.package and not _installed(tool.module):
@@ -91,7 +93,7 @@ def check(options: Options) -> None:
 
 
 def make_debugger(options: Options) -> Any:
-    """A pdb-compatible debugger instance with the `-c` commands queued."""
+    """A pdb-compatible debugger with the `-c` commands queued, the kept breakpoints set."""
     make = DEBUGGERS[options.debugger].make
     assert make is not None
     try:
@@ -99,6 +101,10 @@ def make_debugger(options: Options) -> Any:
     except ImportError as exc:  # installed, but broken
         raise CkptError(f"the debugger {options.debugger} cannot be imported: {exc}") from exc
     debugger.rcLines.extend(options.command)
+    if options.breakpoints:  # kept from the child before a restart
+        from .handback import set_breakpoints
+
+        set_breakpoints(debugger, options.breakpoints)
     return debugger
 
 

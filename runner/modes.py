@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import os
 import sys
 from collections.abc import AsyncGenerator, Coroutine, Generator
@@ -31,9 +32,11 @@ _SHOWN_ITEMS = 10  # of what a generator yielded, the first few are kept to show
 def run(options: Options, checkpoint: Checkpoint, function: Callable[..., Any],
         binding: Binding) -> int:
     """Enter the mode `options.mode`; return the exit status."""
-    handlers = {"break": debug_from_start, "until-error": until_error, "run": run_once,
-                "shell": shell, "locals": shell}
-    return handlers[options.mode](options, checkpoint, function, binding)
+    if options.handback:
+        from . import handback
+
+        handback.started()
+    return MODES[options.mode].enter(options, checkpoint, function, binding)
 
 
 class Yielded:
@@ -125,6 +128,7 @@ def run_once(options: Options, checkpoint: Checkpoint, function: Callable[..., A
         if isinstance(result, Yielded):
             outcome.update(repr=short_repr(result.first), yielded=result.total)
         status, text = EXIT_OK, f"{checkpoint.name} {_outcome(result)}"
+    _hand_back(options, status == EXIT_OK, text)
     if options.json:
         import json
 
@@ -148,14 +152,18 @@ def debug_from_start(options: Options, checkpoint: Checkpoint, function: Callabl
             # break on its body instead, and run it to the end
             debugger.set_break(code.co_filename, _first_body_line(code), temporary=True)
             debugger.rcLines.insert(0, "continue")
-            debugger.runcall(_drain, function(*binding.args, **binding.kwargs))
+            result = debugger.runcall(_drain, function(*binding.args, **binding.kwargs))
         else:
-            debugger.runcall(function, *binding.args, **binding.kwargs)
+            result = debugger.runcall(function, *binding.args, **binding.kwargs)
     except _quit():
         return EXIT_OK
     except Exception as exc:
+        if _restarting(debugger, exc):
+            return _restart_now(options)
         _print_exception(exc)
+        _hand_back(options, False, _raised(checkpoint, exc))
         return EXIT_RAISED
+    _hand_back(options, True, f"{checkpoint.name} {_outcome(result)}")
     return EXIT_OK
 
 
@@ -164,6 +172,41 @@ def _quit() -> type[BaseException]:
     import bdb
 
     return bdb.BdbQuit
+
+
+def _restarting(debugger: Any, exc: BaseException) -> bool:
+    """Whether `exc` is the debugger's `restart` / `run`: pdb's, ipdb's and pdbpp's Restart.
+
+    Found where the debugger's `do_run` raises it: pdbpp may take over the module
+    named `pdb`, so importing that is no way to find the class.
+    """
+    do_run = getattr(type(debugger), "do_run", None)
+    restart = getattr(do_run, "__globals__", {}).get("Restart")
+    return isinstance(restart, type) and isinstance(exc, restart)
+
+
+def _restart_now(options: Options) -> int:
+    """End this child so that `cdip` starts a fresh one, with today's code and our breakpoints."""
+    if not options.handback:
+        print("cdip: restart needs `cdip run`, which starts the fresh interpreter",
+              file=sys.stderr)
+        return EXIT_OK
+    from . import handback
+
+    handback.restart()
+    return EXIT_OK
+
+
+def _hand_back(options: Options, passed: bool, line: str) -> None:
+    """Tell `cdip` (when it asked) how the call ended, for `--watch`'s round line."""
+    if options.handback:
+        from . import handback
+
+        handback.outcome(passed, line)
+
+
+def _raised(checkpoint: Checkpoint, exc: BaseException) -> str:
+    return f"{checkpoint.name} raised {type(exc).__name__}: {exc}"
 
 
 def _first_body_line(code: CodeType) -> int:
@@ -177,22 +220,45 @@ def _first_body_line(code: CodeType) -> int:
 
 def until_error(options: Options, checkpoint: Checkpoint, function: Callable[..., Any],
                 binding: Binding) -> int:
-    """Run it; on an exception or Ctrl-C, a post-mortem in the user's innermost frame."""
+    """Run it; on an exception or Ctrl-C, a post-mortem in the user's innermost frame.
+
+    Restarted with breakpoints kept, it runs under the debugger, which stops at them.
+    """
+    debugger = _at_breakpoints(options) if options.breakpoints else None
     try:
-        result = _invoke(function, binding.args, binding.kwargs)
+        if debugger is None:
+            result = _invoke(function, binding.args, binding.kwargs)
+        else:
+            result = debugger.runcall(_invoke, function, binding.args, binding.kwargs)
     except (Exception, KeyboardInterrupt) as exc:
+        if debugger is not None and isinstance(exc, _quit()):
+            return EXIT_OK
+        if debugger is not None and _restarting(debugger, exc):
+            return _restart_now(options)
         interrupted = isinstance(exc, KeyboardInterrupt)
         _print_exception(exc)
+        _hand_back(options, False, _raised(checkpoint, exc))
         what = "was interrupted (Ctrl-C)" if interrupted else f"raised {type(exc).__name__}"
         print(f"\n{printable(checkpoint.name)} {what}: entering post-mortem debugging "
               "(q to quit)", file=sys.stderr)
-        _post_mortem(options, exc)
+        _post_mortem(options, exc, debugger)
         return EXIT_INTERRUPTED if interrupted else EXIT_RAISED
-    print(printable(f"{checkpoint.name} now succeeds: it {_outcome(result)}"))
+    text = f"{checkpoint.name} now succeeds: it {_outcome(result)}"
+    _hand_back(options, True, text)
+    print(printable(text))
     return EXIT_OK
 
 
-def _post_mortem(options: Options, raised: BaseException) -> None:
+def _at_breakpoints(options: Options) -> Any:
+    """A debugger that lets the call run until it reaches one of the kept breakpoints."""
+    from .debuggers import make_debugger
+
+    debugger = make_debugger(options)
+    debugger.rcLines.insert(0, "continue")  # past the first line, where runcall stops
+    return debugger
+
+
+def _post_mortem(options: Options, raised: BaseException, debugger: Any = None) -> None:
     """The debugger on `raised`, at the user's innermost frame, saying which that is."""
     from .debuggers import make_debugger, post_mortem
     from .frames import innermost_user, reaching_user_code, traceback_frames, where
@@ -203,11 +269,16 @@ def _post_mortem(options: Options, raised: BaseException) -> None:
     start = innermost_user([frame.f_code.co_filename for frame, _ in frames])
     if frames:
         print(printable(where(frames, start)), file=sys.stderr)
-    debugger = make_debugger(options)
+    if debugger is None:
+        debugger = make_debugger(options)
     try:
         post_mortem(debugger, exc, tb, frames[start][0] if frames else None)
     except _quit():
         pass
+    except Exception as exc:
+        if not _restarting(debugger, exc):
+            raise
+        _restart_now(options)
 
 
 def _namespace(checkpoint: Checkpoint, function: Callable[..., Any],
@@ -288,3 +359,20 @@ def _console(namespace: dict[str, Any], banner: str, commands: list[str]) -> int
         banner = ""
     console.interact(banner=banner, exitmsg="")
     return EXIT_OK
+
+
+class Mode(collections.namedtuple("Mode", "enter tool")):
+    """A replay mode: the function that enters it, and what it needs ("debugger", "shell", "")."""
+
+    __slots__ = ()
+    enter: Callable[[Options, Checkpoint, Callable[..., Any], Binding], int]
+    tool: str  # checked before any user code runs (debuggers.check)
+
+
+MODES = {
+    "break": Mode(debug_from_start, "debugger"),
+    "until-error": Mode(until_error, "debugger"),
+    "shell": Mode(shell, "shell"),
+    "locals": Mode(shell, "shell"),
+    "run": Mode(run_once, ""),
+}

@@ -8,6 +8,7 @@ import sys
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Sequence
+    from typing import Any
 
 
 class Options:
@@ -20,7 +21,9 @@ class Options:
                  debugger: str = "pdb", shell: str = "python", json: bool = False,
                  trust: bool = False, command: Sequence[str] = (),
                  cwd: str | None = None, run_script_top_level: bool = False,
-                 device: str | None = None, from_changed: bool = False) -> None:
+                 device: str | None = None, from_changed: bool = False,
+                 handback: str | None = None,
+                 breakpoints: Sequence[dict[str, Any]] = ()) -> None:
         self.store, self.id, self.mode, self.frame = store, id, mode, frame
         self.debugger, self.shell, self.json, self.trust = debugger, shell, json, trust
         self.command = list(command)
@@ -30,6 +33,9 @@ class Options:
         self.device = device  # --device: where saved tensors go (None: captured, else CPU)
         # --from-changed: re-call the innermost saved frame whose function's source changed
         self.from_changed = from_changed
+        # the file this child reports to `cdip` in when it ends (ckpt.handback), if any
+        self.handback = handback
+        self.breakpoints = list(breakpoints)  # a debugger's, kept across its restart
 
 
 def parse(arguments: Sequence[str]) -> Options | None:

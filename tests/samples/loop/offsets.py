@@ -1,0 +1,5 @@
+"""The helper `ratio` imports: editing it fixes the step."""
+
+
+def offset():
+    return 1
