@@ -10,7 +10,7 @@ import types
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from . import environment, retention
+from . import environment, retention, workers
 from .fileformat import VERSION
 from .header import (
     CallDetail,
@@ -96,6 +96,7 @@ def _write_call(
     summary = Summary(
         part="call", id=checkpoint_id, name=target.name, stamp=stamp, trigger=trigger,
         function=f"{location['module']}:{location['qualname']}", exception=None, call_tag=None,
+        worker=workers.identity(),
     ).to_json()
     detail = CallDetail(
         location=Location(**location),

@@ -20,9 +20,11 @@ if TYPE_CHECKING:
 # The store is imported by the commands that use it:
 # `cdip --help` and a usage error need neither.
 def _store(args: argparse.Namespace, trust: bool = False) -> Store:
+    from .keys import check_key_variable
     from .location import find_store_path
     from .store import Store
 
+    check_key_variable()
     return Store(find_store_path(args.dir), trust=trust)
 
 
@@ -188,6 +190,14 @@ def cmd_import(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_key(args: argparse.Namespace) -> int:
+    """Print the checkpoint key as PYCKPT_KEY takes it, for cluster workers (a secret)."""
+    from .keys import load_key
+
+    print(load_key().hex())
+    return EXIT_OK
+
+
 def cmd_pin(args: argparse.Namespace) -> int:
     """Write a pytest regression test that replays a checkpoint (default: the newest)."""
     from . import pin
@@ -201,12 +211,12 @@ INTERACTIVE = ("break", "until-error", "shell", "locals")
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Replay a checkpoint (default: the newest) in a fresh interpreter."""
-    from . import display, supervise
+    from . import display, supervise, workers
 
     # Names resolve among verified checkpoints only, --trust or not: --trust vouches
     # for the one checkpoint the user names by its id, never for whatever is newest.
     store = _store(args)
-    entry = store.find(args.name)
+    entry = workers.find(store, args.name, args.rank, args.worker)
     if entry.problem and not (args.trust and args.name and entry.id.startswith(args.name)):
         raise CorruptCheckpointError(
             f"checkpoint {entry.id} cannot be replayed: {display.printable(entry.problem)}",
@@ -371,6 +381,9 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
                         help="replace the values of arguments and locals whose names match "
                              "(a name or a glob such as '*token*') by a placeholder in the "
                              "bundle; repeatable")
+    add("key", cmd_key).epilog = (
+        "Created if there is none yet (PYCKPT_KEY_FILE, else ~/.config/pyckpt/key). Give it to "
+        "workers as PYCKPT_KEY=$(cdip key): whoever holds it can make your cdip run their code.")
     imported = add("import", cmd_import)
     imported.add_argument("bundle", metavar="FILE")
     imported.add_argument("--yes", "-y", action="store_true", help="do not ask")
@@ -417,6 +430,13 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     run.add_argument("--device", metavar="DEVICE",
                      help="cpu, cuda or cuda:N: put the saved torch tensors (and modules) "
                           "there (default: the device they were captured on, else the CPU)")
+    run.add_argument("--rank", type=int, metavar="N",
+                     help="the newest checkpoint of NAME saved by rank N (torch.distributed "
+                          "RANK, or Slurm's SLURM_PROCID)")
+    run.add_argument("--worker", metavar="W",
+                     help="the newest checkpoint of NAME saved by worker W: a Dask worker's "
+                          "name or address, a Slurm array task (JOB_TASK or TASK), the start "
+                          "of a Ray worker or node id")
     run.add_argument("--watch", "-w", action="store_true",
                      help="replay again, in a fresh interpreter, each time a source file it "
                           "imported or a .py file of its project changes (--mode run, the "

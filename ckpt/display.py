@@ -7,6 +7,7 @@ import sys
 import time
 
 from .store import Entry
+from .workers import describe, label, worker_of
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -120,6 +121,7 @@ def entry_json(entry: Entry) -> dict[str, Any]:
     if entry.error_summary is not None and entry.error_summary.exception is not None:
         exc = entry.error_summary.exception
         exception = {"type": exc.type, "message": exc.message}
+    worker = worker_of(entry)
     return {
         "id": entry.id,
         "name": entry.name,
@@ -130,6 +132,7 @@ def entry_json(entry: Entry) -> dict[str, Any]:
         "size": entry.size,
         "path": entry.call_path,
         "problem": entry.problem,
+        "worker": worker.to_json() if worker is not None else None,
     }
 
 
@@ -143,12 +146,16 @@ def table(rows: list[list[str]]) -> list[str]:
 
 
 def listing(entries: list[Entry], now: float | None = None) -> list[str]:
-    """The rows of `cdip info`, oldest first."""
-    rows = [["ID", "NAME", "TRIGGER", "CREATED", "EXCEPTION", "FUNCTION", "SIZE"]]
-    for entry in entries:
+    """The rows of `cdip info`, oldest first (a WORKER column when any came from a cluster)."""
+    workers = [label(worker_of(entry)) for entry in entries]
+    shown = any(workers)
+    rows = [["ID", "NAME", *(["WORKER"] if shown else []), "TRIGGER", "CREATED", "EXCEPTION",
+             "FUNCTION", "SIZE"]]
+    for entry, worker in zip(entries, workers):
         rows.append([
             printable(entry.id),
             shorten_middle(entry.name, 72),
+            *([shorten(worker, 30)] if shown else []),
             "BROKEN" if entry.problem else entry.trigger,
             f"{local_time(entry.created)} ({age(entry.created, now)})",
             shorten(exception_text(entry), 50),
@@ -232,6 +239,7 @@ def detail(entry: Entry) -> tuple[list[str], dict[str, Any]]:
         f"name:      {entry.name}",
         f"trigger:   {entry.trigger}",
         f"created:   {local_time(entry.created)} ({age(entry.created)})",
+        *([f"worker:    {describe(worker_of(entry))}"] if worker_of(entry) is not None else []),
         f"function:  {entry.function}  ({location.get('file')}:{location.get('line')})",
         f"source:    {status}",
         f"size:      {human_size(entry.size)}",

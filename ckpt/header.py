@@ -82,8 +82,48 @@ class ExceptionLine(collections.namedtuple("ExceptionLine", "type message")):
         return cls(_field(data, "type", str), _field(data, "message", str, ""))
 
 
+class Worker(collections.namedtuple(
+        "Worker", "dask_name dask_address ray_worker ray_node rank local_rank world_size "
+        "slurm_job slurm_task", defaults=(None, None, None, None, None, None, None, None, None))):
+    """The cluster worker that ran a call (see `workers.identity`); every field optional.
+
+    Attributes:
+        dask_name, dask_address: the Dask worker's name and address.
+        ray_worker, ray_node: the Ray worker's and node's ids (hex).
+        rank, local_rank, world_size: torch.distributed's (RANK...), or Slurm's
+            SLURM_PROCID... for a multi-task step.
+        slurm_job, slurm_task: SLURM_ARRAY_JOB_ID (else SLURM_JOB_ID), SLURM_ARRAY_TASK_ID.
+    """
+
+    __slots__ = ()
+    dask_name: str | None
+    dask_address: str | None
+    ray_worker: str | None
+    ray_node: str | None
+    rank: int | None
+    local_rank: int | None
+    world_size: int | None
+    slurm_job: str | None
+    slurm_task: str | None
+
+    @classmethod
+    def from_json(cls, data: object) -> Worker:
+        """Parse and check."""
+        data = _object(data, "the worker")
+        return cls(**{name: _field(data, name, int if name in _WORKER_NUMBERS else str, None)
+                      for name in cls._fields})
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON object written to disk (fields that are None left out)."""
+        return _json(self)
+
+
+_WORKER_NUMBERS = ("rank", "local_rank", "world_size")
+
+
 class Summary(collections.namedtuple(
-        "Summary", "part id name stamp trigger function exception call_tag")):
+        "Summary", "part id name stamp trigger function exception call_tag worker",
+        defaults=(None,))):
     """The small header listing reads: what the part is and which checkpoint it belongs to.
 
     Attributes:
@@ -96,6 +136,8 @@ class Summary(collections.namedtuple(
         function: ``module:qualname``.
         exception: (error part) what the call raised.
         call_tag: (error part) the tag of the call part it completes, hex.
+        worker: (call part) the cluster worker that ran the call, if any (files
+            written before it read as None).
     """
 
     __slots__ = ()
@@ -107,6 +149,7 @@ class Summary(collections.namedtuple(
     function: str
     exception: ExceptionLine | None
     call_tag: str | None
+    worker: Worker | None
 
     @classmethod
     def from_json(cls, data: object) -> Summary:
@@ -123,6 +166,7 @@ class Summary(collections.namedtuple(
             function=_field(data, "function", str, ""),
             exception=ExceptionLine.from_json(exception) if exception is not None else None,
             call_tag=_field(data, "call_tag", str, None),
+            worker=Worker.from_json(data["worker"]) if "worker" in data else None,
         )
 
     def to_json(self) -> dict[str, Any]:

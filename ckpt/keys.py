@@ -1,16 +1,21 @@
-"""The per-user secret key that signs and verifies checkpoints."""
+"""The secret key that signs and verifies checkpoints: per user, a file, or PYCKPT_KEY."""
 
 from __future__ import annotations
 
+import binascii
 import errno
 import functools
 import os
+import re
 import stat
 import sys
 
 from .errors import CkptError
 
 KEY_SIZE = 32
+# PYCKPT_KEY: the key as 64 hex digits (`cdip key`), or as base64 (`base64 < keyfile`)
+KEY_VARIABLE = "PYCKPT_KEY"
+_BASE64_KEY = re.compile(r"[A-Za-z0-9+/]{43}=?")
 
 
 def key_path() -> str:
@@ -40,12 +45,15 @@ def _user_config_dir() -> str:
 
 
 def load_key(create: bool = True) -> bytes:
-    """Return this user's key, creating it on first use (mode 0600).
+    """Return the key: `$PYCKPT_KEY`, else the key file, created on first use (mode 0600).
 
     Raises:
-        CkptError: the key file is missing (and `create` is false), unsafe or
-            unreadable.
+        CkptError: PYCKPT_KEY is not a key; the key file is missing (and `create`
+            is false), unsafe or unreadable.
     """
+    text = os.environ.get(KEY_VARIABLE)
+    if text is not None:
+        return key_from_text(text)
     path = key_path()
     try:
         return _cached_key(path)
@@ -139,3 +147,41 @@ def _create_key(path: str) -> bytes:
     finally:
         os.unlink(temporary)
     return _read_key(path)
+
+
+@functools.lru_cache(maxsize=4)
+def key_from_text(text: str) -> bytes:
+    """The key PYCKPT_KEY holds: 64 hex digits, or the base64 of the key file's 32 bytes.
+
+    Raises:
+        CkptError: anything else (the message never repeats the value: it is a secret).
+    """
+    stripped = text.strip()
+    key = b""
+    try:
+        if len(stripped) == 2 * KEY_SIZE:
+            key = bytes.fromhex(stripped)
+        elif _BASE64_KEY.fullmatch(stripped):
+            key = binascii.a2b_base64(stripped.rstrip("=") + "=")
+    except ValueError:
+        pass
+    if len(key) == KEY_SIZE:
+        return key
+    raise CkptError(
+        f"{KEY_VARIABLE} is set but holds no checkpoint key ({len(stripped)} characters; "
+        f"expected {2 * KEY_SIZE} hex digits, or the base64 of a {KEY_SIZE}-byte key file)",
+        hint="set it to the output of `cdip key`, or unset it to use PYCKPT_KEY_FILE or "
+             "your own key")
+
+
+def check_key_variable() -> None:
+    """Refuse a malformed PYCKPT_KEY up front.
+
+    `cdip` then says what is wrong, rather than list every checkpoint as unverifiable.
+
+    Raises:
+        CkptError: PYCKPT_KEY is set and is not a key.
+    """
+    text = os.environ.get(KEY_VARIABLE)
+    if text is not None:
+        key_from_text(text)

@@ -37,7 +37,7 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     for name in ("XDG_STATE_HOME", "XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_DATA_HOME"):
         monkeypatch.setenv(name, str(home / name.lower()))
     monkeypatch.setenv("PYCKPT_DIR", str(store))
-    for name in ("PYCKPT_DISABLE", "PYCKPT_KEEP", "PYCKPT_KEY_FILE", "PYCKPT_FSYNC",
+    for name in ("PYCKPT_DISABLE", "PYCKPT_KEEP", "PYCKPT_KEY_FILE", "PYCKPT_KEY", "PYCKPT_FSYNC",
                  "PYCKPT_MAX_BYTES"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("PYTHON_BASIC_REPL", "1")
