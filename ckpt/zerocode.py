@@ -88,10 +88,17 @@ def prepare(program: Program, prog: str) -> tuple[CodeType, ModuleType]:
     """
     if program.store is not None:  # for its decorated functions too, and their subprocesses
         os.environ["PYCKPT_DIR"] = os.path.abspath(program.store)
+    from .errors import CkptError
     from .excepthook import watch_unittest
 
     watch_unittest()
-    return _load(program, prog)
+    try:
+        return _load(program, prog)
+    except (CkptError, SystemExit):
+        raise
+    except BaseException as exc:  # theirs: a syntax error, a package's __init__ that raised
+        _uncaught(exc)
+        raise
 
 
 def execute(code: CodeType, main: ModuleType) -> int:
@@ -188,8 +195,7 @@ def _uncaught(exc: BaseException) -> None:
     tb = exc.__traceback__
     while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
         tb = tb.tb_next
-    if tb is not None:
-        exc.__traceback__ = tb
+    exc.__traceback__ = tb  # None for a syntax error: Python shows no traceback for it either
     from .excepthook import report_tests
     from .stack import print_report, save_frames
 

@@ -87,6 +87,15 @@ def test_ctrl_c_ends_it_as_it_ends_python(project: Path):
     assert listing() == []  # Ctrl-C is not a crash: nothing saved (as the decorator)
 
 
+def test_a_syntax_error_is_shown_as_python_shows_it(project: Path):
+    (project / "broken.py").write_text("x = 1\ndef f(:\n    pass\n")
+    plain = run_python("broken.py", cwd=project)
+    ours = run("run", "broken.py", cwd=project)
+    assert plain.returncode == ours.returncode == 1
+    assert ours.stderr == plain.stderr  # no traceback of ours above it
+    assert plain.stderr.endswith("SyntaxError: invalid syntax\n")
+
+
 # -- the crash: one checkpoint per frame of theirs --------------------------------------------
 
 
