@@ -85,18 +85,32 @@ def assigned_parameters(code: CodeType) -> list[str]:
     Read from its bytecode: an assignment, `+=`, a `for`, `with ... as` or
     `except ... as` target, `del`. Whether one ran before a given line is not known.
     """
+    return sorted(parameter_assignments(code))
+
+
+def parameter_assignments(code: CodeType) -> dict[str, list[int]]:
+    """Each parameter `code` assigns to (or deletes), with the lines that do."""
     import dis
 
     declared = {name for name, _ in code_parameters(code)}
-    found: set[str] = set()
+    found: dict[str, list[int]] = {}
+    line = code.co_firstlineno
     for instruction in dis.get_instructions(code):
+        number = getattr(instruction, "line_number", None)  # 3.13; before: starts_line
+        starts = instruction.starts_line
+        if isinstance(number, int):
+            line = number
+        elif isinstance(starts, int) and not isinstance(starts, bool):  # a bool from 3.13
+            line = starts
         if instruction.opname in _STORES:
             names = instruction.argval if isinstance(instruction.argval, tuple) else (
                 instruction.argval,)
             if instruction.opname == "STORE_FAST_LOAD_FAST":
                 names = names[:1]  # its second name is loaded, not stored
-            found.update(name for name in names if name in declared)
-    return sorted(found)
+            for name in names:
+                if name in declared and line not in found.setdefault(name, []):
+                    found[name].append(line)
+    return found
 
 
 def positional(values: dict[str, Any], kinds: dict[str, str]) -> tuple[Any, ...]:

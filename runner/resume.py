@@ -14,7 +14,7 @@ import sys
 import types
 
 from ckpt import drift
-from ckpt.binding import assigned_parameters, parameters
+from ckpt.binding import parameter_assignments, parameters
 from ckpt.checkpoint import Checkpoint, unwrap
 from ckpt.errors import CkptError
 from ckpt.header import FrameInfo
@@ -165,15 +165,21 @@ def _caveats(frames: Frames, index: int, function: Callable[..., Any],
     gone = [name for name, _ in declared if name not in arguments]
     if gone:
         lines.append(f"  no value was saved for {', '.join(gone)} (deleted before the error?)")
+    code = getattr(function, "__code__", None)
+    # Today's code is the code the frame ran when its source is unchanged: its lines hold.
+    same = code is not None and not drift.source_changed(frames.location(index))
+    lines_of = parameter_assignments(code) if code is not None else {}
     if info.reassigned is not None:
         assigned, whose = info.reassigned, "its body at capture"
     else:  # saved before frames said so: today's code is all there is to read
-        code = getattr(function, "__code__", None)
-        assigned = assigned_parameters(code) if code is not None else []
-        whose = "today's code of its body"
+        assigned, whose = sorted(lines_of), "today's code of its body"
     for name in (name for name in assigned if name in arguments):
-        lines.append(f"  {name} is assigned to in {whose}: its saved value is the one at the "
-                     "error, which may not be the one passed in")
+        at = ""
+        if same and lines_of.get(name):
+            listed = ", ".join(map(str, lines_of[name]))
+            at = f" (line {listed}; the error was at line {info.line})"
+        lines.append(f"  {name} is assigned to in {whose}{at}: its saved value is the one at "
+                     "the error, which may not be the one passed in")
     mutable = [f"{name} ({type(value).__name__})" for name, value in arguments.items()
                if not _immutable(value) and not isinstance(value, Unpicklable)]
     if mutable:

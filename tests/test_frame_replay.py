@@ -10,6 +10,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import pexpect
 import pytest
 from conftest import BIN, SAMPLES, run_python
 
@@ -84,7 +85,10 @@ def test_from_changed_picks_the_innermost_edited_frame_and_flags_a_reassigned_ar
     assert result.returncode == 0, result.stderr
     assert "--from-changed: frame 1, summarise (" in result.stderr
     # rows was cut to its first two items before the error: the replay says so, and runs with it
-    assert "rows is assigned to in its body at capture" in result.stderr
+    assert ("rows is assigned to in its body at capture (line 28; the error was at line 29)"
+            not in result.stderr)  # its source changed: today's lines are not the frame's
+    assert "rows is assigned to in its body at capture: its saved value is the one at the " \
+        "error" in result.stderr
     assert result.stdout.strip() == "summarise returned 1.0"  # sum([0, 1]) * 2 / 2
     assert "source of summarise changed since capture" in result.stderr
     assert runs_of_outer(tmp_path) == 1
@@ -130,6 +134,35 @@ def test_a_parameter_added_since_capture_without_a_default_is_refused(failed, tm
     assert result.returncode == 2
     assert ("cdip: error: Stats.ratio cannot be called with the saved arguments: its "
             "parameter 'weight' has no saved value and no default") in result.stderr
+    assert runs_of_outer(tmp_path) == 1
+
+
+def test_a_reassigned_argument_is_flagged_with_its_lines_while_the_source_is_unchanged(
+        failed, tmp_path):
+    failed("pipeline")
+    result = cdip("run", "pipeline", "--frame", "1", "--mode", "run", cwd=tmp_path)
+    assert result.returncode == 1
+    assert ("  rows is assigned to in its body at capture (line 28; the error was at line 29): "
+            "its saved value is the one at the error") in result.stderr
+    assert "scale is assigned" not in result.stderr  # never assigned: as it was passed
+    assert "  rows (list): mutable" in result.stderr and "scale (int)" not in result.stderr
+
+
+def test_until_error_on_a_frame_opens_its_post_mortem_on_a_terminal(failed, tmp_path):
+    failed("pipeline")
+    log = (tmp_path / "session.log").open("a")
+    child = pexpect.spawn(CDIP, ["run", "pipeline", "--frame", "-1"], encoding="utf-8",
+                          timeout=30, logfile=log, cwd=str(tmp_path), dimensions=(40, 200))
+    child.expect("mode until-error")  # the default for an error checkpoint, as without --frame
+    child.expect("Stats.ratio raised ZeroDivisionError: entering post-mortem")
+    child.expect(r"\(Pdb\) ")
+    child.sendline("p parts, self.total")
+    child.expect(r"\(0, 6\)")
+    child.expect(r"\(Pdb\) ")
+    child.sendline("q")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 1
     assert runs_of_outer(tmp_path) == 1
 
 

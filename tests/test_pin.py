@@ -72,6 +72,19 @@ def test_the_pinned_test_fails_until_the_fix_then_passes_elsewhere(project, tmp_
     assert "1 passed" in after.stdout
 
 
+def test_a_modules_function_is_imported_by_name_from_pytests_path(project, tmp_path):
+    # the newest: captured as deep_call:pipeline (a module), not as the script's __main__
+    module_run = run_python("-c", "import deep_call; deep_call.pipeline(3)", cwd=project)
+    assert module_run.returncode == 1
+    assert cdip("pin", "-o", "tests/test_module.py", cwd=project).returncode == 0
+    assert "SCRIPT" not in (project / "tests" / "test_module.py").read_text()
+    before = pytest_as_someone_else(project, "tests/test_module.py", tmp_path)
+    assert before.returncode == 1 and "ZeroDivisionError" in before.stdout
+    fix(project / "deep_call.py")
+    after = pytest_as_someone_else(project, "tests/test_module.py", tmp_path)
+    assert after.returncode == 0, after.stdout + after.stderr
+
+
 def test_expect_asserts_the_value_returned(project, tmp_path):
     fixed = cdip("pin", "pipeline", "--expect", "-1.0", cwd=project)
     assert fixed.returncode == 0, fixed.stderr
