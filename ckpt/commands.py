@@ -89,8 +89,7 @@ def cmd_clear(args: argparse.Namespace) -> int:
     if not args.yes and not _confirm(f"delete all {len(entries)} checkpoint(s) in {store.path}?"):
         print("nothing deleted")
         return EXIT_USAGE
-    for entry in entries:
-        store.remove(entry)
+    store.remove_all(entries)
     print(f"removed {len(entries)} checkpoint(s)")
     return EXIT_OK
 
@@ -107,7 +106,7 @@ def _confirm(question: str) -> bool:
 
 def cmd_gc(args: argparse.Namespace) -> int:
     """Keep the newest N checkpoints per name; remove broken files and leftovers."""
-    from . import retention
+    from . import display, retention
     from .store import discard
 
     store = _store(args)
@@ -123,12 +122,13 @@ def cmd_gc(args: argparse.Namespace) -> int:
             by_name.setdefault(entry.key, []).append(entry)
     for same_name in by_name.values():  # oldest first, as listed
         doomed += same_name[: max(len(same_name) - keep, 0)]
-    for entry in doomed:
-        store.remove(entry)
+    store.remove_all(doomed)
     leftovers = retention.stale_temporaries(store) + retention.orphans(store)
     for path in leftovers:
         discard(path)
-    print(f"removed {len(doomed)} checkpoint(s) and {len(leftovers)} leftover file(s)")
+    freed = retention.release_blobs(store)  # blobs no part holds any more
+    print(f"removed {len(doomed)} checkpoint(s) and {len(leftovers)} leftover file(s)"
+          + (f"; freed {display.human_size(freed)} of unused buffers" if freed else ""))
     if kept:
         print(f"kept {len(kept)} checkpoint(s) that cannot be read here but are not broken "
               "(signed elsewhere, newer format, unreadable): see `cdip info`")

@@ -203,3 +203,133 @@ def test_concurrent_writers_of_one_blob_both_succeed(store):
     assert list(blobs.ids()) == [blob]
     assert blob_files(store)[0].read_bytes() == data
     assert not list(blobs.temporaries())
+
+
+# --- reference counting: rm, clear, gc, keep, the budget ---------------------------------
+
+
+def distinct_calls(store: Path, values: list[float], name: str = "calls") -> list[str]:
+    @ckpt.ckpt(name=name, keep=50)
+    def step(data):
+        return data
+
+    for value in values:
+        step(numpy.full(SIZE // 8, value))
+    return [entry.id for entry in Store(store).entries() if entry.name == name]
+
+
+def test_rm_frees_a_blob_only_once_no_checkpoint_holds_it(program, store):
+    run_python("-c", "import numpy, stepmod\nfor s in (1, 2): stepmod.run(numpy.ones(%d), s)"
+               % (SIZE // 8), cwd=program, check=True)
+    first, second = (entry.id for entry in Store(store).entries())
+    assert cdip("rm", first).returncode == 0
+    assert len(blob_files(store)) == 1  # the other checkpoint still holds it
+    numpy.testing.assert_array_equal(ckpt.load(second).arguments["data"], numpy.ones(SIZE // 8))
+    assert cdip("rm", second).returncode == 0
+    assert blob_files(store) == []
+
+
+def test_clear_frees_every_blob(store):
+    distinct_calls(store, [1.0, 2.0])
+    assert len(blob_files(store)) == 2
+    assert cdip("clear", "--yes").returncode == 0
+    assert blob_files(store) == []
+
+
+def test_keep_frees_the_blobs_of_the_checkpoints_it_deletes(store):
+    @ckpt.ckpt(name="kept", keep=2)
+    def step(data):
+        return data
+
+    shared = numpy.full(SIZE // 8, 7.0)
+    for value in (1.0, 2.0, 3.0):
+        step(numpy.full(SIZE // 8, value), )
+        step(shared)
+    entries = Store(store).entries()
+    assert len(entries) == 2
+    means = sorted(float(ckpt.load(entry.id).arguments["data"].mean()) for entry in entries)
+    assert means == [3.0, 7.0]
+    assert len(blob_files(store)) == 2  # the shared one survived every deletion of a holder
+
+
+def test_the_budget_counts_each_blob_once_and_frees_what_eviction_releases(program, store):
+    budget = 3 * SIZE
+    run_python("-c", "import numpy, stepmod\nfor s in range(8): stepmod.run(numpy.ones(%d), s)"
+               % (SIZE // 8), cwd=program, check=True,
+               env={"PYCKPT_KEEP": "50", "PYCKPT_MAX_BYTES": str(budget)})
+    assert len(Store(store).entries()) == 8  # 8 checkpoints, one blob: well within budget
+    run_python("-c", "import numpy, stepmod\nfor s in range(6): stepmod.run(numpy.full(%d, s))"
+               % (SIZE // 8), cwd=program, check=True,
+               env={"PYCKPT_KEEP": "50", "PYCKPT_MAX_BYTES": str(budget)})
+    assert store_bytes(store) <= budget
+    for entry in Store(store).entries():
+        assert not entry.problem
+        ckpt.load(entry.id)  # no survivor lost a blob it holds
+
+
+def test_gc_removes_unused_blobs_and_keeps_those_a_write_in_progress_holds(store, tmp_path):
+    distinct_calls(store, [1.0])
+    blobs = Blobs(str(store))
+    (held,) = blobs.ids()
+    from ckpt.fileformat import buffer_id
+
+    stray = os.urandom(BLOB_MIN)
+    stray_id = buffer_id(memoryview(stray))
+    blobs.put(stray_id, stray)  # left by an interrupted save: nothing holds it
+    # a save under way in a live process: its temporary names a blob it is writing
+    @ckpt.ckpt(name="writing")
+    def step(data):
+        return data
+
+    writing = Store(store)
+    records = [ckpt.values.pickle_value(numpy.full(SIZE // 8, 9.0))]
+    temporary, _, _ = writing.stage_part({"part": "call"}, {}, records)
+    (in_progress,) = set(blobs.ids()) - {held, stray_id}
+    result = cdip("gc")
+    assert result.returncode == 0, result.stderr
+    assert "freed 1.0 MiB of unused buffers" in result.stdout
+    assert set(blobs.ids()) == {held, in_progress}
+    os.unlink(temporary)
+
+
+def test_a_blob_removed_while_a_writer_reused_it_is_put_back_when_the_part_is_published(store):
+    @ckpt.ckpt(name="first")
+    def step(data):
+        return data
+
+    data = numpy.full(SIZE // 8, 5.0)
+    step(data)
+    blobs = Blobs(str(store))
+    (blob,) = blobs.ids()
+    writer = Store(store)
+    records = [ckpt.values.pickle_value(None), ckpt.values.pickle_value(data)]
+    (entry,) = Store(store).entries()
+    summary = {**_summary_of(entry), "id": "aaaaaaaaaaaa"}
+    temporary, _, _ = writer.stage_part(summary, _detail_of(entry), records)
+    # a remover that listed the store before this write began: it sees no holder at all
+    assert blobs.remove([blob], lambda: set()) == SIZE
+    Store(store).remove(entry)
+    writer.publish(temporary, writer.filename(entry.key, entry.stamp, "aaaaaaaaaaaa", ".call"))
+    assert list(blobs.ids()) == [blob]
+    numpy.testing.assert_array_equal(ckpt.load("aaaaaaaaaaaa").arguments["data"], data)
+
+
+def test_a_remover_puts_back_what_a_part_published_meanwhile_holds(store):
+    distinct_calls(store, [1.0])
+    blobs = Blobs(str(store))
+    (blob,) = blobs.ids()
+    assert blobs.remove([blob], lambda: {blob}) == 0  # the part appeared after the first look
+    assert list(blobs.ids()) == [blob]
+    ckpt.load("calls")
+
+
+def _summary_of(entry):
+    from ckpt.fileformat import read_headers
+
+    return read_headers(entry.call_path, None)[0]
+
+
+def _detail_of(entry):
+    from ckpt.fileformat import read_headers
+
+    return read_headers(entry.call_path, None)[1]
