@@ -21,7 +21,7 @@ import stat
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Collection, Iterator
-    from typing import Union
+    from typing import IO, Union
 
     Buffer = Union[bytes, bytearray, memoryview]
 
@@ -98,14 +98,18 @@ class Blobs:
             fd = os.open(temporary, flags, 0o600)
         try:
             with os.fdopen(fd, "wb") as stream:
-                for start in range(0, view.nbytes, _WRITE_CHUNK):
-                    stream.write(view[start : start + _WRITE_CHUNK])
+                _write_chunks(stream, view)
                 if fsync:
                     stream.flush()
                     os.fsync(stream.fileno())
             os.replace(temporary, final)
         except BaseException:
             _unlink(temporary)
+            for empty in (folder, self.root):  # a failed first write leaves nothing behind
+                try:
+                    os.rmdir(empty)
+                except OSError:
+                    break
             raise
         return view.nbytes
 
@@ -173,21 +177,42 @@ class Blobs:
             except FileNotFoundError:
                 continue
             aside.append((blob_id, moved))
-        if not aside:
-            return 0
-        wanted = set(referenced())
         freed = 0
-        for blob_id, moved in aside:
-            if blob_id in wanted and _restore(moved, self._path(blob_id)):
-                continue
-            freed += _unlink(moved)
+        if aside:
+            wanted = set(referenced())
+            for blob_id, moved in aside:
+                if blob_id in wanted and _restore(moved, self._path(blob_id)):
+                    continue
+                freed += _unlink(moved)
+        self._tidy()
         return freed
+
+    def _tidy(self) -> None:
+        """Remove the folders left empty (a writer that finds one gone makes it again)."""
+        try:
+            folders = os.listdir(self.root)
+        except OSError:
+            return
+        for prefix in folders:
+            try:
+                os.rmdir(os.path.join(self.root, prefix))
+            except OSError:
+                pass
+        try:
+            os.rmdir(self.root)
+        except OSError:
+            pass
 
     def _set_aside(self) -> Iterator[tuple[str, str]]:
         for folder, name in self._entries():
             match = _GONE.fullmatch(name)
             if match is not None:
                 yield match.group(1), os.path.join(folder, name)
+
+
+def _write_chunks(stream: IO[bytes], view: memoryview) -> None:
+    for start in range(0, view.nbytes, _WRITE_CHUNK):
+        stream.write(view[start : start + _WRITE_CHUNK])
 
 
 def _restore(moved: str, final: str) -> bool:

@@ -440,6 +440,23 @@ def read_summary(path: str, key: bytes | None) -> dict[str, Any]:
     return _parse_json(path, data[start + 4 : end])
 
 
+def held_blobs(path: str) -> list[str]:
+    """The blob ids a part (or a temporary being written) names, unverified; [] if none.
+
+    For keeping blobs only: a reference can only keep a blob from being removed,
+    so a part that does not verify, or is signed elsewhere, still holds its
+    blobs. Parts of formats 1 to 3, and what cannot be read, hold none.
+    """
+    try:
+        with open_part(path) as stream:
+            head = stream.read(len(MAGIC) + 1)
+        if len(head) <= len(MAGIC) or head[len(MAGIC)] < 4:
+            return []
+        return [blob for blob, _ in blob_refs(read_summary(path, None))]
+    except (OSError, CorruptCheckpointError):
+        return []
+
+
 def read_headers(path: str, key: bytes | None,
                  whole: bool = False) -> tuple[dict[str, Any], dict[str, Any]]:
     """Read and verify the summary and detail headers of a part (nothing is unpickled).

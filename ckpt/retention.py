@@ -2,6 +2,11 @@
 
 Only what verifies counts and goes: a file planted in the store must never push
 the user's own checkpoints out. Leftovers go only when provably dead.
+
+Blobs (`ckpt.blobs`) are reference-counted by the parts themselves: a blob goes
+once no part of the store, published or being written, names it in its header.
+Every deletion of checkpoints (`cdip rm`, `clear`, `gc`, `keep`, the budget) ends
+with `release_blobs` over the blobs they held.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import time
 from collections.abc import Collection
 
 from .errors import CkptError
-from .fileformat import read_summary
+from .fileformat import held_blobs, read_summary
 from .store import _HOST, _PID_NS, CALL_SUFFIX, ERROR_SUFFIX, TEMP_PREFIX, Store, discard
 
 # Call parts this process found to verify, by (path, inode, size, mtime): see `_verifies`.
@@ -62,10 +67,42 @@ def prune(store: Store, key: str, keep: int, protect: Collection[str] = ()) -> l
             kept += 1
         else:
             doomed.append(checkpoint_id)
+    held: set[str] = set()
     for checkpoint_id in doomed:
         for _, filename in parts[checkpoint_id]:
+            held.update(held_blobs(store.path_of(filename)))
             discard(store.path_of(filename))
+    release_blobs(store, held)
     return doomed
+
+
+def referenced(store: Store) -> set[str]:
+    """Every blob a part of the store names, or a temporary being written (unverified).
+
+    Unverified on purpose: a reference only ever keeps a blob, so a part that
+    does not verify here (signed elsewhere, damaged) keeps its blobs until it
+    goes itself. A temporary names its blobs before it claims them.
+    """
+    found: set[str] = set()
+    for filename in store.listdir():
+        if filename.endswith((CALL_SUFFIX, ERROR_SUFFIX)) or filename.startswith(TEMP_PREFIX):
+            found.update(held_blobs(store.path_of(filename)))
+    return found
+
+
+def release_blobs(store: Store, candidates: Collection[str] | None = None) -> int:
+    """Remove the blobs among `candidates` (default: all) that no part names; return bytes freed.
+
+    Safe against a writer reusing one meanwhile: see `Blobs.remove`.
+    """
+    blobs = store.blobs
+    if candidates is None:
+        candidates = list(blobs.ids())
+    if not candidates and not os.path.isdir(blobs.root):
+        return 0
+    wanted = referenced(store)
+    return blobs.remove([blob for blob in candidates if blob not in wanted],
+                        lambda: referenced(store))
 
 def _verifies(store: Store, files: list[tuple[int, str]]) -> bool:
     """Whether a checkpoint's call part (among `files`) has a summary that verifies.
@@ -102,20 +139,35 @@ def _sized_parts(store: Store) -> list[tuple[int, str, str, int]]:
             parts.append((stamp, checkpoint_id, path, info.st_size))
     return parts
 
+def store_size(store: Store) -> int:
+    """The bytes the store's parts and blobs hold, each blob counted once."""
+    return sum(size for *_, size in _sized_parts(store)) + store.blobs.total()
+
+
 def enforce_budget(store: Store, max_bytes: int, protect: Collection[str] = ()) -> int:
     """Delete the oldest checkpoints until the store fits `max_bytes`.
 
-    Never deletes ids in `protect` (the checkpoint just written, calls still
-    running). Returns the bytes the store holds afterwards.
+    Each blob counts once; deleting a checkpoint frees its parts and the blobs
+    no other part holds. Never deletes ids in `protect` (the checkpoint just
+    written, calls still running). Returns the bytes the store holds afterwards.
     """
     parts = _sized_parts(store)
-    total = sum(size for *_, size in parts)
+    blob_sizes = {blob: size for blob in store.blobs.ids()
+                  if (size := store.blobs.size(blob)) is not None}
+    total = sum(size for *_, size in parts) + sum(blob_sizes.values())
     if total <= max_bytes:
         return total
     by_id: dict[str, list[tuple[int, str, int]]] = {}
     for stamp, checkpoint_id, path, size in parts:
         by_id.setdefault(checkpoint_id, []).append((stamp, path, size))
-    deleted = []
+    holds = {checkpoint_id: {blob for _, path, _ in files for blob in held_blobs(path)}
+             for checkpoint_id, files in by_id.items()} if blob_sizes else {}
+    holders: dict[str, int] = {}
+    for blobs in holds.values():
+        for blob in blobs:
+            holders[blob] = holders.get(blob, 0) + 1
+    freed = {blob for blob in blob_sizes if blob not in holders}  # left by an interrupted save
+    total -= sum(blob_sizes[blob] for blob in freed)
     for checkpoint_id, files in sorted(by_id.items(), key=lambda item: item[1][0][0]):
         if total <= max_bytes:
             break
@@ -127,7 +179,13 @@ def enforce_budget(store: Store, max_bytes: int, protect: Collection[str] = ()) 
             except FileNotFoundError:
                 continue
             total -= size
-        deleted.append(checkpoint_id)
+        for blob in holds.get(checkpoint_id, ()):
+            holders[blob] -= 1
+            if not holders[blob]:
+                freed.add(blob)
+                total -= blob_sizes.get(blob, 0)
+    if freed:
+        release_blobs(store, freed)
     return total
 
 def stale_temporaries(store: Store) -> list[str]:
@@ -139,10 +197,9 @@ def stale_temporaries(store: Store) -> list[str]:
     presumed gone after a day without a write.
     """
     stale = []
-    for filename in store.listdir():
-        if not filename.startswith(TEMP_PREFIX):
-            continue
-        path = store.path_of(filename)
+    temporaries = [store.path_of(name) for name in store.listdir() if name.startswith(TEMP_PREFIX)]
+    for path in temporaries + list(store.blobs.temporaries()):
+        filename = os.path.basename(path)
         pid_text, _, rest = filename[len(TEMP_PREFIX) :].partition("-")
         host, _, namespace = rest.partition("-")[2].partition("@")
         try:

@@ -7,7 +7,7 @@ import re
 from collections.abc import Iterable, Iterator, Sequence
 
 from .errors import CkptError, CorruptCheckpointError, NotFoundError
-from .fileformat import blob_refs, read_summary
+from .fileformat import blob_refs, held_blobs, read_summary
 from .header import Summary
 
 TYPE_CHECKING = False
@@ -434,7 +434,12 @@ class Store:
                     stream.flush()
                     os.fsync(stream.fileno())
         except BaseException:
+            held = held_blobs(temporary)
             discard(temporary)
+            if held:  # the blobs it put, unless another part holds them
+                from .retention import release_blobs
+
+                release_blobs(self, held)
             raise
         if plan is not None and plan.views:
             self._claims[temporary] = plan.views
@@ -469,8 +474,19 @@ class Store:
 
     def remove(self, entry: Entry) -> None:
         """Delete a checkpoint; one removed meanwhile by someone else is fine."""
-        for path in entry.paths:
-            discard(path)
+        self.remove_all([entry])
+
+    def remove_all(self, entries: Iterable[Entry]) -> None:
+        """Delete checkpoints, then the blobs they held that no other part holds."""
+        from .retention import release_blobs
+
+        held: set[str] = set()
+        for entry in entries:
+            held.update(blob for blob, _ in entry.blobs)
+            for path in entry.paths:
+                discard(path)
+        if held:
+            release_blobs(self, held)
 
 def _short_names(name: str) -> set[str]:
     from .names import short_names
