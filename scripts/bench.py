@@ -553,9 +553,36 @@ def bench_startup(settings: Settings) -> None:
                  ", ".join(avoided) or "none")
 
 
+# -- 7. zero-code capture ------------------------------------------------------------
+
+
+def bench_zerocode(settings: Settings) -> None:
+    """`python -m ckpt run script.py` against `python script.py`: start-up, and a crash saved."""
+    script = settings.workdir / "zerocode_ok.py"
+    script.write_text("print('done')\n")
+    crash = ROOT / "tests" / "samples" / "zerocode" / "pipeline3.py"
+    env = fresh_env(settings.workdir / "zerocode-store", PYCKPT_KEEP="1")
+
+    def run(*command: str) -> Callable[[], object]:
+        return lambda: subprocess.run([sys.executable, *command], env=env, capture_output=True,
+                                      cwd=settings.workdir)
+
+    times = side_by_side({
+        "plain": run(str(script)), "ours": run("-m", "ckpt", "run", str(script)),
+        "crash": run(str(crash), "3,x,5"),
+        "saved": run("-m", "ckpt", "run", str(crash), "3,x,5"),
+    }, settings.size(20, 2))
+    settings.add("zerocode", "python script.py (no error)", f"{times['plain']*1e3:.1f} ms")
+    added = times["ours"] - times["plain"]
+    settings.add("zerocode", "python -m ckpt run script.py: added to start-up",
+                 f"{added*1e3:.1f} ms", times["ours"] / times["plain"], "python script.py")
+    saving = times["saved"] - times["crash"]
+    settings.add("zerocode", "a crash 3 frames deep: 3 checkpoints saved, added",
+                 f"{saving*1e3:.1f} ms", times["saved"] / times["crash"], "python script.py")
+
 BENCHMARKS = {"idle": bench_idle, "small": bench_small, "large": bench_large,
               "torch": bench_torch, "replay": bench_replay, "listing": bench_listing,
-              "startup": bench_startup}
+              "startup": bench_startup, "zerocode": bench_zerocode}
 
 
 def machine() -> str:
