@@ -227,7 +227,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         from .watch import watched_mode
 
         mode = watched_mode(args.mode, args.watch)
-    if mode in INTERACTIVE and not args.command and not _is_terminal(sys.stdin):
+    ide = _ide(args, mode)
+    if mode in INTERACTIVE and not args.command and not ide and not _is_terminal(sys.stdin):
         raise CkptError(f"--mode {mode} needs a terminal, and standard input is not one",
                         hint="use --mode run, or give debugger commands with -c")
     recorded = None if entry.problem else _recorded_interpreter(store, entry)
@@ -243,7 +244,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                "json": args.json, "trust": args.trust, "command": args.command,
                "cwd": _directory(args.cwd),
                "run_script_top_level": args.run_script_top_level,
-               "device": args.device, "from_changed": args.from_changed}
+               "device": args.device, "from_changed": args.from_changed, **ide}
     with supervise.Supervisor(python, args.standby) as supervisor:
         if args.watch:
             from .watch import watch
@@ -252,6 +253,17 @@ def cmd_run(args: argparse.Namespace) -> int:
         if mode in ("break", "until-error"):  # where a debugger's restart starts a fresh child
             return supervisor.replay(options).status
         return supervisor.run(json.dumps(options))
+
+
+def _ide(args: argparse.Namespace, mode: str) -> dict[str, object]:
+    """--debugger debugpy's options for the child; empty when no IDE is the debugger."""
+    if args.debugger != "debugpy" or mode not in ("break", "until-error"):
+        if args.listen or args.wait_for_client:
+            raise CkptError("--listen and --wait-for-client go with --debugger debugpy, "
+                            "in --mode break or until-error")
+        return {}
+    return {"listen": args.listen or ("127.0.0.1", 5678),  # VS Code's attach default
+            "wait_for_client": args.wait_for_client}
 
 
 def _directory(path: str | None) -> str | None:
@@ -308,6 +320,14 @@ def _interpreter(requested: str | None, recorded: str | None) -> tuple[str, str]
         chosen, why = sys.executable, ""
     return chosen, ("" if is_this_interpreter(chosen) else
                     f"{why}, not the one cdip runs under ({sys.executable})")
+
+
+def _address(text: str) -> tuple[str, int]:
+    """--listen HOST:PORT (an IPv6 host in brackets: [::1]:5678)."""
+    host, colon, port = text.rpartition(":")
+    if not colon or not host or not port.isdigit() or int(port) > 65535:
+        raise argparse.ArgumentTypeError("expected HOST:PORT, such as 127.0.0.1:5678")
+    return host.removeprefix("[").removesuffix("]"), int(port)
 
 
 def _positive(text: str) -> int:
@@ -412,7 +432,15 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     resumed.add_argument("--from-changed", action="store_true",
                          help="as --frame, for the innermost saved frame whose function's "
                               "source changed since capture")
-    run.add_argument("--debugger", choices=("pdb", "ipdb", "pudb", "pdbpp"), default="pdb")
+    run.add_argument("--debugger", choices=("pdb", "ipdb", "pudb", "pdbpp", "debugpy"),
+                     default="pdb", help="debugpy: your IDE (VS Code, PyCharm, nvim-dap) "
+                                         "attaches over DAP; `pip install ckpt[loop]`")
+    run.add_argument("--listen", type=_address, metavar="HOST:PORT",
+                     help="with --debugger debugpy: where the IDE attaches (default "
+                          "127.0.0.1:5678, as VS Code's attach; port 0: any free one)")
+    run.add_argument("--wait-for-client", action="store_true",
+                     help="with --debugger debugpy: wait for the IDE before running (break "
+                          "mode always waits; until-error waits at an exception)")
     run.add_argument("--shell", choices=("python", "ipython"), default="python")
     run.add_argument("-c", "--command", action="append", default=[], metavar="CMD",
                      help="a debugger (or shell) command to run first; repeatable")

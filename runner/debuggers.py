@@ -7,6 +7,8 @@ import sys
 
 from ckpt.errors import CkptError
 
+from . import dap
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -16,13 +18,16 @@ if TYPE_CHECKING:
     from .options import Options
 
 
-class Tool(collections.namedtuple("Tool", "module package make")):
+class Tool(collections.namedtuple("Tool", "module package make check start",
+                                  defaults=(None, None))):
     """A debugger or shell: the module it needs, the package that installs it, a factory."""
 
     __slots__ = ()
     module: str  # must be importable in the replay interpreter
     package: str  # what `pip install` needs; "" for the standard library
     make: Callable[[], Any] | None
+    check: Callable[[Options], None] | None  # refuses what it cannot do, before user code
+    start: Callable[[Options], None] | None  # before the function runs (debugpy: listen)
 
 
 def _pdb() -> Any:
@@ -48,11 +53,16 @@ def _pudb() -> Any:
     return Pudb()
 
 
+def _debugpy() -> Any:
+    return dap.Debugpy()
+
+
 DEBUGGERS = {
     "pdb": Tool("pdb", "", _pdb),
     "ipdb": Tool("IPython", "ipdb", _ipdb),
     "pudb": Tool("pudb", "pudb", _pudb),
     "pdbpp": Tool("pdbpp", "pdbpp", _pdbpp),
+    "debugpy": Tool("debugpy", "debugpy", _debugpy, dap.check, dap.listen),  # an IDE, over DAP
 }
 SHELLS = {"python": Tool("code", "", None), "ipython": Tool("IPython", "ipython", None)}
 
@@ -90,6 +100,15 @@ def check(options: Options) -> None:
     if name == "pudb" and options.command:
         raise CkptError("pudb is a full-screen debugger and takes no -c commands",
                         hint="use --debugger pdb for scripted sessions")
+    if tool.check is not None:
+        tool.check(options)
+
+
+def start(options: Options) -> None:
+    """Start what the debugger needs before the function runs (debugpy: listen for the IDE)."""
+    begin = DEBUGGERS[options.debugger].start
+    if begin is not None:
+        begin(options)
 
 
 def make_debugger(options: Options) -> Any:
@@ -111,7 +130,7 @@ def make_debugger(options: Options) -> Any:
 def post_mortem(debugger: Any, exc: BaseException, tb: TracebackType | None,
                 start: FrameType | None) -> None:
     """Open `debugger` on `tb` at the frame `start`; up and down still reach every frame."""
-    if isinstance(debugger, Pudb):
+    if isinstance(debugger, (Pudb, dap.Debugpy)):
         debugger.post_mortem(exc, tb, start)
         return
     original = debugger.get_stack

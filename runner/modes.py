@@ -36,6 +36,10 @@ def run(options: Options, checkpoint: Checkpoint, function: Callable[..., Any],
         from . import handback
 
         handback.started()
+    if MODES[options.mode].tool == "debugger":
+        from .debuggers import start
+
+        start(options)  # what the debugger needs first: debugpy listens for the IDE
     return MODES[options.mode].enter(options, checkpoint, function, binding)
 
 

@@ -23,7 +23,9 @@ class Options:
                  cwd: str | None = None, run_script_top_level: bool = False,
                  device: str | None = None, from_changed: bool = False,
                  handback: str | None = None,
-                 breakpoints: Sequence[dict[str, Any]] = ()) -> None:
+                 breakpoints: Sequence[dict[str, Any]] = (),
+                 listen: Sequence[Any] = ("127.0.0.1", 5678),
+                 wait_for_client: bool = False) -> None:
         self.store, self.id, self.mode, self.frame = store, id, mode, frame
         self.debugger, self.shell, self.json, self.trust = debugger, shell, json, trust
         self.command = list(command)
@@ -36,6 +38,9 @@ class Options:
         # the file this child reports to `cdip` in when it ends (ckpt.handback), if any
         self.handback = handback
         self.breakpoints = list(breakpoints)  # a debugger's, kept across its restart
+        # --debugger debugpy: where the IDE attaches (host, port), and whether to wait for it
+        self.listen: tuple[str, int] = (str(listen[0]), int(listen[1]))
+        self.wait_for_client = wait_for_client
 
 
 def parse(arguments: Sequence[str]) -> Options | None:
