@@ -38,11 +38,11 @@ def watched_mode(mode: str | None, watch: bool) -> str:
     mode = mode or "run"
     if mode not in WATCHED_MODES:
         raise CkptError(f"--watch replays in --mode run or until-error, not {mode}")
-    import importlib.util
-
-    if importlib.util.find_spec("watchfiles") is None:
+    try:
+        import watchfiles  # noqa: F401  (imported for --watch only)
+    except ImportError as exc:
         raise CkptError("--watch needs watchfiles, which is not installed",
-                        hint=f"{sys.executable} -m pip install 'ckpt[loop]'")
+                        hint=f"{sys.executable} -m pip install 'ckpt[loop]'") from exc
     return mode
 
 

@@ -1,0 +1,165 @@
+"""`cdip run --watch`: a round per change, through a real terminal, and nothing left behind."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pexpect
+import psutil
+import pytest
+from conftest import BIN, SAMPLES, run_python
+
+CDIP = str(BIN / "cdip")
+TIMEOUT = 60  # generous: the machine running the tests may be busy
+FAIL = "round 1: fail: ratio raised ZeroDivisionError: division by zero"
+WATCHING = r"cdip: watching .* \(Ctrl-C to stop\)"
+FIXED = 'def offset():\n    return 0\n'  # ratio(10, 1) is then 10 / 1
+
+
+@pytest.fixture(params=["in the project", "imported from elsewhere"])
+def app(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[Path, Path]:
+    """The ratio step, failed once: (its directory, the helper file it imports).
+
+    The helper lies in the project (the directory the step ran in), or in a
+    folder outside it on PYTHONPATH, which only the replay's imports can name.
+    """
+    app = tmp_path / "app"
+    app.mkdir()
+    shutil.copy(SAMPLES / "loop" / "ratio.py", app)
+    helper_dir = app if request.param == "in the project" else tmp_path / "lib"
+    helper_dir.mkdir(exist_ok=True)
+    shutil.copy(SAMPLES / "loop" / "offsets.py", helper_dir)
+    result = run_python("ratio.py", cwd=app, env={"PYTHONPATH": str(helper_dir)})
+    assert result.returncode == 1, result.stderr
+    return app, helper_dir / "offsets.py"
+
+
+def watch(app: Path, *args: str) -> pexpect.spawn:
+    """`cdip run ratio --watch ARGS` on a real terminal, the screen logged to a file."""
+    logfile = (app.parent / "watch.log").open("a")
+    return pexpect.spawn(CDIP, ["run", "ratio", "--watch", *args], cwd=str(app),
+                         encoding="utf-8", timeout=TIMEOUT, logfile=logfile,
+                         dimensions=(40, 200))
+
+
+def finish(child: pexpect.spawn) -> int:
+    child.expect(pexpect.EOF)
+    child.close()
+    return child.exitstatus if child.exitstatus is not None else 128 + child.signalstatus
+
+
+def descendants(child: pexpect.spawn) -> list[psutil.Process]:
+    return psutil.Process(child.pid).children(recursive=True)
+
+
+def assert_gone(processes: list[psutil.Process]) -> None:
+    alive = [process for process in processes
+             if process.is_running() and process.status() != psutil.STATUS_ZOMBIE]
+    for process in alive:  # a failing test leaves nothing behind either
+        process.kill()
+    assert alive == [], f"left behind: {alive}"
+
+
+def test_an_edit_flips_fail_to_pass_and_until_pass_exits_0(app):
+    folder, helper = app
+    child = watch(folder, "--until-pass")
+    child.expect(FAIL)
+    child.expect(WATCHING)
+    # a burst of saves, the first of them broken halfway: one round, of the last
+    for text in ("def offset(:\n", "def offset():\n    return 2\n", FIXED):
+        helper.write_text(text)
+    child.expect("offsets.py changed: replaying again")
+    child.expect("round 2: pass: ratio returned 10.0")
+    assert finish(child) == 0
+    assert "round 3" not in child.before
+
+
+def test_each_change_is_a_round_until_ctrl_c_which_leaves_nothing(app):
+    folder, helper = app
+    broken = helper.read_text()
+    child = watch(folder)
+    child.expect(FAIL)
+    child.expect(WATCHING)
+    helper.write_text(FIXED)
+    child.expect("round 2: pass: ratio returned 10.0")
+    child.expect(WATCHING)
+    helper.write_text(broken)
+    child.expect("round 3: fail: ratio raised ZeroDivisionError")
+    child.expect(WATCHING)
+    waiting = descendants(child)
+    assert waiting, "the next round's interpreter should be booting ahead"
+    child.sendintr()  # Ctrl-C, as the terminal sends it
+    assert finish(child) == 130
+    assert "Traceback" not in child.before
+    assert_gone(waiting)
+
+
+def test_ctrl_c_during_a_round_ends_the_watch_and_its_processes(app, tmp_path):
+    folder, helper = app
+    child = watch(folder)
+    child.expect(FAIL)
+    child.expect(WATCHING)
+    # the next round starts a process in a session of its own (Ctrl-C cannot reach
+    # it), then takes its time
+    helper.write_text(
+        "import subprocess, time\n"
+        "def offset():\n"
+        "    helper = subprocess.Popen(['sleep', '300'], start_new_session=True)\n"
+        "    print('helper', helper.pid, flush=True)\n"
+        "    time.sleep(300)\n")
+    child.expect(r"helper (\d+)")
+    started = [psutil.Process(int(child.match.group(1))), *descendants(child)]
+    child.sendintr()
+    assert finish(child) == 130
+    assert_gone(started)
+
+
+def test_a_file_the_replay_does_not_read_starts_no_round(app):
+    folder, helper = app
+    child = watch(folder, "--until-pass")
+    child.expect(FAIL)
+    child.expect(WATCHING)
+    (folder / "notes.txt").write_text("not code\n")
+    (folder / "__pycache__").mkdir(exist_ok=True)
+    (folder / "__pycache__" / "stale.py").write_text("x = 1\n")
+    helper.write_text(FIXED)
+    # all three in one burst: the change named is the first of them that counts
+    child.expect(r"cdip: (\S+) changed: replaying again")
+    assert child.match.group(1).endswith("offsets.py")
+    child.expect("round 2: pass")
+    assert finish(child) == 0
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--until-pass"], "--until-pass goes with --watch"),
+    (["--watch", "--mode", "shell"], "--watch replays in --mode run or until-error, not shell"),
+])
+def test_what_watch_cannot_do_is_one_line_and_exit_2(tmp_path, args, message):
+    shutil.copy(SAMPLES / "loop" / "ratio.py", tmp_path)
+    shutil.copy(SAMPLES / "loop" / "offsets.py", tmp_path)
+    run_python("ratio.py", cwd=tmp_path)
+    result = subprocess.run([CDIP, "run", "ratio", *args], capture_output=True, text=True,
+                            timeout=TIMEOUT, cwd=tmp_path, stdin=subprocess.DEVNULL)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_watch_without_watchfiles_says_what_to_install(tmp_path):
+    shutil.copy(SAMPLES / "loop" / "ratio.py", tmp_path)
+    shutil.copy(SAMPLES / "loop" / "offsets.py", tmp_path)
+    run_python("ratio.py", cwd=tmp_path)
+    missing = tmp_path / "missing"
+    missing.mkdir()
+    # as when the package is not installed: its import fails
+    (missing / "watchfiles.py").write_text("raise ImportError('No module named watchfiles')\n")
+    result = subprocess.run([CDIP, "run", "ratio", "--watch"], capture_output=True, text=True,
+                            timeout=TIMEOUT, cwd=tmp_path, stdin=subprocess.DEVNULL,
+                            env={**os.environ, "PYTHONPATH": str(missing)})
+    assert result.returncode == 2
+    assert "--watch needs watchfiles, which is not installed" in result.stderr
+    assert "pip install 'ckpt[loop]'" in result.stderr
+    assert "Traceback" not in result.stderr
