@@ -1,0 +1,385 @@
+"""Where a store's bytes live: one small interface, a local directory behind it, or a URL.
+
+A backend only moves bytes: it names nothing, verifies nothing and decides
+nothing (the store names and finds, retention decides what goes). Objects are
+named by '/'-separated keys relative to the store's root.
+
+The promise every backend keeps: **a reader never sees a partial object**.
+An object is written through an `Upload` that publishes it whole on `commit`,
+or leaves nothing on `abort` (and nothing listed if the writer dies):
+
+- the local directory writes a private temporary in the store and renames it
+  into place (`os.replace`, or `os.link` for put-if-absent): a rename is atomic;
+  a temporary left by a killed writer is never listed, and `cdip gc` removes it
+  once its writer is provably gone;
+- an object store has no rename: see `ckpt.remote` (S3 makes an object visible
+  only when its single PUT or its multipart upload completes).
+
+`open_backend` picks one from a path or a URL; `import ckpt` never imports
+fsspec: only a URL does.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+from typing import IO, NamedTuple, Union
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from types import TracebackType
+
+# What an object can be written from without a copy.
+Data = Union[bytes, bytearray, memoryview]
+
+# Copying a stream into an object moves this much at a time.
+COPY_CHUNK = 1 << 20
+# `scheme://` (RFC 3986): a store named so is an fsspec URL, except file://.
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+class ObjectInfo(NamedTuple):
+    """One object as a listing sees it: its key, its size in bytes, when it was written."""
+
+    name: str
+    size: int
+    mtime: float
+
+
+class Unfinished(NamedTuple):
+    """A write that never published (a local temporary, an S3 multipart upload).
+
+    Never listed as an object; `Backend.abort_unfinished` removes it.
+    `handle` is the backend's own reference to it.
+    """
+
+    name: str
+    started: float
+    handle: str
+
+
+class Upload:
+    """A new object being written: invisible until `commit`, gone after `abort`.
+
+    As a context manager it commits when the block ends normally and aborts
+    when it raises. `published` says what `commit` did: True, or False when the
+    object was put-if-absent and one was already there (the bytes were dropped).
+    """
+
+    published: bool | None = None
+
+    def write(self, data: Data) -> int:
+        """Append bytes; return how many."""
+        raise NotImplementedError
+
+    def commit(self) -> bool:
+        """Make the object visible, whole, at once; return `published`."""
+        raise NotImplementedError
+
+    def abort(self) -> None:
+        """Drop what was written; nothing becomes visible."""
+        raise NotImplementedError
+
+    def __enter__(self) -> Upload:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        if kind is None:
+            self.commit()
+            return
+        try:
+            self.abort()
+        except Exception:  # noqa: S110
+            pass  # the write's own error is the one to see; what is left is `cdip gc`'s
+
+
+class Backend:
+    """The interface a store sits on (a few methods, as httpx's BaseTransport)."""
+
+    url: str
+
+    def create(self, name: str, exclusive: bool = False) -> Upload:
+        """Start writing object `name`; with `exclusive`, publish only if it is absent."""
+        raise NotImplementedError
+
+    def put(self, name: str, data: Data | IO[bytes], exclusive: bool = False) -> bool:
+        """Publish `data` (bytes, or a readable stream copied in chunks) as object `name`.
+
+        Returns False when `exclusive` and the object was already there (for a
+        content-addressed blob: nothing to upload).
+        """
+        if exclusive and self.stat(name) is not None:
+            return False  # the common case for a blob: no bytes sent at all
+        with self.create(name, exclusive) as upload:
+            if isinstance(data, (bytes, bytearray, memoryview)):
+                upload.write(data)
+            else:
+                _copy(data, upload)
+        return bool(upload.published)
+
+    def open(self, name: str) -> IO[bytes]:
+        """Open object `name` for streaming reads.
+
+        Raises:
+            FileNotFoundError: there is no such object.
+        """
+        raise NotImplementedError
+
+    def read(self, name: str, start: int = 0, length: int | None = None) -> bytes:
+        """Bytes `start` to `start + length` of an object (to its end if None): one request."""
+        with self.open(name) as stream:
+            stream.seek(start)
+            return stream.read(-1 if length is None else length)
+
+    def names(self, prefix: str = "") -> list[str]:
+        """The keys that start with `prefix`, in the folder `prefix` names; never recursive.
+
+        `blobs/ab` lists `blobs/ab...` but not `blobs/ab/c`. Unfinished writes
+        are never listed. Cheaper than `objects` where sizes cost extra (locally).
+        """
+        return [info.name for info in self.objects(prefix)]
+
+    def objects(self, prefix: str = "") -> list[ObjectInfo]:
+        """As `names`, with each object's size and time (one LIST request per 1,000 on S3)."""
+        raise NotImplementedError
+
+    def stat(self, name: str) -> ObjectInfo | None:
+        """Object `name`'s size and time, or None when there is no such object."""
+        raise NotImplementedError
+
+    def delete(self, name: str) -> None:
+        """Delete object `name`; one already gone is fine."""
+        raise NotImplementedError
+
+    def unfinished(self) -> list[Unfinished]:
+        """Writes under this store that never published, for `cdip gc` to judge."""
+        raise NotImplementedError
+
+    def abort_unfinished(self, write: Unfinished) -> None:
+        """Remove an unfinished write (one already gone is fine)."""
+        raise NotImplementedError
+
+
+def _copy(source: IO[bytes], upload: Upload) -> None:
+    """Copy a stream into an upload through one reused buffer (never the whole in memory)."""
+    buffer = bytearray(COPY_CHUNK)
+    view = memoryview(buffer)
+    readinto = getattr(source, "readinto", None)
+    while True:
+        if readinto is not None:
+            count = readinto(buffer)
+            if not count:
+                return
+            upload.write(view[:count])
+        else:
+            chunk = source.read(COPY_CHUNK)
+            if not chunk:
+                return
+            upload.write(chunk)
+
+
+def check_key(name: str) -> None:
+    """Refuse an object key that is not a plain relative path (keys are ours, never a user's).
+
+    Raises:
+        ValueError: empty, absolute, or with an empty, `.` or `..` part.
+    """
+    parts = name.split("/")
+    if not name or "\0" in name or any(part in ("", ".", "..") for part in parts):
+        raise ValueError(f"not an object key: {name!r}")
+
+
+def split_key(prefix: str) -> tuple[str, str]:
+    """('folder', 'stem') of a listing prefix: 'blobs/ab' -> ('blobs', 'ab'); 'x' -> ('', 'x')."""
+    folder, _, stem = prefix.rpartition("/")
+    if folder:
+        check_key(folder)
+    return folder, stem
+
+
+class LocalBackend(Backend):
+    """A directory: private temporaries renamed into place, regular files only, no links.
+
+    What `ckpt.store` has always done: temporaries named `.tmp-PID-RANDOM-HOST@PIDNS`
+    in the store itself (so `cdip gc` can tell a dead writer's from a live one's),
+    mode 0600 in a directory made 0700, read only through `fileformat.open_part`
+    (O_NOFOLLOW, regular files only, a FIFO never blocks).
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = os.fspath(path)
+        self.url = self.path
+
+    def _path(self, name: str) -> str:
+        check_key(name)
+        return os.path.join(self.path, *name.split("/"))
+
+    def create(self, name: str, exclusive: bool = False) -> Upload:
+        """Start writing object `name` into a private temporary of the store."""
+        return _LocalUpload(self, self._path(name), exclusive)
+
+    def open(self, name: str) -> IO[bytes]:
+        """Open a regular file of the store, never through a link (see `open_part`)."""
+        from .fileformat import open_part
+
+        return open_part(self._path(name))
+
+    def names(self, prefix: str = "") -> list[str]:
+        """File names as `os.listdir` gives them (no stat), less temporaries."""
+        from .store import TEMP_PREFIX
+
+        folder, stem = split_key(prefix)
+        try:
+            listed = os.listdir(os.path.join(self.path, folder) if folder else self.path)
+        except FileNotFoundError:
+            return []  # no store yet: it is made by the first save
+        lead = folder + "/" if folder else ""
+        return [lead + entry for entry in listed
+                if entry.startswith(stem) and not entry.startswith(TEMP_PREFIX)]
+
+    def objects(self, prefix: str = "") -> list[ObjectInfo]:
+        """Regular files only: a link to a huge file elsewhere weighs nothing."""
+        found = []
+        for name in self.names(prefix):
+            info = self.stat(name)
+            if info is not None:
+                found.append(info)
+        return found
+
+    def stat(self, name: str) -> ObjectInfo | None:
+        """A regular file's size and time (lstat: a link is not an object)."""
+        import stat
+
+        try:
+            info = os.lstat(self._path(name))
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        if not stat.S_ISREG(info.st_mode):
+            return None
+        return ObjectInfo(name, info.st_size, info.st_mtime)
+
+    def delete(self, name: str) -> None:
+        """Unlink a file; gone already, or a directory someone made there, is left be."""
+        from .store import discard
+
+        discard(self._path(name))
+
+    def unfinished(self) -> list[Unfinished]:
+        """The store's temporaries (whether their writer lives is retention's question)."""
+        from .store import TEMP_PREFIX
+
+        found = []
+        for entry in _listdir(self.path):
+            if entry.startswith(TEMP_PREFIX):
+                try:
+                    started = os.lstat(os.path.join(self.path, entry)).st_mtime
+                except OSError:
+                    continue
+                found.append(Unfinished(entry, started, entry))
+        return found
+
+    def abort_unfinished(self, write: Unfinished) -> None:
+        """Delete a temporary."""
+        from .store import TEMP_PREFIX, discard
+
+        if write.handle.startswith(TEMP_PREFIX) and "/" not in write.handle:
+            discard(os.path.join(self.path, write.handle))
+
+    def open_temporary(self) -> tuple[str, IO[bytes]]:
+        """A new private temporary file in the store, named and made as the store does."""
+        from .store import Store
+
+        # phase 2 moves this here (the store will write through the backend)
+        return Store(self.path).open_temporary()
+
+
+def _listdir(path: str) -> list[str]:
+    try:
+        return os.listdir(path)
+    except FileNotFoundError:
+        return []
+
+
+class _LocalUpload(Upload):
+    """A private temporary, renamed into place on commit."""
+
+    def __init__(self, backend: LocalBackend, final: str, exclusive: bool) -> None:
+        self._final = final
+        self._exclusive = exclusive
+        self._temporary, self._stream = backend.open_temporary()
+
+    def write(self, data: Data) -> int:
+        """Append to the temporary."""
+        return self._stream.write(data)
+
+    def commit(self) -> bool:
+        """Rename the temporary into place (link it, for put-if-absent)."""
+        from .store import discard
+
+        try:
+            if os.environ.get("PYCKPT_FSYNC") == "1":
+                self._stream.flush()
+                os.fsync(self._stream.fileno())
+            self._stream.close()
+            folder = os.path.dirname(self._final)
+            try:
+                self.published = self._publish()
+            except FileNotFoundError:  # the first object in a new folder (blobs/ab/)
+                os.makedirs(folder, mode=0o700, exist_ok=True)
+                self.published = self._publish()
+        finally:
+            discard(self._temporary)  # gone after a rename; after a link, a second name
+        return self.published
+
+    def _publish(self) -> bool:
+        if not self._exclusive:
+            os.replace(self._temporary, self._final)
+            return True
+        try:
+            os.link(self._temporary, self._final)  # atomic, and fails if one is there
+        except FileExistsError:
+            return False
+        except OSError as exc:
+            if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
+                raise
+            # no hard links here (some network and FUSE file systems): a blob is named
+            # by its content, so replacing one that appeared meanwhile changes nothing
+            if os.path.lexists(self._final):
+                return False
+            os.replace(self._temporary, self._final)
+        return True
+
+    def abort(self) -> None:
+        """Close and delete the temporary."""
+        from .store import discard
+
+        self._stream.close()
+        discard(self._temporary)
+
+
+def open_backend(url_or_path: str | os.PathLike[str]) -> Backend:
+    """The backend of a store named by a path, a `file://` URL, or any fsspec URL.
+
+    A plain path and `file://` are the local directory (its safety checks are
+    `ckpt.location`'s); `s3://`, `gs://`, `az://`, `memory://`... go through fsspec,
+    configured the standard way (credentials and endpoints from the environment and
+    fsspec's config: `AWS_PROFILE`, `AWS_ACCESS_KEY_ID`, `FSSPEC_S3_ENDPOINT_URL`...).
+
+    Raises:
+        CkptError: fsspec, or the library of the URL's scheme, is not installed.
+    """
+    text = os.fspath(url_or_path)
+    if text.startswith("file://"):
+        return LocalBackend(text[len("file://"):] or "/")
+    if not is_url(text):
+        return LocalBackend(text)
+    from .remote import FsspecBackend
+
+    return FsspecBackend(text)
+
+
+def is_url(text: str) -> bool:
+    """Whether a store's name is a URL (`scheme://...`) rather than a path."""
+    return _URL.match(text) is not None
