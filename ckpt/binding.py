@@ -8,7 +8,7 @@ from .values import short_repr
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
     from types import CodeType
     from typing import Any
 
@@ -89,11 +89,25 @@ def assigned_parameters(code: CodeType) -> list[str]:
 
 
 def parameter_assignments(code: CodeType) -> dict[str, list[int]]:
-    """Each parameter `code` assigns to (or deletes), with the lines that do."""
-    import dis
+    """Each parameter `code` assigns to (or deletes), with the lines that do.
 
+    A function nested in it that assigns one (``nonlocal``) counts too.
+    """
     declared = {name for name, _ in code_parameters(code)}
     found: dict[str, list[int]] = {}
+    for name, line in _stores(code, declared):
+        if line not in found.setdefault(name, []):
+            found[name].append(line)
+    return found
+
+
+def _stores(code: CodeType, names: set[str]) -> Iterator[tuple[str, int]]:
+    """(name, line) of each store to one of `names` in `code` and the functions nested in it.
+
+    In a nested function only a store to a free variable (``nonlocal``) is the outer's.
+    """
+    import dis
+
     line = code.co_firstlineno
     for instruction in dis.get_instructions(code):
         number = getattr(instruction, "line_number", None)  # 3.13; before: starts_line
@@ -103,14 +117,16 @@ def parameter_assignments(code: CodeType) -> dict[str, list[int]]:
         elif isinstance(starts, int) and not isinstance(starts, bool):  # a bool from 3.13
             line = starts
         if instruction.opname in _STORES:
-            names = instruction.argval if isinstance(instruction.argval, tuple) else (
+            stored = instruction.argval if isinstance(instruction.argval, tuple) else (
                 instruction.argval,)
             if instruction.opname == "STORE_FAST_LOAD_FAST":
-                names = names[:1]  # its second name is loaded, not stored
-            for name in names:
-                if name in declared and line not in found.setdefault(name, []):
-                    found[name].append(line)
-    return found
+                stored = stored[:1]  # its second name is loaded, not stored
+            for name in stored:
+                if name in names:
+                    yield name, line
+    for const in code.co_consts:
+        if isinstance(const, type(code)):
+            yield from _stores(const, names & set(const.co_freevars))
 
 
 def positional(values: dict[str, Any], kinds: dict[str, str]) -> tuple[Any, ...]:

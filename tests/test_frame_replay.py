@@ -14,6 +14,8 @@ import pexpect
 import pytest
 from conftest import BIN, SAMPLES, run_python
 
+from ckpt.binding import assigned_parameters
+
 CDIP = str(BIN / "cdip")
 
 
@@ -189,3 +191,28 @@ def test_frame_and_from_changed_together_are_a_usage_error(failed, tmp_path):
     result = cdip("run", "pipeline", "--frame", "1", "--from-changed", cwd=tmp_path)
     assert result.returncode == 2
     assert "not allowed with argument" in result.stderr
+
+
+def test_the_parameters_a_body_assigns_are_read_from_its_bytecode():
+    def body(a, b, c, d, e, f, g, unchanged, mutated, *args, h, **kwargs):
+        a = 1
+        b += 1
+        for c in ():
+            print(c)
+        with open(__file__) as d:
+            pass
+        try:
+            pass
+        except ValueError as e:
+            print(e)
+        del f
+
+        def inner():
+            nonlocal g
+            g = 2
+
+        mutated.append(unchanged)  # in place: not an assignment, and not knowable
+        args = ()
+        return a, d, args, h, inner  # never called: only its code is read
+
+    assert assigned_parameters(body.__code__) == ["a", "args", "b", "c", "d", "e", "f", "g"]
