@@ -240,17 +240,17 @@ def report(saved: list[tuple[str, Saved]], what: str = "this error") -> list[str
     lines = [f"ckpt: saved {len(saved)} checkpoint(s) of {what} in {', '.join(stores)}: one "
              "per function of yours on the stack, outermost first, each with the values its "
              "parameters had at the error; replay one with today's code:"]
-    lines += [f"  cdip run {_replayable(name, item.id)}    # id {item.id}" for name, item in saved]
+    lines += [f"  cdip run {_replayable(name)}    # id {item.id}" for name, item in saved]
     return lines
 
 
-def _replayable(name: str, checkpoint_id: str) -> str:
-    """How `cdip run` names the checkpoint: its name, or its id when the name reads as a program."""
+def _replayable(name: str) -> str:
+    """How `cdip run` names the checkpoint: its name, after ``--`` if it reads as a program."""
     import shlex
 
     from .zerocode import requested
 
-    return checkpoint_id if requested(["run", name]) is not None else shlex.quote(name)
+    return f"-- {shlex.quote(name)}" if requested(["run", name]) is not None else shlex.quote(name)
 
 
 def print_report(saved: list[tuple[str, Saved]], what: str = "this error") -> None:

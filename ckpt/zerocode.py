@@ -12,7 +12,8 @@ failures are saved too (`excepthook.watch_unittest`).
 
 `cdip run NAME` replays instead: `run` is followed by a script when its first
 argument (after ``--dir PATH``) ends in ``.py``, by a module when that is ``-m
-MODULE`` and MODULE is not a replay mode (``-m`` is ``--mode`` in a replay).
+MODULE`` and MODULE is not a replay mode (``-m`` is ``--mode`` in a replay). After
+``--`` comes a name: ``cdip run -- step.py`` replays a checkpoint named so.
 """
 
 from __future__ import annotations
@@ -160,8 +161,7 @@ def _no_script(script: str, exc: OSError, prog: str) -> Exception:
 
     reason = exc.strerror or str(exc)
     return CkptError(f"cannot run {script}: {reason}",
-                     hint=f"`{prog} run NAME` replays a checkpoint; one named like a "
-                          f"script ({script}) is replayed by its id (`cdip info` lists them)")
+                     hint=f"to replay a checkpoint named {script}: `{prog} run -- {script}`")
 
 
 class _NoModule(ImportError):

@@ -209,6 +209,7 @@ def test_unittest_failures_are_saved_and_replay(project: Path):
     (["run", "--dir", "store", "parse"], None),
     (["run", "-m"], None),
     (["run", "-x.py"], None),
+    (["run", "--", "x.py"], None),  # after --: a name
     (["info", "x.py"], None),
     (["run", "x.py"], ("x.py", None, [], None)),
     (["run", "dir/x.py", "-m", "run", "--dir", "d"], ("dir/x.py", None, ["-m", "run", "--dir", "d"],
@@ -238,6 +239,15 @@ def test_run_dash_m_mode_still_replays(project: Path):
     assert result.returncode == 1
     assert "replaying parse" in result.stderr
     assert "a module named like a mode" not in result.stderr
+
+
+def test_a_checkpoint_named_like_a_script_replays_after_dash_dash(project: Path):
+    import ckpt
+
+    ckpt.ckpt(lambda value: value * 2, name="step.py")(21)
+    result = run("run", "--mode", "run", "--", "step.py", cwd=project, program="cdip")
+    assert result.returncode == 0, result.stderr
+    assert "step.py returned 42" in result.stdout
 
 
 @pytest.mark.parametrize(("args", "message"), [
