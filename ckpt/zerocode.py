@@ -41,7 +41,8 @@ RUN_EPILOG = (
     "qualified name, with its parameters' values at the error as its arguments (module-level "
     "code, libraries and the standard library are not saved); unittest's failing tests too. "
     "`run` runs a program when its first argument ends in .py, or is -m MODULE where MODULE "
-    "is not a mode (break, until-error, shell, locals, run): otherwise it replays.")
+    "is not a mode (break, until-error, shell, locals, run): otherwise it replays, and "
+    "after -- comes a name (`%(prog)s -- step.py` replays a checkpoint named so).")
 
 
 class Program:
