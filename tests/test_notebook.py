@@ -109,6 +109,19 @@ def test_ckpt_here_of_an_unknown_name_is_a_usage_error(executed):
     assert "Traceback" not in said and error(cells[12]) is None
 
 
+def test_install_excepthook_in_ipython_saves_a_failing_cell(tmp_path: Path):
+    code = ("import ckpt\nckpt.install_excepthook()\n"
+            "def typed(text):\n    return text[5]\n\ntyped('abc')\n")
+    shown = run_python("-m", "IPython", "--quick", "--no-banner", "--colors=NoColor", "-c", code,
+                       cwd=tmp_path)
+    assert "IndexError: string index out of range" in shown.stdout + shown.stderr  # IPython's
+    assert "ckpt: saved 1 checkpoint(s) of this error" in shown.stderr
+    replay = subprocess.run([str(BIN / "cdip"), "run", "typed", "--mode", "run"],
+                            capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert replay.returncode == 1
+    assert "typed raised IndexError: string index out of range" in replay.stdout
+
+
 def test_import_ckpt_leaves_the_notebook_and_capture_parts_unimported():
     code = ("import sys, ckpt; before = set(sys.modules); ckpt.load_ipython_extension; "
             "print(sorted(before & {0!r})); print(sorted(set(sys.modules) & {0!r}))")
