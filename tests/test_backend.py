@@ -165,17 +165,20 @@ def _big_file(path: Path, size: int) -> str:
     return digest.hexdigest()
 
 
-def test_a_large_object_streams_without_being_held_in_memory(backend, tmp_path, monkeypatch):
+@pytest.mark.parametrize("kind", ["local", "s3"])  # memory:// holds objects in memory
+def test_a_large_object_streams_without_being_held_in_memory(kind, tmp_path, request,
+                                                             monkeypatch):
     size = 64 * MiB
     expected = _big_file(tmp_path / "big.bin", size)
-    if "s3://" in backend.url:
-        # S3 holds about three parts at a time (its buffer, the part sent, the send):
+    if kind == "s3":
+        request.getfixturevalue("s3_env")
+        # S3 holds a few parts at a time (its buffer, the part sent, the send):
         # 5 MiB parts, set the standard fsspec way, show that this does not grow with size
         import fsspec.config
 
         monkeypatch.setitem(fsspec.config.conf, "s3", {
             **fsspec.config.conf.get("s3", {}), "default_block_size": 5 * MiB})
-        backend = open_backend(backend.url)
+    backend = open_backend(_url(kind, tmp_path))
     tracemalloc.start()
     try:
         with open(tmp_path / "big.bin", "rb") as source:
@@ -184,8 +187,8 @@ def test_a_large_object_streams_without_being_held_in_memory(backend, tmp_path, 
     finally:
         tracemalloc.stop()
     assert backend.stat("blobs/big").size == size
-    if "memory://" not in backend.url:  # memory:// holds its objects in memory by definition
-        assert peak < size / 2, f"{peak / MiB:.0f} MiB held for a {size // MiB} MiB put"
+    # measured: 3 MiB locally, 29 MiB on S3 for 64 MiB and for 160 MiB alike
+    assert peak < size / 2, f"{peak / MiB:.0f} MiB held for a {size // MiB} MiB put"
     digest = hashlib.sha256()
     with backend.open("blobs/big") as stream:
         while chunk := stream.read(8 * MiB):
