@@ -1,9 +1,11 @@
 """Portable bundles: `cdip export` packs checkpoints into one file, `cdip import` adopts them.
 
 A bundle is a tar file: `manifest.json` (an index of what it holds, with the
-size and SHA-256 of every file), `manifest.sha256`, and the checkpoint parts,
+size and SHA-256 of every file), `manifest.sha256`, the checkpoint parts,
 written afresh from their verified content under the exporter's key (with any
-`--redact`ed values replaced by placeholders). Each error part carries the
+`--redact`ed values replaced by placeholders), and (version 2) `blobs/<id>`:
+each large buffer the parts hold, once (its id is its content's digest, which
+every read checks). Each error part carries the
 source of its function's module at capture, so the importer sees what changed.
 
 A bundle proves its integrity (a truncated or altered file is refused), not who
@@ -33,18 +35,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Callable
 
+from .blobs import Blobs, is_id
 from .display import human_size, printable
 from .errors import CkptError, CorruptCheckpointError
 from .fileformat import Part, read_headers, read_part
 from .header import CallDetail, ErrorDetail, Summary
+from .retention import release_blobs
 from .store import CALL_SUFFIX, ERROR_SUFFIX, Store, discard, name_key, new_id
 from .target import configured_max_bytes
 
 BUNDLE_FORMAT = "ckpt-bundle"
-BUNDLE_VERSION = 1
+BUNDLE_VERSION = 2
+READABLE_BUNDLES = (1, 2)  # 1: no blobs
 MANIFEST = "manifest.json"
 DIGEST = "manifest.sha256"
 PARTS = "checkpoints/"
+BLOBS = "blobs/"
 MAX_MANIFEST = 4 << 20
 MAX_CHECKPOINTS = 10_000
 MAX_NAME = 4096
@@ -171,6 +177,9 @@ def open_bundle(path: Path, workdir: Path) -> Bundle:
             for entry in manifest["checkpoints"]:
                 for file in entry["files"]:
                     _extract(tar, members[PARTS + file["name"]], file, workdir)
+            blobs = Blobs(str(workdir))
+            for blob in manifest.get("blobs", []):
+                _extract_blob(tar, members[BLOBS + blob["id"]], blobs)
         checkpoints = [_bundled(entry, workdir) for entry in manifest["checkpoints"]]
     except _Damaged as exc:
         raise _damaged(path, str(exc)) from exc
@@ -260,7 +269,8 @@ def _members(tar: tarfile.TarFile, size: int) -> dict[str, tarfile.TarInfo]:
         if name in members:
             raise _Refused(f"{quoted(name)} appears twice")
         if name not in (MANIFEST, DIGEST) and not (
-                name.startswith(PARTS) and _MEMBER.fullmatch(name[len(PARTS):])):
+                name.startswith(PARTS) and _MEMBER.fullmatch(name[len(PARTS):])) and not (
+                name.startswith(BLOBS) and is_id(name[len(BLOBS):])):
             raise _Refused(f"{quoted(name)} is no file of a bundle")
         if member.offset_data + member.size > size:
             raise _Damaged(f"{quoted(name)} is truncated")
@@ -278,7 +288,8 @@ def _check_sizes(members: dict[str, tarfile.TarInfo]) -> None:
         if members[name].size > limit:
             raise _Refused(f"its {name} is {human_size(members[name].size)}, more than "
                            f"{human_size(limit)}")
-    total = sum(member.size for name, member in members.items() if name.startswith(PARTS))
+    total = sum(member.size for name, member in members.items()
+                if name.startswith((PARTS, BLOBS)))
     budget = configured_max_bytes()
     if total > budget:
         raise CkptError(
@@ -316,7 +327,11 @@ def _read_manifest(tar: tarfile.TarFile, members: dict[str, tarfile.TarInfo]) ->
     for name in members:
         if name.startswith(PARTS) and name not in listed:
             raise _Refused(f"{quoted(name)} is not in its manifest")
-    for name, file in listed.items():
+    blobs = {BLOBS + blob["id"]: blob for blob in manifest.get("blobs", [])}
+    for name in members:
+        if name.startswith(BLOBS) and name not in blobs:
+            raise _Refused(f"{quoted(name)} is not in its manifest")
+    for name, file in [*listed.items(), *blobs.items()]:
         if name not in members:
             raise _Damaged(f"{quoted(name)} is missing")
         if members[name].size != file["size"]:
@@ -329,7 +344,7 @@ def _check_manifest(manifest: object) -> None:
     top = _object(manifest, "the manifest")
     if top.get("format") != BUNDLE_FORMAT:
         raise _Refused("it is not a ckpt bundle")
-    if top.get("version") != BUNDLE_VERSION or isinstance(top.get("version"), bool):
+    if top.get("version") not in READABLE_BUNDLES or isinstance(top.get("version"), bool):
         raise CkptError(f"this is a version {printable(top.get('version'))} bundle; this ckpt "
                         f"reads version {BUNDLE_VERSION}", hint="import it with a newer ckpt")
     _time(top.get("created"), "the manifest's time")
@@ -347,6 +362,17 @@ def _check_manifest(manifest: object) -> None:
             raise _Refused("a manifest entry has no files, or more than two")
         for file in files:
             _check_listed(_object(file, "a listed file"), seen)
+    blobs = top.get("blobs", [])
+    if not isinstance(blobs, list) or len(blobs) > 2 * MAX_CHECKPOINTS * 64:
+        raise _Refused("its manifest's blobs are not a list")
+    for blob in blobs:
+        blob = _object(blob, "a listed blob")
+        size = blob.get("size")
+        if not isinstance(blob.get("id"), str) or not is_id(blob["id"]) or blob["id"] in seen:
+            raise _Refused(f"a listed blob {quoted(blob.get('id'))} is not a blob id, or twice")
+        seen.add(blob["id"])
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise _Refused(f"blob {quoted(blob['id'])} has no size")
 
 
 def _check_listed(file: dict[str, Any], seen: set[str]) -> None:
@@ -402,6 +428,15 @@ def _extract(tar: tarfile.TarFile, member: tarfile.TarInfo, file: dict[str, Any]
     if digest.hexdigest() != file["sha256"]:
         raise _Damaged(f"{printable(file['name'])} does not match the manifest "
                        "(altered or truncated)")
+
+
+def _extract_blob(tar: tarfile.TarFile, member: tarfile.TarInfo, blobs: Blobs) -> None:
+    """Copy one blob out of the tar; its bytes are checked against its id when read."""
+    try:
+        blobs.put_stream(member.name[len(BLOBS):], _chunks(tar, member))
+    except OSError as exc:
+        raise CkptError(f"cannot extract the bundle: {exc.strerror}",
+                        hint="free some space, or point TMPDIR elsewhere") from exc
 
 
 def _bundled(entry: dict[str, Any], workdir: Path) -> BundledCheckpoint:
@@ -501,6 +536,7 @@ def adopt(bundle: Bundle, store: Store) -> list[Adopted]:
     existing = _ids_in(store)
     staged: list[tuple[str, str]] = []
     adopted = []
+    placed = False
     try:
         for checkpoint in bundle.checkpoints:
             new = checkpoint.id
@@ -510,15 +546,27 @@ def adopt(bundle: Bundle, store: Store) -> list[Adopted]:
             _stage(checkpoint, new, store, staged)
             adopted.append(Adopted(checkpoint.id, new, checkpoint.name))
         _place_all(staged)
+        placed = True
     except OSError as exc:
         raise CkptError(f"cannot write into the store {printable(store.path)}: "
                         f"{exc.strerror}; nothing was imported") from exc
     except CorruptCheckpointError as exc:  # changed since it was opened
         raise _damaged(bundle.path, printable(exc.reason)) from exc
     finally:
-        for temporary, _ in staged:
-            discard(temporary)  # placed ones were renamed already
+        _settle(bundle, store, staged, placed)
     return adopted
+
+
+def _settle(bundle: Bundle, store: Store, staged: list[tuple[str, str]], placed: bool) -> None:
+    """Placed: check the parts' blobs are all there. Else: remove the blobs it put."""
+    for temporary, _ in staged:
+        if placed:
+            store.settle(temporary)
+        else:
+            store.forget(temporary)
+        discard(temporary)  # placed ones were renamed already
+    if not placed and staged:  # of the bundle's blobs, those no part of the store holds
+        release_blobs(store, list(Blobs(str(bundle.directory)).ids()))
 
 
 def _ids_in(store: Store) -> set[str]:

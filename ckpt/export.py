@@ -23,7 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from .blobs import Blobs
 from .bundle import (
+    BLOBS,
     BUNDLE_FORMAT,
     BUNDLE_VERSION,
     CHUNK,
@@ -34,7 +36,7 @@ from .bundle import (
 )
 from .display import printable
 from .errors import CkptError, CorruptCheckpointError
-from .fileformat import Part, PartWriter, Record, read_part
+from .fileformat import BlobLoader, Part, Record, read_part, write_stream
 from .keys import load_key
 from .store import Entry, discard
 from .values import Redacted, Redaction
@@ -92,7 +94,8 @@ def export(entries: list[Entry], output: str | os.PathLike[str],
             described, exported = _stage_checkpoint(entry, key, staging, redaction)
             manifest.append(described)
             carried.append(exported)
-        _write_bundle(output, _manifest_bytes(manifest), staging)
+        blobs = Blobs(str(staging))  # each buffer once, however many parts hold it
+        _write_bundle(output, _manifest_bytes(manifest, blobs), staging, blobs)
     except OSError as exc:
         where = printable(exc.filename or output)
         raise CkptError(f"cannot export to {printable(output)}: {where}: {exc.strerror}") from exc
@@ -131,7 +134,8 @@ def _stage_checkpoint(entry: Entry, key: bytes, staging: Path, redaction: Redact
     """Verify, redact and re-write one checkpoint's parts into `staging`."""
     if entry.problem:
         raise CorruptCheckpointError(f"checkpoint {entry.id} cannot be exported: {entry.problem}")
-    call = read_part(entry.call_path, key)
+    loader = BlobLoader.of_store(os.path.dirname(entry.call_path))
+    call = read_part(entry.call_path, key, loader)
     summary = call.summary = {"stamp": entry.stamp, **call.summary}  # formats 1, 2: none
     arguments = _redact(call, redaction)
     call_tag = _write_part(staging / os.path.basename(entry.call_path), call, key)
@@ -139,7 +143,7 @@ def _stage_checkpoint(entry: Entry, key: bytes, staging: Path, redaction: Redact
     frames: list[tuple[str, list[Value]]] = []
     exception = None
     if entry.error_path is not None:
-        error = read_part(entry.error_path, key)
+        error = read_part(entry.error_path, key, loader)
         # the call part it completes was written afresh: its tag is a new one
         error.summary = {"stamp": entry.stamp, **error.summary, "call_tag": call_tag.hex()}
         locals_ = _redact(error, redaction)
@@ -147,6 +151,7 @@ def _stage_checkpoint(entry: Entry, key: bytes, staging: Path, redaction: Redact
                   for frame, start, end in _frame_spans(error.detail)]
         exception = error.summary.get("exception")
         _write_part(staging / os.path.basename(entry.error_path), error, key)
+    loader.close()
     trigger = "error" if entry.error_path is not None else str(summary.get("trigger"))
     described = {
         "id": summary.get("id"), "name": summary.get("name"), "trigger": trigger,
@@ -190,13 +195,14 @@ def _redact(part: Part, redaction: Redaction) -> list[Value]:
 
 
 def _write_part(path: Path, part: Part, key: bytes) -> bytes:
-    """Write `part` afresh, signed under `key`, to a new file; return its tag."""
+    """Write `part` afresh, signed under `key`, to a new file; return its tag.
+
+    Its large buffers go to the staging folder's blobs (a redacted value's are
+    left behind), each once.
+    """
     with open(path, "xb") as stream:
-        writer = PartWriter(stream, key)
-        writer.write_header(part.summary, part.detail)
-        for record in part.records:
-            writer.write_record(record.inband, record.buffers)
-        return writer.finish()
+        return write_stream(stream, key, part.summary, part.detail, part.records,
+                            Blobs(str(path.parent)))[0]
 
 
 def _file_record(staging: Path, path: str) -> dict[str, Any]:
@@ -212,14 +218,15 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _manifest_bytes(checkpoints: list[dict[str, Any]]) -> bytes:
+def _manifest_bytes(checkpoints: list[dict[str, Any]], blobs: Blobs) -> bytes:
+    listed = [{"id": blob, "size": blobs.size(blob)} for blob in sorted(blobs.ids())]
     return json.dumps({
         "format": BUNDLE_FORMAT, "version": BUNDLE_VERSION, "created": time.time(),
-        "host": socket.gethostname(), "checkpoints": checkpoints,
+        "host": socket.gethostname(), "checkpoints": checkpoints, "blobs": listed,
     }, indent=1).encode()
 
 
-def _write_bundle(output: Path, manifest: bytes, staging: Path) -> None:
+def _write_bundle(output: Path, manifest: bytes, staging: Path, blobs: Blobs) -> None:
     """Write the tar file: created exclusively under a random name, mode 0600, then renamed.
 
     In a shared directory a predictable temporary name could be a link planted
@@ -235,8 +242,13 @@ def _write_bundle(output: Path, manifest: bytes, staging: Path) -> None:
             digest = hashlib.sha256(manifest).hexdigest().encode()
             _add(tar, DIGEST, io.BytesIO(digest), len(digest))
             for path in sorted(staging.iterdir()):
-                with open(path, "rb") as part:
-                    _add(tar, PARTS + path.name, part, path.stat().st_size)
+                if path.is_file():
+                    with open(path, "rb") as part:
+                        _add(tar, PARTS + path.name, part, path.stat().st_size)
+            for blob in sorted(blobs.ids()):
+                fd = blobs.open(blob)
+                with os.fdopen(fd, "rb") as stream:
+                    _add(tar, BLOBS + blob, stream, os.fstat(fd).st_size)
         os.replace(temporary, output)
     except BaseException:
         discard(temporary)

@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 
 import ckpt
 from ckpt import bundle, cli, display, export
+from ckpt.blobs import Blobs
 from ckpt.fileformat import PartWriter, read_part
 from ckpt.keys import load_key
 from ckpt.store import Store
@@ -289,7 +290,7 @@ def test_every_claim_of_the_manifest_must_match_the_parts(exported, tmp_path, fi
     assert store_files(tmp_path / "importer") == []
 
 
-@pytest.mark.parametrize("version", [1, 2, 3])
+@pytest.mark.parametrize("version", [1, 2, 3, 4])
 def test_a_checkpoint_of_every_format_travels(tmp_path, monkeypatch, version):
     golden = Path(__file__).parent / "data" / f"format-{version}"
     store = tmp_path / "golden"
@@ -298,7 +299,7 @@ def test_a_checkpoint_of_every_format_travels(tmp_path, monkeypatch, version):
     shutil.copy(golden / "key", key)
     key.chmod(0o600)
     monkeypatch.setenv("PYCKPT_KEY_FILE", str(key))
-    (entry,) = Store(store).entries()
+    (entry,) = (entry for entry in Store(store).entries() if entry.name == "golden")
     output = tmp_path / "golden.ckpt"
     (carried,) = export.export([entry], output, ("weights",))
     assert {(v.name, v.redacted) for v in carried.arguments} == {
@@ -1029,3 +1030,97 @@ def test_a_part_showing_another_function_than_it_calls_is_refused(exported, tmp_
     assert result.returncode == 2
     assert "another function" in result.stderr
     assert not (tmp_path / "importer").exists() or not list((tmp_path / "importer").iterdir())
+
+
+# --- large buffers travel once, as blobs -----------------------------------------------
+
+
+@ckpt.ckpt(name="big", active=False)
+def big_step(data: Any) -> None:
+    total = float(data.sum())
+    raise ValueError(f"total {total}")
+
+
+def capture_big(values: tuple[float, ...] = (1.0, 1.0)) -> None:
+    import numpy
+
+    for value in values:
+        with contextlib.suppress(ValueError):
+            big_step(numpy.full(1 << 18, value))  # 2 MiB: a blob
+
+
+def blob_members(path: Path) -> dict[str, bytes]:
+    with tarfile.open(path) as tar:
+        return {m.name: tar.extractfile(m).read()  # type: ignore[union-attr]
+                for m in tar.getmembers() if m.name.startswith("blobs/")}
+
+
+def test_a_buffer_many_checkpoints_hold_travels_once_and_lands_once(tmp_path):
+    import numpy
+
+    capture_big()  # two checkpoints, each an argument that is also a local: one blob
+    bundle_path = tmp_path / "big.ckpt"
+    export_all(bundle_path)
+    (blob,) = blob_members(bundle_path).values()
+    assert len(blob) == 2 << 20
+    assert bundle_path.stat().st_size < 1.5 * len(blob)  # not 4x: once, with the parts
+    importer = tmp_path / "importer"
+    adopted = importing(bundle_path, importer)
+    assert len(adopted) == 2
+    assert len(list(Blobs(str(importer)).ids())) == 1
+    for item in adopted:
+        loaded = ckpt.load(item.new, directory=importer)
+        numpy.testing.assert_array_equal(loaded.arguments["data"], numpy.full(1 << 18, 1.0))
+        numpy.testing.assert_array_equal(loaded.locals["data"], numpy.full(1 << 18, 1.0))
+
+
+def repacked(path: Path, out: Path, change: Callable[[dict[str, bytes]], None]) -> Path:
+    """The bundle with its blob members changed by `change` (the manifest left as it is)."""
+    with tarfile.open(path) as tar:
+        data = {m.name: tar.extractfile(m).read() for m in tar.getmembers()}  # type: ignore[union-attr]
+    blobs = {name: blob for name, blob in data.items() if name.startswith("blobs/")}
+    change(blobs)
+    with tarfile.open(out, "w", format=tarfile.PAX_FORMAT) as tar:
+        for name, blob in data.items():
+            if not name.startswith("blobs/"):
+                add(tar, tarfile.TarInfo(name), blob)
+        for name, blob in blobs.items():
+            add(tar, tarfile.TarInfo(name), blob)
+    return out
+
+
+def test_an_altered_blob_in_a_bundle_is_refused_and_nothing_is_imported(tmp_path):
+    capture_big((1.0, 2.0))
+    bundle_path = tmp_path / "big.ckpt"
+    export_all(bundle_path)
+
+    def swap(blobs: dict[str, bytes]) -> None:  # each blob's bytes under the other's name
+        first, second = sorted(blobs)
+        blobs[first], blobs[second] = blobs[second], blobs[first]
+
+    for change, why in ((swap, "altered or replaced"), (lambda blobs: blobs.clear(), "missing")):
+        importer = tmp_path / f"importer-{why[:7]}"
+        with pytest.raises(ckpt.CkptError, match=why):
+            importing(repacked(bundle_path, tmp_path / "bad.ckpt", change), importer)
+        assert not importer.exists() or store_files(importer) == []
+        assert not (importer / "blobs").exists()
+
+
+def test_an_import_that_fails_midway_leaves_no_blob(tmp_path, monkeypatch):
+    capture_big((1.0, 2.0))
+    bundle_path = tmp_path / "big.ckpt"
+    export_all(bundle_path)
+    importer = tmp_path / "importer"
+    real, calls = Store.stage_part, {"n": 0}
+
+    def failing(*args: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 3:  # the second checkpoint's call part: the first one's blob is in
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(*args)
+
+    monkeypatch.setattr(Store, "stage_part", failing)
+    with pytest.raises(ckpt.CkptError, match="nothing was imported"):
+        importing(bundle_path, importer)
+    assert store_files(importer) == []
+    assert not (importer / "blobs").exists()
