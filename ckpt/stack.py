@@ -35,11 +35,6 @@ _STDLIB = os.path.dirname(os.path.abspath(os.__file__)) + os.sep
 _DECORATOR_FILE = _PACKAGE + "decorator.py"
 
 
-def is_ours(filename: str) -> bool:
-    """Whether `filename` is one of ckpt's own modules."""
-    return filename.startswith(_PACKAGE)
-
-
 def is_user_file(filename: str) -> bool:
     """Whether code from `filename` is the user's: not the standard library's, a package's or ours.
 
@@ -196,7 +191,7 @@ def save_frames(exc: BaseException,
         if not is_enabled():
             return []
         entries = frames_to_save(tb if tb is not None else exc.__traceback__)
-    except Exception:
+    except Exception:  # never our error in their program
         return []
     saved = []
     for entry in entries:
@@ -211,20 +206,20 @@ def _save_frame(exc: BaseException, entry: TracebackType) -> tuple[str, Saved] |
     from .target import Target
 
     frame = entry.tb_frame
-    function = function_of(frame)
-    if function is None:
-        warn(f"ckpt: could not save a checkpoint of {_qualname(frame.f_code)}: its function "
-             "is not found (it has no name in its module, and no function object holds "
-             "its code)")
-        return None
     original = exc.__traceback__
     exc.__traceback__ = entry  # the checkpoint's traceback and frames start at its own frame
     try:
+        function = function_of(frame)
+        if function is None:
+            warn(f"ckpt: could not save a checkpoint of {_qualname(frame.f_code)}: its function "
+                 "is not found (it has no name in its module, and no function object holds "
+                 "its code)")
+            return None
         args, kwargs = call_from_locals(function, frame.f_locals)
         target = Target(function, None, None)
         done = save_error_now(target, None, args, kwargs, exc)
         return None if done is None else (target.name, done)
-    except Exception as error:
+    except Exception as error:  # their objects' __getattr__, a signature that cannot be read
         warn(f"ckpt: could not save a checkpoint of {_qualname(frame.f_code)}: "
              f"{type(error).__name__}: {error}")
         return None
