@@ -2,12 +2,15 @@
 
 What the libraries' own reducers do, measured (pandas 3.1, pyarrow 26, polars 2.1):
 pandas hands its blocks to numpy's and pyarrow's reducers, and both give their
-buffers to pickle as `pickle.PickleBuffer`s: out of band, not copied. Three cases
+buffers to pickle as `pickle.PickleBuffer`s: out of band, not copied. Four cases
 are not, and this module takes them:
 
 - numpy pickles a datetime64 or timedelta64 array in band, a copy inside the pickle
   stream: pandas' datetime and timedelta columns and indexes are such arrays. Here it
   goes as its int64 view (out of band) and is viewed back.
+- pandas combines an Arrow-backed column's chunks before pickling it: a copy of the
+  whole column (pandas' `str` columns are such columns when pyarrow is installed).
+  Here its chunks go as they are.
 - pyarrow pickles a slice with the whole buffers under it: 100 rows of a 1 GiB table
   are 1 GiB. A slice much smaller than its buffers is copied compact first.
 - polars pickles a frame as one IPC byte string, in band. Here it goes as the Arrow
@@ -27,7 +30,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 # The modules whose types `reduce_table` may take (the pickler's cheap first test).
-MODULES = ("numpy", "pyarrow", "polars")
+MODULES = ("numpy", "pandas", "pyarrow", "polars")
 
 # A slice is stored compact when its buffers hold this many bytes (and as many as it
 # uses) beyond what it uses; below that, the copy would cost more than it saves.
@@ -43,6 +46,8 @@ def reduce_table(value: Any) -> Any:
     module = type(value).__module__
     if module == "numpy":
         return _reduce_datetimes(value)
+    if module.startswith("pandas."):
+        return _reduce_pandas_arrow(value)
     if module == "pyarrow.lib":
         return _reduce_arrow_slice(value)
     if module.startswith("polars."):
@@ -66,6 +71,27 @@ def _reduce_datetimes(array: Any) -> Any:
 def rebuild_datetimes(integers: Any, dtype: str) -> Any:
     """The datetime64 or timedelta64 array `_reduce_datetimes` took apart: a view, no copy."""
     return integers.view(dtype)
+
+
+# -- pandas' Arrow-backed columns -------------------------------------------------------
+
+
+def _reduce_pandas_arrow(array: Any) -> Any:
+    base = sys.modules["pandas"].arrays.ArrowExtensionArray
+    kind = type(array)
+    if not (isinstance(array, base) and kind.__getstate__ is base.__getstate__
+            and kind.__setstate__ is base.__setstate__):
+        return NotImplemented
+    # pandas' own state less its combine_chunks(), which copies the column: its
+    # __setstate__ takes the chunked array as readily as the combined one.
+    return rebuild_pandas_arrow, (kind, {**array.__dict__, "_cache": {}})
+
+
+def rebuild_pandas_arrow(kind: Any, state: dict[str, Any]) -> Any:
+    """The Arrow-backed pandas array `_reduce_pandas_arrow` took apart, by pandas' setstate."""
+    array = kind.__new__(kind)
+    array.__setstate__(state)
+    return array
 
 
 # -- pyarrow slices ---------------------------------------------------------------------

@@ -111,6 +111,20 @@ def test_a_datetime_column_goes_out_of_band_not_copied():
     assert frame["when"].array._ndarray.ctypes.data in addresses
 
 
+@pytest.mark.parametrize("dtype", ["str", "string[pyarrow]", pd.ArrowDtype(pa.large_string())])
+def test_an_arrow_backed_column_goes_out_of_band_not_copied(dtype):
+    chunk = pa.array([f"word {i}" for i in range(MiB // 16)], pa.large_string())
+    frame = pd.DataFrame({"word": pd.array(pa.chunked_array([chunk, chunk]), dtype=dtype)})
+    pickled = pickle_value(frame)
+    assert len(pickled.inband) < 8 * 1024
+    # pandas' reducer would combine the chunks into a copy; here each goes as it is
+    column = frame["word"].array._pa_array
+    assert column.num_chunks == 2
+    addresses = {address(buffer) for buffer in pickled.buffers}
+    assert {chunk.buffers()[2].address for chunk in column.chunks} <= addresses
+    pd.testing.assert_frame_equal(round_trip(frame), frame, check_exact=True)
+
+
 def test_numpy_datetimes_keep_their_unit_byte_order_and_layout():
     grid = np.arange(12).astype("datetime64[s]").reshape(3, 4).T  # Fortran order
     swapped = np.arange(5).astype(">m8[ns]")
