@@ -158,9 +158,42 @@ class Pudb:
         """Run `function` under pudb, stopped at its first line."""
         return self._pudb.runcall(function, *args, **kwargs)
 
-    def set_break(self, filename: str, line: int, temporary: bool = False) -> None:
-        """A breakpoint in pudb's debugger."""
-        self._pudb._get_debugger().set_break(filename, line, temporary=temporary)
+    def set_break(self, filename: str, line: int, temporary: bool = False,
+                  cond: str | None = None) -> str | None:
+        """A breakpoint in pudb's debugger; why not, as bdb says it, when it cannot be set."""
+        debugger = self._pudb._get_debugger()
+        if debugger.get_breaks(filename, line):
+            return None  # pudb set it already, from the breakpoints it saves itself
+        problem: str | None = debugger.set_break(filename, line, temporary=temporary, cond=cond)
+        return problem
+
+    def get_breaks(self, filename: str, line: int) -> list[Any]:
+        """The breakpoints at `filename`:`line`."""
+        breaks: list[Any] = self._pudb._get_debugger().get_breaks(filename, line)
+        return breaks
+
+    def offer_restart(self) -> bool:
+        """The end-of-session dialog of pudb's own script runner: restart, or quit.
+
+        pudb has no restart command while it debugs a call; here, restarting is a
+        fresh interpreter with today's code and the breakpoints, which `cdip` starts.
+        """
+        import urwid
+        from pudb.settings import load_config  # type: ignore[import-untyped]
+
+        if not load_config()["prompt_on_quit"]:
+            return False
+        debugger = self._pudb._get_debugger()
+        text = urwid.Text("Your PuDB session has ended.\n\nRestart in a fresh interpreter, "
+                          "with today's code and your breakpoints, or quit?\n"
+                          "You may hit 'r' to restart, 'q' to quit.")
+        # Quit first, the answer Enter gives: as it was before restarting was offered
+        answer = debugger.ui.call_with_ui(
+            debugger.ui.dialog, urwid.ListBox(urwid.SimpleListWalker([text])),
+            [("Quit", "quit"), ("Restart", "restart")], focus_buttons=True,
+            bind_enter_esc=False, title="Finished",
+            extra_bindings=[("q", "quit"), ("r", "restart")])
+        return bool(answer == "restart")
 
     def post_mortem(self, exc: BaseException, tb: TracebackType | None,
                     start: FrameType | None) -> None:

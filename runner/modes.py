@@ -166,9 +166,9 @@ def debug_from_start(options: Options, checkpoint: Checkpoint, function: Callabl
             return _restart_now(options)
         _print_exception(exc)
         _hand_back(options, False, _raised(checkpoint, exc))
-        return EXIT_RAISED
+        return _restart_now(options) if _pudb_restarts(options, debugger) else EXIT_RAISED
     _hand_back(options, True, f"{checkpoint.name} {_outcome(result)}")
-    return EXIT_OK
+    return _restart_now(options) if _pudb_restarts(options, debugger) else EXIT_OK
 
 
 def _quit() -> type[BaseException]:
@@ -187,6 +187,13 @@ def _restarting(debugger: Any, exc: BaseException) -> bool:
     do_run = getattr(type(debugger), "do_run", None)
     restart = getattr(do_run, "__globals__", {}).get("Restart")
     return isinstance(restart, type) and isinstance(exc, restart)
+
+
+def _pudb_restarts(options: Options, debugger: Any) -> bool:
+    """Whether pudb, which has no `restart` for a call, was told to restart at its session's end."""
+    from .debuggers import Pudb
+
+    return bool(options.handback) and isinstance(debugger, Pudb) and debugger.offer_restart()
 
 
 def _restart_now(options: Options) -> int:
@@ -282,6 +289,9 @@ def _post_mortem(options: Options, raised: BaseException, debugger: Any = None) 
     except Exception as exc:
         if not _restarting(debugger, exc):
             raise
+        _restart_now(options)
+        return
+    if _pudb_restarts(options, debugger):
         _restart_now(options)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -31,11 +32,12 @@ def app(tmp_path: Path) -> Path:
     return app
 
 
-def spawn(app: Path, *args: str) -> pexpect.spawn:
+def spawn(app: Path, *args: str, env: dict[str, str] | None = None) -> pexpect.spawn:
     """`cdip run ratio ARGS` on a real terminal, the screen logged to a file."""
     logfile = (app.parent / "session.log").open("a")
     return pexpect.spawn(CDIP, ["run", "ratio", *args], cwd=str(app), encoding="utf-8",
-                         timeout=TIMEOUT, logfile=logfile, dimensions=(40, 200))
+                         timeout=TIMEOUT, logfile=logfile, dimensions=(40, 200),
+                         env={**os.environ, **(env or {})})
 
 
 def finish(child: pexpect.spawn) -> int:
@@ -111,4 +113,20 @@ def test_restart_twice_keeps_each_breakpoint_once(app):
     child.expect(prompt)
     assert child.before.count(f"ratio.py:{SHARE_LINE}") == 1
     child.sendline("q")
+    assert finish(child) == 0
+
+
+def test_pudb_offers_a_restart_when_its_session_ends(app):
+    pytest.importorskip("pudb")
+    settings = Path(os.environ["XDG_CONFIG_HOME"]) / "pudb" / "pudb.cfg"
+    settings.parent.mkdir(parents=True)
+    settings.write_text("[pudb]\nseen_welcome = e999\n")  # no first-run dialog
+    child = spawn(app, "--mode", "until-error", "--debugger", "pudb", env={"TERM": "xterm"})
+    child.expect("PROCESSING EXCEPTION")  # pudb's post-mortem screen
+    child.send("q")
+    child.expect("Finished")  # its own end-of-session dialog: Quit (the default) or Restart
+    (app / "offsets.py").write_text("def offset():\n    return 0\n")  # the fix
+    child.send("r")
+    child.expect("restarting in a fresh interpreter with today's code")
+    child.expect("ratio now succeeds: it returned 10.0")
     assert finish(child) == 0
