@@ -122,39 +122,48 @@ def execute(code: CodeType, main: ModuleType) -> int:
 
 
 def _load(program: Program, prog: str) -> tuple[CodeType, ModuleType]:
+    import builtins
     import types
 
-    safe_path = getattr(sys.flags, "safe_path", False)  # python -P: no directory is added
+    main = types.ModuleType("__main__")
+    vars(main).update(__builtins__=builtins, __annotations__={})  # as Python's own __main__
     if program.script is not None:
-        path = os.path.abspath(program.script)
-        try:
-            with open(path, "rb") as stream:
-                source = stream.read()
-        except OSError as exc:
-            raise _no_script(program.script, exc, prog) from exc
-        sys.argv[:] = [program.script, *program.arguments]
-        if not safe_path:
-            sys.path[0] = os.path.dirname(os.path.realpath(path))
-        main = types.ModuleType("__main__")
-        from importlib.machinery import SourceFileLoader
+        return _load_script(program.script, program.arguments, main, prog), main
+    return _load_module(program.module or "", program.arguments, main), main
 
-        vars(main).update(__file__=path, __cached__=None, __loader__=SourceFileLoader(
-            "__main__", path), __package__=None, __spec__=None)
-        code = compile(source, path, "exec", dont_inherit=True)
-    else:
-        module = program.module or ""
-        sys.argv[:] = ["-m", *program.arguments]  # while its packages import, as python -m
-        if not safe_path:
-            sys.path[0] = os.getcwd()
-        spec, code = _module_details(module)
-        sys.argv[0] = spec.origin or module
-        main = types.ModuleType("__main__")
-        vars(main).update(__file__=spec.origin, __cached__=spec.cached, __loader__=spec.loader,
-                          __package__=spec.parent, __spec__=spec)
-    import builtins
 
-    vars(main).update(__builtins__=builtins, __annotations__={})
-    return code, main
+# python -P (PYTHONSAFEPATH): Python puts no directory in front of sys.path, nor do we.
+_SAFE_PATH = getattr(sys.flags, "safe_path", False)
+
+
+def _load_script(script: str, arguments: list[str], main: ModuleType, prog: str) -> CodeType:
+    """As `python script.py ARGS`: argv, the script's real directory first on the path."""
+    from importlib.machinery import SourceFileLoader
+
+    path = os.path.abspath(script)
+    try:
+        with open(path, "rb") as stream:
+            source = stream.read()
+    except OSError as exc:
+        raise _no_script(script, exc, prog) from exc
+    sys.argv[:] = [script, *arguments]
+    if not _SAFE_PATH:
+        sys.path[0] = os.path.dirname(os.path.realpath(path))
+    vars(main).update(__file__=path, __cached__=None, __package__=None, __spec__=None,
+                      __loader__=SourceFileLoader("__main__", path))
+    return compile(source, path, "exec", dont_inherit=True)
+
+
+def _load_module(module: str, arguments: list[str], main: ModuleType) -> CodeType:
+    """As `python -m module ARGS`: the current directory first on the path, then its packages."""
+    sys.argv[:] = ["-m", *arguments]  # while its packages import, as python -m
+    if not _SAFE_PATH:
+        sys.path[0] = os.getcwd()
+    spec, code = _module_details(module)
+    sys.argv[0] = spec.origin or module
+    vars(main).update(__file__=spec.origin, __cached__=spec.cached, __loader__=spec.loader,
+                      __package__=spec.parent, __spec__=spec)
+    return code
 
 
 def _no_script(script: str, exc: OSError, prog: str) -> Exception:
