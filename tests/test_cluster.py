@@ -196,15 +196,36 @@ def test_rank_1_of_a_torch_distributed_run_replays_by_rank(tmp_path):
                                                  "shard.sum() / max(shard.numel(), 1)"))
     fixed = cdip("run", "shard_loss", "--rank", "1", "--mode", "run", env=env)
     assert fixed.returncode == 0, fixed.stderr
-    assert "shard_loss returned 0.0" in fixed.stdout  # rank 1's empty shard, not rank 0's
+    # rank 1's empty shard, not the newest checkpoint (rank 0's, saved last on purpose)
+    assert "shard_loss returned 0.0" in fixed.stdout
+    assert workers_seen[0]["created"] > workers_seen[1]["created"]
     assert "rank 0" not in fixed.stdout  # the step alone: no process group, no main()
-    other = cdip("run", "shard_loss", "--rank", "0", "--mode", "run", env=env)
-    assert other.returncode == 0 and "shard_loss returned 2.5" in other.stdout
     missing = cdip("run", "shard_loss", "--rank", "7", env=env)
     assert missing.returncode == 2
     assert "no checkpoint of 'shard_loss' from rank 7" in missing.stderr
     assert "ranks there: 0, 1" in missing.stderr
     no_key_file_in(tmp_path / "worker-home")
+
+
+def test_the_process_group_says_the_rank_where_no_variable_does(tmp_path):
+    """torch.multiprocessing.spawn passes the rank to init_process_group: no RANK is set.
+
+    A stale RANK in the environment (a launcher's, for another process) loses to it.
+    """
+    pytest.importorskip("torch.distributed")
+    program = ("import torch.distributed as dist\n"
+               "from ckpt import workers\n"
+               "before = workers.identity()\n"
+               "dist.init_process_group('gloo', rank=0, world_size=1, "
+               f"init_method='tcp://127.0.0.1:{free_port()}')\n"
+               "print(before.rank, workers.identity())\n")
+    result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
+                            timeout=120, cwd=tmp_path,
+                            env={**os.environ, "RANK": "5", "WORLD_SIZE": "9"})
+    assert result.returncode == 0, result.stderr
+    before, after = result.stdout.split(" ", 1)
+    assert before == "5"  # the variables, until the group is up
+    assert after.strip() == repr(Worker(rank=0, world_size=1))
 
 
 # -- Slurm: it sets environment variables, so these tests set them ---------------------
@@ -351,7 +372,7 @@ def test_cdip_key_prints_what_pyckpt_key_takes(store, tmp_path):
             ("test_cdip_key_prints_what_pyckpt_key_takes.<locals>.saved_with_the_file", None)]
 
 
-@pytest.mark.parametrize("value", ["", "0" * 63, "g" * 64, "c2VjcmV0"])
+@pytest.mark.parametrize("value", ["", "0" * 63, "g" * 64, "00 " * 20 + "0000", "c2VjcmV0"])
 def test_a_malformed_pyckpt_key_warns_in_the_program_and_is_an_error_in_cdip(
         store, monkeypatch, value):
     monkeypatch.setenv("PYCKPT_KEY", value)
