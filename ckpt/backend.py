@@ -133,6 +133,21 @@ class Backend:
             stream.seek(start)
             return stream.read(-1 if length is None else length)
 
+    def heads(self, names: list[str], length: int) -> dict[str, bytes | OSError]:
+        """The first `length` bytes of each object (what listing verifies: its summary).
+
+        Remote backends fetch them concurrently (one ranged GET each, many in
+        flight). An object that cannot be read maps to its error (FileNotFoundError:
+        deleted meanwhile), so one bad object never hides the others.
+        """
+        found: dict[str, bytes | OSError] = {}
+        for name in names:
+            try:
+                found[name] = self.read(name, 0, length)
+            except OSError as exc:
+                found[name] = exc
+        return found
+
     def names(self, prefix: str = "") -> list[str]:
         """The keys that start with `prefix`, in the folder `prefix` names; never recursive.
 

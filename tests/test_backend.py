@@ -78,6 +78,16 @@ def test_put_then_read_round_trips(backend):
     assert backend.read("b") == b"new"
 
 
+def test_heads_reads_each_prefix_and_reports_the_missing(backend):
+    for number in range(20):
+        backend.put(f"part~{number:02d}.call", f"HEAD{number:02d}".encode() + b"-" * 100)
+    names = [f"part~{number:02d}.call" for number in range(20)] + ["gone~99.call"]
+    heads = backend.heads(names, 6)
+    assert [heads[f"part~{n:02d}.call"] for n in range(20)] == [
+        f"HEAD{n:02d}".encode() for n in range(20)]
+    assert isinstance(heads["gone~99.call"], FileNotFoundError)
+
+
 def test_missing_object_is_none_or_file_not_found(backend):
     assert backend.stat("nothing") is None
     with pytest.raises(FileNotFoundError):
