@@ -1,4 +1,8 @@
-"""ckpt: save a function call, replay it later with today's code."""
+"""ckpt: save a function call, replay it later with today's code.
+
+PYTEST_DONT_REWRITE: `ckpt run -m pytest` imports ckpt before pytest can rewrite its
+asserts (it has none to rewrite), and pytest would warn that it cannot.
+"""
 
 from __future__ import annotations
 

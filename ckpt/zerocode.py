@@ -90,6 +90,8 @@ def prepare(program: Program, prog: str) -> tuple[CodeType, ModuleType]:
     """
     if program.store is not None:  # for its decorated functions too, and their subprocesses
         os.environ["PYCKPT_DIR"] = os.path.abspath(program.store)
+    if program.module in ("pytest", "py.test"):  # pytest catches failures: its plugin saves them
+        os.environ.setdefault("PYCKPT_PYTEST", "1")
     from .errors import CkptError
     from .excepthook import watch_unittest
 

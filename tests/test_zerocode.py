@@ -195,6 +195,15 @@ def test_unittest_failures_are_saved_and_replay(project: Path):
     assert replay("TestRatios.test_half", project).returncode == 0
 
 
+def test_pytest_run_by_ckpt_saves_its_failing_tests(project: Path):
+    ours = run("run", "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_steps.py",
+               cwd=project)
+    assert ours.returncode == 1
+    assert "1 failing test(s) saved as checkpoints" in ours.stdout  # the pytest plugin's summary
+    assert "Warning" not in ours.stdout  # (pytest cannot rewrite ckpt, imported first: fine)
+    assert [c["name"] for c in listing()] == ["test_steps.py::test_helper"]
+
+
 # -- `run NAME` replays, `run script.py` runs: the ambiguous cases ----------------------------
 
 
