@@ -39,7 +39,8 @@ RUN_EPILOG = (
     "sys.path[0], exit status, streams and signals); if it ends with an exception it does "
     "not handle, each function of yours on the stack is saved as a checkpoint, named by its "
     "qualified name, with its parameters' values at the error as its arguments (module-level "
-    "code, libraries and the standard library are not saved); unittest's failing tests too. "
+    "code, libraries and the standard library are not saved); unittest's and pytest's "
+    "failing tests too. "
     "`run` runs a program when its first argument ends in .py, or is -m MODULE where MODULE "
     "is not a mode (break, until-error, shell, locals, run): otherwise it replays, and "
     "after -- comes a name (`%(prog)s -- step.py` replays a checkpoint named so).")
