@@ -95,9 +95,13 @@ def test_missing_object_is_none_or_file_not_found(backend):
     assert backend.names() == [] and backend.objects() == []
 
 
-def test_put_if_absent_keeps_the_first(backend):
+def test_put_if_absent_keeps_the_first(backend, monkeypatch):
     assert backend.put("blobs/ab/abcdef", b"first", exclusive=True) is True
     assert backend.put("blobs/ab/abcdef", b"second", exclusive=True) is False
+    assert backend.read("blobs/ab/abcdef") == b"first"
+    # another writer published it between our look and our write: the write itself refuses
+    monkeypatch.setattr(backend, "stat", lambda name: None)
+    assert backend.put("blobs/ab/abcdef", b"third", exclusive=True) is False
     assert backend.read("blobs/ab/abcdef") == b"first"
 
 
