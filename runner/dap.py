@@ -69,12 +69,28 @@ def listen(options: Options) -> None:
         raise CkptError(f"debugpy cannot listen on {host}:{port}: {exc}",
                         hint="pick another address with --listen HOST:PORT "
                              "(port 0: any free one)") from exc
+    if _reachable_from_elsewhere(host):
+        print(f"debugpy: warning: {host} can be reached from other machines, and whoever "
+              "attaches runs code as you: prefer 127.0.0.1 (and `ssh -L` from afar)",
+              file=sys.stderr, flush=True)
     waiting = "; waiting for it before running" if options.wait_for_client else ""
     print(f"debugpy: listening on {_address()}: attach your IDE there (VS Code: a "
           f"\"Python Debugger: Remote Attach\" configuration){waiting}",
           file=sys.stderr, flush=True)
     if options.wait_for_client:
         debugpy.wait_for_client()
+
+
+def _reachable_from_elsewhere(host: str) -> bool:
+    """Whether a socket on `host` may accept connections from other machines."""
+    import ipaddress
+
+    if host == "localhost":
+        return False
+    try:
+        return not ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return True  # a host name: it may resolve to any interface
 
 
 def _try_binding(host: str, port: int) -> None:

@@ -155,12 +155,12 @@ def ide_replay(tmp_path: Path, *args: str) -> Iterator[tuple[subprocess.Popen[st
                 child.wait()
 
 
-def listening_port(log: Path) -> int:
+def listening_port(log: Path, host: str = "127.0.0.1") -> int:
     """The port the replay says to attach to."""
     deadline = time.monotonic() + WAIT
     while time.monotonic() < deadline:
-        found = re.search(r"debugpy: listening on 127\.0\.0\.1:(\d+): attach your IDE there",
-                          log.read_text())
+        found = re.search(rf"debugpy: listening on {re.escape(host)}:(\d+): attach your IDE "
+                          "there", log.read_text())
         if found:
             return int(found[1])
         time.sleep(0.05)
@@ -220,6 +220,7 @@ def test_break_stops_the_ide_at_the_first_line_with_the_saved_arguments(pipeline
     output = log.read_text()
     assert "ZeroDivisionError: division by zero" in output
     assert "frozen modules" not in output  # debugpy's warning, not about the user's code
+    assert "warning" not in output  # loopback: reachable from this machine only
     assert all_gone(family, port), "a process of the replay outlived it"
 
 
@@ -267,6 +268,14 @@ def test_the_ide_runs_todays_code(pipeline, tmp_path):
         assert ended(child, log) == 0
         ide.close()
     assert "summarise now succeeds: it returned 0.0" in log.read_text()
+
+
+def test_listening_beyond_this_machine_is_warned_about(pipeline, tmp_path):
+    with ide_replay(tmp_path, "summarise", "--debugger", "debugpy",
+                    "--listen", "0.0.0.0:0") as (_, log):
+        listening_port(log, host="0.0.0.0")
+        assert "debugpy: warning: 0.0.0.0 can be reached from other machines, and whoever " \
+               "attaches runs code as you" in log.read_text()
 
 
 def test_ctrl_c_while_waiting_for_the_ide_ends_it_cleanly(pipeline, tmp_path):
