@@ -1,4 +1,4 @@
-"""The replay under debugpy: an IDE (VS Code, PyCharm, nvim-dap) attaches over DAP."""
+"""The replay under debugpy: an IDE (VS Code, nvim-dap, any DAP client) attaches."""
 
 from __future__ import annotations
 
