@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
 
+    from .header import CallDetail
     from .store import Entry, Store
 
 _NO_EXPECTATION = object()
@@ -48,7 +49,8 @@ def command(store: Store, name: str, output: str | None, expect: str | None) -> 
         if os.path.lexists(path):
             raise CkptError(f"{printable(path)} already exists: nothing was written",
                             hint="remove it, or choose another file with -o PATH")
-    script = _script(store, entry, test)
+    detail = _recorded(store, entry)
+    script = _script(detail, test)
     export([entry], bundle)
     try:
         with open(test, "x", encoding="utf-8") as stream:
@@ -63,16 +65,28 @@ def command(store: Store, name: str, output: str | None, expect: str | None) -> 
     return EXIT_OK
 
 
-def _script(store: Store, entry: Entry, test: str) -> str | None:
+def _recorded(store: Store, entry: Entry) -> CallDetail:
+    """The checkpoint's call detail, from its verified header."""
+    from .fileformat import read_headers
+    from .header import CallDetail
+
+    return CallDetail.from_json(read_headers(entry.call_path, store.reading_key())[1])
+
+
+def _script(detail: CallDetail, test: str) -> str | None:
     """Where the function's script is from the test's directory, if it was defined in one.
 
     A module is imported by its name, from pytest's `sys.path`; a script (run as
     `__main__`) by its path, which is the checkout's wherever the checkout is.
+    Said (on stderr) when the function has no definition to import at all.
     """
-    from .fileformat import read_headers
-    from .header import CallDetail
+    from _ckpt_runner.resolve import saved_copy_note  # type: ignore[import-untyped]
 
-    location = CallDetail.from_json(read_headers(entry.call_path, store.reading_key())[1]).location
+    location = detail.location
+    note = saved_copy_note(location._asdict(), list(detail.metadata.get("argv", [])))
+    if note is not None:
+        print(printable(f"{note}: the pinned test replays that copy, so it will not see a fix"),
+              file=sys.stderr)
     if not location.main or location.module != "__main__" or not location.file:
         return None
     return os.path.relpath(location.file, os.path.dirname(os.path.abspath(test)))
@@ -198,7 +212,7 @@ def _prepared(store_path: str, checkpoint_id: str, script: str | None,
               ) -> tuple[Any, tuple[Any, ...], dict[str, Any]]:
     """The function as the code defines it now, and the saved arguments bound to it."""
     # the replay child's own resolution of scripts and modules, installed with ckpt
-    from _ckpt_runner.resolve import (  # type: ignore[import-untyped]
+    from _ckpt_runner.resolve import (
         Scripts,
         find_function,
         import_target,

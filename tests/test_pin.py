@@ -150,3 +150,13 @@ def test_a_name_with_quotes_cannot_write_code_into_the_test(tmp_path):
     ran = pytest_as_someone_else(tmp_path, "test_named.py", tmp_path)
     assert ran.returncode == 0, ran.stdout + ran.stderr  # not 7
     assert "1 passed" in ran.stdout
+
+
+def test_pinning_a_function_without_a_definition_to_import_says_fixes_are_not_seen(tmp_path):
+    typed = "import ckpt\n@ckpt.ckpt\ndef step(n):\n    return 1 / n\nstep(0)\n"
+    assert run_python("-c", typed, cwd=tmp_path).returncode == 1
+    result = cdip("pin", "step", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert ("note: step was defined by `python -c`: replaying the copy saved at capture (edits "
+            "are not picked up): the pinned test replays that copy, so it will not see a fix"
+            ) in result.stderr
