@@ -77,7 +77,7 @@ class Sources:
             if not self._in_project(file):
                 folder = os.path.dirname(file)
                 roots.add(file if _too_wide(folder) else folder)
-        return sorted(roots)
+        return sorted(root for root in roots if os.path.exists(root))  # not one deleted since
 
     def changed_since(self, start: float) -> str | None:
         """An imported file changed after `start` (while the round ran), if any."""
