@@ -69,6 +69,7 @@ def dask_cluster(tmp_path_factory: pytest.TempPathFactory):
     costs about a second.
     """
     distributed = pytest.importorskip("distributed")
+    import dask
     root = tmp_path_factory.mktemp("dask")
     code = root / "code"
     code.mkdir()
@@ -81,16 +82,18 @@ def dask_cluster(tmp_path_factory: pytest.TempPathFactory):
     os.chdir(code)
     started = time.perf_counter()
     try:
-        cluster = distributed.LocalCluster(
-            n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None,
-            env=cluster_env(root, key))  # Nanny(env=): set in each worker process
+        # a task whose worker dies fails at once, rather than killing the next worker too
+        with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+            cluster = distributed.LocalCluster(
+                n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None,
+                env=cluster_env(root, key))  # Nanny(env=): set in each worker process
         client = distributed.Client(cluster)
     finally:
         os.chdir(here)
     print(f"LocalCluster(n_workers=2, processes=True) up in {time.perf_counter() - started:.2f} s")
     import dask_step  # submitted by reference: each worker imports it from `code`
 
-    yield client, root, key, dask_step.normalise, code / "dask_step.py"
+    yield client, root, key, dask_step, code / "dask_step.py"
     client.close()
     cluster.close()
     sys.path.remove(str(code))
@@ -105,7 +108,8 @@ def dask_workers(client) -> list[dict[str, str]]:
 
 
 def test_a_dask_task_that_failed_on_a_worker_replays_here_by_worker(dask_cluster):
-    client, root, key, normalise, step = dask_cluster
+    client, root, key, module, step = dask_cluster
+    normalise = module.normalise
     first, second = dask_workers(client)
     # the same function fails on both workers, each with its own batch
     futures = [client.submit(normalise, [1, -1], 10, workers=[first["id"]], pure=False),
@@ -144,9 +148,9 @@ def test_a_dask_task_that_failed_on_a_worker_replays_here_by_worker(dask_cluster
 
 
 def test_a_replay_under_another_key_is_refused(dask_cluster):
-    client, root, key, normalise, _ = dask_cluster
+    client, root, key, module, _ = dask_cluster
     worker = dask_workers(client)[0]
-    future = client.submit(normalise, [3, -3], 1, workers=[worker["id"]], pure=False)
+    future = client.submit(module.normalise, [3, -3], 1, workers=[worker["id"]], pure=False)
     with pytest.raises(ZeroDivisionError):
         future.result(timeout=60)
     mine = os.urandom(32).hex()  # the laptop's own key, not the workers'
@@ -157,6 +161,34 @@ def test_a_replay_under_another_key_is_refused(dask_cluster):
     assert "PYCKPT_KEY" in refused.stderr  # says which setting to fix
     assert "normalise returned" not in refused.stdout
     assert mine not in refused.stderr + refused.stdout and key not in refused.stderr
+
+
+def temporaries(store: Path) -> list[Path]:
+    """The store's files being written (or left by a writer that died)."""
+    return list(store.glob(".tmp-*"))
+
+
+def test_a_worker_killed_mid_save_leaves_nothing_listed_and_gc_cleans_up(dask_cluster):
+    """SIGKILL between the call part and the error part (last here: a worker dies)."""
+    distributed = pytest.importorskip("distributed")
+    client, root, key, module, _ = dask_cluster
+    store = root / "store"
+    before = {row["id"] for row in listed({"PYCKPT_DIR": str(store), "PYCKPT_KEY": key})}
+    assert not temporaries(store)
+    future = client.submit(module.die_while_saving, 1, pure=False)
+    with pytest.raises(distributed.KilledWorker):
+        future.result(timeout=60)
+    env = {"PYCKPT_DIR": str(store), "PYCKPT_KEY": key}
+    rows = listed(env)
+    assert {row["id"] for row in rows} == before  # nothing partial is listed
+    assert not [row for row in rows if row["problem"]]
+    leftovers = temporaries(store)
+    assert leftovers  # the staged call part of the dead worker
+    cleaned = cdip("gc", env=env)
+    assert cleaned.returncode == 0, cleaned.stderr
+    assert f"removed 0 checkpoint(s) and {len(leftovers)} leftover file(s)" in cleaned.stdout
+    assert not temporaries(store)
+    assert {row["id"] for row in listed(env)} == before
 
 
 # -- torch.distributed: two ranks, gloo on the CPU ------------------------------------
@@ -256,6 +288,23 @@ def test_a_failed_slurm_array_task_replays_by_its_task_id(tmp_path):
     missing = cdip("run", "parse_chunk", "--worker", "4242_9", env=env)
     assert missing.returncode == 2 and "workers there: 4242_2, 4242_3" in missing.stderr
     no_key_file_in(tmp_path / "worker-home")
+
+
+def test_a_bundle_exported_on_the_cluster_keeps_the_worker_when_imported(tmp_path):
+    """The other way to trust a cluster: its own key, `cdip export` there, `cdip import` here."""
+    shutil.copy(CLUSTER / "array_task.py", tmp_path / "array_task.py")
+    cluster = {**cluster_env(tmp_path, os.urandom(32).hex()), "SLURM_ARRAY_JOB_ID": "77",
+               "SLURM_ARRAY_TASK_ID": "3"}
+    subprocess.run([sys.executable, "array_task.py"], cwd=tmp_path, capture_output=True,
+                   timeout=60, env={**os.environ, **cluster})
+    exported = cdip("export", "-o", str(tmp_path / "failures.ckpt"), env=cluster)
+    assert exported.returncode == 0, exported.stderr
+    laptop = {"PYCKPT_DIR": str(tmp_path / "laptop-store")}  # this user's own key file
+    imported = cdip("import", "--yes", str(tmp_path / "failures.ckpt"), env=laptop)
+    assert imported.returncode == 0, imported.stderr
+    assert [row["worker"] for row in listed(laptop)] == [{"slurm_job": "77", "slurm_task": "3"}]
+    assert cdip("run", "parse_chunk", "--worker", "77_3", "--mode", "run", env=laptop
+                ).returncode == 1  # it replays: still failing, the code is not fixed
 
 
 @pytest.fixture
