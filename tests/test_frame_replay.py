@@ -129,6 +129,16 @@ def test_a_frame_that_cannot_be_recalled_is_one_clear_line(failed, tmp_path):
     assert runs_of_outer(tmp_path) == 1
 
 
+def test_a_frame_whose_function_was_renamed_since_is_refused(failed, tmp_path):
+    script = failed("pipeline")
+    script.write_text(script.read_text().replace("summarise", "summarize"))
+    result = cdip("run", "pipeline", "--frame", "1", "--mode", "run", cwd=tmp_path)
+    assert result.returncode == 2
+    assert ("cdip: error: frame 1, summarise (" in result.stderr
+            and "cannot be re-called: deep_call:summarise no longer exists" in result.stderr)
+    assert "Traceback" not in result.stderr
+
+
 def test_a_parameter_added_since_capture_without_a_default_is_refused(failed, tmp_path):
     script = failed("pipeline")
     edit(script, "def ratio(self, parts):", "def ratio(self, parts, weight):")
