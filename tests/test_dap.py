@@ -224,6 +224,25 @@ def test_break_stops_the_ide_at_the_first_line_with_the_saved_arguments(pipeline
     assert all_gone(family, port), "a process of the replay outlived it"
 
 
+def test_break_stops_a_generator_in_its_body(tmp_path):
+    # a generator's call only makes it: the stop is at the first line of its body, run
+    # as the replay iterates it, and not in ckpt's code that iterates
+    script = tmp_path / "streams.py"
+    shutil.copy(SAMPLES / "streams.py", script)
+    assert run_python(str(script)).returncode == 1  # batches fails while iterated
+    port = free_port()
+    with ide_replay(tmp_path, "batches", "--mode", "break", "--debugger", "debugpy",
+                    "--listen", f"127.0.0.1:{port}") as (child, log):
+        ide = Dap(port, log)
+        ide.attach()
+        stop, frame = ide.stopped()
+        assert (frame["name"], frame["line"]) == ("batches", 10)  # batch = []
+        assert ide.variables(frame) == {"rows": "[1.0, 2.0, 0.0, 4.0]", "size": "2"}
+        ide.request("continue", threadId=stop["threadId"])
+        assert ended(child, log) == 1
+        ide.close()
+
+
 def test_until_error_stops_the_ide_at_the_raising_frame_with_the_exception(pipeline, tmp_path):
     # No --wait-for-client: the call runs at once, and the exception waits for the IDE
     # (the post-mortem debugpy cannot attach to after the fact, debugpy#1793). Port 0:
