@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 
@@ -163,3 +164,32 @@ def test_watch_without_watchfiles_says_what_to_install(tmp_path):
     assert "--watch needs watchfiles, which is not installed" in result.stderr
     assert "pip install 'ckpt[loop]'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_until_error_rounds_open_the_post_mortem_then_watch_again(app):
+    folder, helper = app
+    child = watch(folder, "--mode", "until-error", "--until-pass")
+    child.expect("entering post-mortem debugging")
+    child.expect(r"\(Pdb\) ")
+    child.sendline("p share")
+    child.expect(r"\b0\b")
+    child.expect(r"\(Pdb\) ")
+    child.sendline("q")
+    child.expect(FAIL)
+    child.expect(WATCHING)
+    helper.write_text(FIXED)
+    child.expect("ratio now succeeds: it returned 10.0")
+    child.expect("round 2: pass")
+    assert finish(child) == 0
+
+
+def test_sigterm_ends_the_watch_with_nothing_left(app):
+    folder, _ = app
+    child = watch(folder)
+    child.expect(FAIL)
+    child.expect(WATCHING)
+    waiting = descendants(child)
+    child.kill(signal.SIGTERM)
+    assert finish(child) == 128 + signal.SIGTERM
+    assert "Traceback" not in child.before
+    assert_gone(waiting)
