@@ -23,40 +23,58 @@ from __future__ import annotations
 
 import errno
 import os
-import re
-from typing import IO, NamedTuple, Union
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from types import TracebackType
+    from typing import IO, Any, Union
 
-# What an object can be written from without a copy.
-Data = Union[bytes, bytearray, memoryview]
+    # What an object can be written from without a copy.
+    Data = Union[bytes, bytearray, memoryview]
 
 # Copying a stream into an object moves this much at a time.
 COPY_CHUNK = 1 << 20
-# `scheme://` (RFC 3986): a store named so is an fsspec URL, except file://.
-_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 
 
-class ObjectInfo(NamedTuple):
+class _Record:
+    """A few named fields, compared and shown by value (typing.NamedTuple costs an import)."""
+
+    __slots__: tuple[str, ...] = ()
+
+    def _fields(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, field) for field in self.__slots__)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Record) and type(other) is type(self) and (
+            self._fields() == other._fields())
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{field}={getattr(self, field)!r}" for field in self.__slots__)
+        return f"{type(self).__name__}({shown})"
+
+
+class ObjectInfo(_Record):
     """One object as a listing sees it: its key, its size in bytes, when it was written."""
 
-    name: str
-    size: int
-    mtime: float
+    __slots__ = ("mtime", "name", "size")
+
+    def __init__(self, name: str, size: int, mtime: float) -> None:
+        self.name, self.size, self.mtime = name, size, mtime
 
 
-class Unfinished(NamedTuple):
+class Unfinished(_Record):
     """A write that never published (a local temporary, an S3 multipart upload).
 
     Never listed as an object; `Backend.abort_unfinished` removes it.
     `handle` is the backend's own reference to it.
     """
 
-    name: str
-    started: float
-    handle: str
+    __slots__ = ("handle", "name", "started")
+
+    def __init__(self, name: str, started: float, handle: str) -> None:
+        self.name, self.started, self.handle = name, started, handle
 
 
 class Upload:
@@ -396,5 +414,7 @@ def open_backend(url_or_path: str | os.PathLike[str]) -> Backend:
 
 
 def is_url(text: str) -> bool:
-    """Whether a store's name is a URL (`scheme://...`) rather than a path."""
-    return _URL.match(text) is not None
+    """Whether a store's name is a URL (`scheme://...`, RFC 3986) rather than a path."""
+    scheme, separator, _ = text.partition("://")
+    return bool(separator) and scheme[:1].isalpha() and scheme.isascii() and all(
+        char.isalnum() or char in "+.-" for char in scheme)

@@ -35,8 +35,12 @@ import io
 from collections.abc import Iterator
 from typing import IO, Any
 
-from .backend import Backend, Data, ObjectInfo, Unfinished, Upload, check_key, split_key
+from .backend import Backend, ObjectInfo, Unfinished, Upload, check_key, split_key
 from .errors import CkptError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .backend import Data
 
 # Exception class names (anywhere in the chain) and what they mean for the user;
 # matched by name so that no botocore or aiohttp import is needed to recognise them.
