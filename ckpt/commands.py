@@ -433,8 +433,10 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
                          help="as --frame, for the innermost saved frame whose function's "
                               "source changed since capture")
     run.add_argument("--debugger", choices=("pdb", "ipdb", "pudb", "pdbpp", "debugpy"),
-                     default="pdb", help="debugpy: your IDE (VS Code, nvim-dap, any DAP "
-                                         "client) attaches; `pip install ckpt[loop]`")
+                     default="pdb", help="in pdb, ipdb, pdbpp `restart` replays afresh "
+                                         "with today's code, breakpoints kept (pudb: r when "
+                                         "it ends); debugpy: your IDE (VS Code, nvim-dap, any "
+                                         "DAP client) attaches; `pip install ckpt[loop]`")
     run.add_argument("--listen", type=_address, metavar="HOST:PORT",
                      help="with --debugger debugpy: where the IDE attaches (default "
                           "127.0.0.1:5678, as VS Code's attach; port 0: any free one)")
