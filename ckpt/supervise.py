@@ -364,6 +364,7 @@ class Supervisor:
         os.close(descriptor)
         try:
             while True:
+                os.truncate(path, 0)  # a child killed before it writes leaves no stale report
                 status = self.run(json.dumps({**options, "handback": path}), interrupt_ends)
                 back = Handback.read(path, status)
                 if not back.restart or self.interrupted or self.signalled:

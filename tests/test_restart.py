@@ -130,3 +130,16 @@ def test_pudb_offers_a_restart_when_its_session_ends(app):
     child.expect("restarting in a fresh interpreter with today's code")
     child.expect("ratio now succeeds: it returned 10.0")
     assert finish(child) == 0
+
+
+def test_a_restarted_replay_killed_before_it_reports_is_not_restarted_again(app):
+    prompt = PROMPTS["pdb"]
+    child = spawn(app, "--mode", "break")
+    child.expect(prompt)
+    child.sendline("restart")
+    child.expect("restarting")
+    child.expect(prompt)
+    child.sendline("import os, signal; os.kill(os.getpid(), signal.SIGKILL)")
+    assert child.expect([pexpect.EOF, "restarting"]) == 0
+    child.close()
+    assert child.exitstatus == 128 + 9
