@@ -29,6 +29,7 @@ def failed(tmp_path: Path):
     """Run one kind of the sample until it fails; returns the script's path."""
     script = tmp_path / "deep_call.py"
     shutil.copy(SAMPLES / "resume" / "deep_call.py", script)
+    shutil.copy(SAMPLES / "resume" / "helpers.py", tmp_path)
 
     def fail(kind: str) -> Path:
         result = run_python(str(script), kind, "3", cwd=tmp_path)
@@ -64,6 +65,18 @@ def test_the_innermost_frame_is_recalled_with_its_saved_arguments_and_not_the_ou
             and "its arguments taken from its locals saved at the error" in after.stderr)
     assert "self (Stats): mutable; a change made in place before the error" in after.stderr
     assert runs_of_outer(tmp_path) == 1  # the outer step never ran again
+
+
+def test_a_frame_in_another_module_runs_that_modules_code_of_today(failed, tmp_path):
+    failed("library")
+    edit(tmp_path / "helpers.py", "return [value / total for value in values]",
+         "return [value / (total or 1) for value in values]")
+    result = cdip("run", "library", "--frame", "1", "--mode", "run", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "normalise returned [0.0, 1.0, 2.0]"
+    assert f"code: {tmp_path}/helpers.py in {tmp_path}" in result.stderr
+    assert "source of normalise changed since capture" in result.stderr
+    assert runs_of_outer(tmp_path) == 1
 
 
 def test_a_method_gets_self_from_the_saved_locals(failed, tmp_path):

@@ -1,7 +1,7 @@
 """Calls three deep that fail at the bottom, for `cdip run --frame` (tests/test_frame_replay.py).
 
 `python deep_call.py KIND N`: KIND is `pipeline` (a function, then a method),
-`units` (a class method, then a static method), `nested` (a closure) or `lambda`.
+`units` (class, static methods), `nested` (a closure), `lambda`, `library` (helpers.py).
 Each decorated step appends a line to `outer-ran` when it runs: the expensive
 work a frame replay must not redo.
 """
@@ -72,7 +72,15 @@ def with_lambda(n):
     return sorted(range(n), key=lambda item: 1 / (item - 1))
 
 
+@ckpt.ckpt(active=False)
+def library(n):
+    expensive_work()
+    import helpers
+
+    return helpers.normalise(list(range(n)), total=n - n)
+
+
 if __name__ == "__main__":
     kind, n = sys.argv[1], int(sys.argv[2])
-    print({"pipeline": pipeline, "units": units, "nested": nested,
-           "lambda": with_lambda}[kind](n))
+    print({"pipeline": pipeline, "units": units, "nested": nested, "lambda": with_lambda,
+           "library": library}[kind](n))
