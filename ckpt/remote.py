@@ -163,8 +163,17 @@ class FsspecBackend(Backend):
             return []
         bucket, _, key_root = self._root.partition("/")
         lead = key_root + "/" if key_root else ""
+        uploads: list[dict[str, Any]] = []
+        markers: dict[str, str] = {}
         with self._errors():
-            uploads = self._fs.list_multipart_uploads(bucket)
+            while True:  # a page holds 1,000
+                page = self._fs.call_s3("list_multipart_uploads", Bucket=bucket, Prefix=lead,
+                                        **markers)
+                uploads += page.get("Uploads", [])
+                if not page.get("IsTruncated"):
+                    break
+                markers = {"KeyMarker": page["NextKeyMarker"],
+                           "UploadIdMarker": page["NextUploadIdMarker"]}
         return [Unfinished(upload["Key"][len(lead):], _mtime(upload), upload["UploadId"])
                 for upload in uploads if upload["Key"].startswith(lead)]
 
