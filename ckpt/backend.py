@@ -264,10 +264,7 @@ class LocalBackend(Backend):
         from .store import TEMP_PREFIX
 
         folder, stem = split_key(prefix)
-        try:
-            listed = os.listdir(os.path.join(self.path, folder) if folder else self.path)
-        except FileNotFoundError:
-            return []  # no store yet: it is made by the first save
+        listed = _listdir(os.path.join(self.path, folder) if folder else self.path)
         lead = folder + "/" if folder else ""
         return [lead + entry for entry in listed
                 if entry.startswith(stem) and not entry.startswith(TEMP_PREFIX)]
@@ -329,10 +326,15 @@ class LocalBackend(Backend):
 
 
 def _listdir(path: str) -> list[str]:
+    """A folder's names ([] while it does not exist: the first save makes it)."""
     try:
         return os.listdir(path)
     except FileNotFoundError:
         return []
+    except OSError as exc:
+        from .errors import CkptError
+
+        raise CkptError(f"cannot read the store {path}: {exc.strerror}") from exc
 
 
 class _LocalUpload(Upload):

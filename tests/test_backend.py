@@ -228,6 +228,13 @@ def test_local_files_are_private_and_never_followed(tmp_path):
         backend.open("fifo")  # never blocks
 
 
+def test_an_unreadable_local_store_is_one_clear_error(tmp_path):
+    (tmp_path / "file").write_bytes(b"not a directory")
+    with pytest.raises(CkptError, match=r"cannot read the store .*file: Not a directory"):
+        LocalBackend(tmp_path / "file").names()
+    assert LocalBackend(tmp_path / "not-yet").names() == []  # made by the first save
+
+
 def test_import_ckpt_does_not_import_fsspec(tmp_path):
     code = ("import sys, ckpt, ckpt.backend; ckpt.backend.open_backend(sys.argv[1]).names(); "
             "print(sorted(m for m in ('fsspec', 's3fs', 'botocore') if m in sys.modules))")
