@@ -44,7 +44,7 @@ def die_with_parent() -> None:
     it is set: one that died before has made us an orphan already, as getppid()
     then shows. A process we start does not inherit it: when `cdip` is killed with
     SIGKILL, such a grandchild is orphaned (to init, or the nearest subreaper) and
-    lives on; every other end of `cdip` kills it too (supervise._kill_descendants).
+    lives on; every other end of `cdip` kills it too (ckpt.descendants.kill_descendants).
     """
     expected = os.environ.pop("_CKPT_PARENT", "")  # not for the user's code to see
     if not expected.isdigit():
