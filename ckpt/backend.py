@@ -174,8 +174,13 @@ class Backend:
         """
         return [info.name for info in self.objects(prefix)]
 
-    def objects(self, prefix: str = "") -> list[ObjectInfo]:
-        """As `names`, with each object's size and time (one LIST request per 1,000 on S3)."""
+    def objects(self, prefix: str = "", recursive: bool = False) -> list[ObjectInfo]:
+        """As `names`, with each object's size and time (one LIST request per 1,000 on S3).
+
+        With `recursive`, the objects at any depth under the prefix's folder whose
+        path from that folder starts with the prefix's last part (`blobs/` lists
+        every blob of every family: on S3 still one request per 1,000).
+        """
         raise NotImplementedError
 
     def stat(self, name: str) -> ObjectInfo | None:
@@ -269,13 +274,28 @@ class LocalBackend(Backend):
         return [lead + entry for entry in listed
                 if entry.startswith(stem) and not entry.startswith(TEMP_PREFIX)]
 
-    def objects(self, prefix: str = "") -> list[ObjectInfo]:
+    def objects(self, prefix: str = "", recursive: bool = False) -> list[ObjectInfo]:
         """Regular files only: a link to a huge file elsewhere weighs nothing."""
         found = []
-        for name in self.names(prefix):
+        for name in self._walk(prefix) if recursive else self.names(prefix):
             info = self.stat(name)
             if info is not None:
                 found.append(info)
+        return found
+
+    def _walk(self, prefix: str) -> list[str]:
+        """The names at any depth under the prefix's folder that start with its last part."""
+        from .store import TEMP_PREFIX
+
+        folder, stem = split_key(prefix)
+        top = os.path.join(self.path, folder) if folder else self.path
+        skip = len(folder) + 1 if folder else 0  # the path from the prefix's folder
+        found = []
+        for directory, _, files in os.walk(top):  # never into a link to a folder
+            relative = os.path.relpath(directory, self.path).replace(os.sep, "/")
+            lead = "" if relative == "." else relative + "/"
+            found += [lead + entry for entry in files if not entry.startswith(TEMP_PREFIX)
+                      and (lead + entry)[skip:].startswith(stem)]
         return found
 
     def stat(self, name: str) -> ObjectInfo | None:

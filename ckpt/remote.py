@@ -119,25 +119,30 @@ class FsspecBackend(Backend):
                 found[name] = OSError(str(self._explain(result)))
         return found
 
-    def objects(self, prefix: str = "") -> list[ObjectInfo]:
+    def objects(self, prefix: str = "", recursive: bool = False) -> list[ObjectInfo]:
         """One LIST request per 1,000 keys (S3 filters by the prefix on the server)."""
         folder, stem = split_key(prefix)
         path = f"{self._root}/{folder}" if folder else self._root
         with self._errors():
             try:
-                if self._s3 and stem:
-                    listed = list(self._fs.find(path, maxdepth=1, withdirs=False, detail=True,
-                                                prefix=stem).values())
+                if self._s3 and (stem or recursive):
+                    listed = list(self._fs.find(path, maxdepth=None if recursive else 1,
+                                                withdirs=False, detail=True, prefix=stem
+                                                ).values())
+                elif recursive:
+                    listed = list(self._fs.find(path, withdirs=False, detail=True).values())
                 else:
                     listed = self._fs.ls(path, detail=True)
             except FileNotFoundError:
                 return []  # nothing under the prefix yet
         found = []
-        cut = len(self._root) + 1
+        cut = len(path) + 1
+        lead = path[len(self._root) + 1:] + "/" if folder else ""
         for info in listed:
-            name = info["name"][cut:]
-            if info.get("type") == "file" and name.rpartition("/")[2].startswith(stem):
-                found.append(ObjectInfo(name, int(info.get("size") or 0), _mtime(info)))
+            below = info["name"][cut:]  # the path from the prefix's folder
+            if info.get("type") == "file" and below.startswith(stem) and (
+                    recursive or "/" not in below):
+                found.append(ObjectInfo(lead + below, int(info.get("size") or 0), _mtime(info)))
         return found
 
     def stat(self, name: str) -> ObjectInfo | None:

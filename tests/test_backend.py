@@ -154,6 +154,17 @@ def test_list_by_prefix_with_sizes_and_times(backend):
     assert backend.names("blobs/cd/c") == ["blobs/cd/cde"]
 
 
+def test_recursive_listing_sees_every_folder(backend):
+    for name in ("blobs/aa/aa1", "blobs/aa/aa2", "blobs/ab/ab1", "blobs/ba/ba1", "top~1"):
+        backend.put(name, name.encode())
+    assert sorted((i.name, i.size) for i in backend.objects("blobs/", recursive=True)) == [
+        ("blobs/aa/aa1", 12), ("blobs/aa/aa2", 12), ("blobs/ab/ab1", 12), ("blobs/ba/ba1", 12)]
+    assert sorted(i.name for i in backend.objects("blobs/a", recursive=True)) == [
+        "blobs/aa/aa1", "blobs/aa/aa2", "blobs/ab/ab1"]
+    assert [i.name for i in backend.objects("blobs/", recursive=False)] == []
+    assert len(backend.objects(recursive=True)) == 5
+
+
 def test_delete(backend):
     backend.put("a", b"1")
     backend.put("b", b"2")
