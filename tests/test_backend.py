@@ -257,6 +257,23 @@ def test_import_ckpt_does_not_import_fsspec(tmp_path):
     assert "fsspec" not in timing.stderr
 
 
+@pytest.mark.parametrize("knob", ["AWS_ENDPOINT_URL", "FSSPEC_S3_ENDPOINT_URL"])
+def test_the_endpoint_is_configured_the_standard_way(knob, s3_env, tmp_path):
+    # either standard setting alone is enough (in a fresh process: fsspec reads its own
+    # settings when it is imported)
+    env = {name: value for name, value in os.environ.items()
+           if name not in ("AWS_ENDPOINT_URL", "FSSPEC_S3_ENDPOINT_URL")}
+    env[knob] = s3_env[knob]
+    prefix = uuid.uuid4().hex[:12]
+    code = ("import sys; from ckpt.backend import open_backend; "
+            "backend = open_backend(sys.argv[1]); backend.put('x', b'through ' + sys.argv[2]"
+            ".encode()); print(backend.read('x').decode())")
+    result = subprocess.run([sys.executable, "-c", code, f"s3://{BUCKET}/{prefix}", knob],
+                            capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path)
+    assert result.stdout.strip() == f"through {knob}", result.stderr
+    assert open_backend(f"s3://{BUCKET}/{prefix}").read("x") == f"through {knob}".encode()
+
+
 # --- failures: each one clear line, never a traceback -------------------------------------
 
 
