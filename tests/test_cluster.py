@@ -221,8 +221,6 @@ def test_rank_1_of_a_torch_distributed_run_replays_by_rank(tmp_path):
         1: ("error", {"rank": 1, "local_rank": 1, "world_size": 2})}
     assert "rank 1/2" in cdip("info", env=env).stdout
 
-    failing = cdip("run", "shard_loss", "--rank", "1", "--mode", "run", env=env)
-    assert failing.returncode == 1 and "FloatingPointError" in failing.stderr
     script = tmp_path / "torch_ranks.py"
     script.write_text(script.read_text().replace("shard.sum() / shard.numel()",
                                                  "shard.sum() / max(shard.numel(), 1)"))
