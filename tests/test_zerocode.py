@@ -244,9 +244,10 @@ def test_the_modes_it_leaves_to_replay_are_the_replay_modes():
 def test_run_dash_m_mode_still_replays(project: Path):
     assert run("run", "pipeline3.py", cwd=project).returncode == 1
     (project / "run.py").write_text("raise SystemExit('a module named like a mode ran')\n")
-    result = run("run", "-m", "run", cwd=project, program="cdip")  # the newest: parse
-    assert result.returncode == 1
-    assert "replaying parse" in result.stderr
+    for arguments in (["-m", "run", "parse"], ["-mrun", "parse"], ["-m", "run"]):
+        result = run("run", *arguments, cwd=project, program="cdip")
+        assert result.returncode == 1, result.stderr
+        assert "replaying " in result.stderr and ", mode run" in result.stderr
     assert "a module named like a mode" not in result.stderr
 
 
