@@ -44,14 +44,17 @@ def reduce_table(value: Any) -> Any:
         value: any object whose type's module starts with one of `MODULES`.
     """
     module = type(value).__module__
-    if module == "numpy":
-        return _reduce_datetimes(value)
-    if module.startswith("pandas."):
-        return _reduce_pandas_arrow(value)
-    if module == "pyarrow.lib":
-        return _reduce_arrow_slice(value)
-    if module.startswith("polars."):
-        return _reduce_polars(value)
+    try:
+        if module == "numpy":
+            return _reduce_datetimes(value)
+        if module.startswith("pandas."):
+            return _reduce_pandas_arrow(value)
+        if module == "pyarrow.lib":
+            return _reduce_arrow_slice(value)
+        if module.startswith("polars."):
+            return _reduce_polars(value)
+    except Exception:  # a library version we do not know: its own reducer is right, if slower
+        return NotImplemented
     return NotImplemented
 
 
@@ -101,14 +104,10 @@ def _reduce_arrow_slice(array: Any) -> Any:
     pa = sys.modules["pyarrow"]
     if not isinstance(array, pa.Array):
         return NotImplemented  # tables, batches and chunked arrays come down to arrays
-    try:
-        used = array.nbytes
-        spare = array.get_total_buffer_size() - used
-        if spare < max(used, SLICE_SLACK):
-            return NotImplemented
-        return pa.concat_arrays([array]).__reduce__()  # the rows it has, in new buffers
-    except Exception:  # a type pyarrow cannot measure or concatenate: pickled whole
+    used = array.nbytes
+    if array.get_total_buffer_size() - used < max(used, SLICE_SLACK):
         return NotImplemented
+    return pa.concat_arrays([array]).__reduce__()  # the rows it has, in new buffers
 
 
 # -- polars -------------------------------------------------------------------------
@@ -131,10 +130,9 @@ def _reduce_polars(value: Any) -> Any:
         return NotImplemented
     if not all(_arrow_exact(dtype) for dtype in frame.schema.values()):
         return NotImplemented
-    try:
-        table = frame.to_arrow(compat_level=pl.CompatLevel.newest())  # shares the memory
-    except Exception:  # pyarrow missing at capture, or a type it cannot take
-        return NotImplemented
+    # Shares the memory. Raises where pyarrow is missing or cannot take a type: then
+    # polars' own pickle it is (see reduce_table).
+    table = frame.to_arrow(compat_level=pl.CompatLevel.newest())
     return rebuild_polars, (table, series, _sorted(frame))
 
 

@@ -244,6 +244,15 @@ def test_dtypes_arrow_cannot_carry_keep_polars_own_pickle():
     assert "Object" in pickle_value(objects).description["unpicklable"]
 
 
+def test_where_arrow_cannot_take_a_frame_polars_own_pickle_keeps_it(monkeypatch):
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise ModuleNotFoundError("No module named 'pyarrow'")  # as without pyarrow
+
+    monkeypatch.setattr(pl.DataFrame, "to_arrow", refuse)
+    frame = polars_frame()
+    assert_polars_equal(round_trip(frame), frame)
+
+
 def test_pandas_pyarrow_and_polars_are_not_imported_by_ckpt():
     code = ("import sys, numpy, ckpt, ckpt.values; "
             "ckpt.values.pickle_value({'a': numpy.arange(3).astype('M8[D]'), 'b': [1, 'x']}); "
