@@ -92,6 +92,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"cdip: error: {printable(exc.message)}", file=sys.stderr)
         if exc.hint:
             print(f"hint: {printable(exc.hint)}", file=sys.stderr)
+        if options.handback:  # --watch's round line says why
+            from .handback import outcome
+
+            outcome(False, exc.message)
         return exc.exit_code
     except KeyboardInterrupt:
         # Ctrl-C before the function started (while its modules were imported, say):

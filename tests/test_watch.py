@@ -193,3 +193,16 @@ def test_sigterm_ends_the_watch_with_nothing_left(app):
     assert finish(child) == 128 + signal.SIGTERM
     assert "Traceback" not in child.before
     assert_gone(waiting)
+
+
+def test_a_save_that_cannot_be_imported_is_a_failed_round_saying_why(app):
+    folder, helper = app
+    child = watch(folder, "--until-pass")
+    child.expect(FAIL)
+    child.expect(WATCHING)
+    helper.write_text("def offset(:\n")  # half typed
+    child.expect(r"round 2: fail: importing \S+ raised SyntaxError")
+    child.expect(WATCHING)
+    helper.write_text(FIXED)
+    child.expect("round 3: pass: ratio returned 10.0")
+    assert finish(child) == 0
