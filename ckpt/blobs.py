@@ -7,8 +7,12 @@ moves bytes: it never decides what is referenced (`retention` does) nor trusts a
 name for its content (`fileformat` verifies every byte read through it). A
 remote backend (fsspec) goes under exactly this interface.
 
-Layout: ``<store>/blobs/<first 2 hex digits>/<64 hex digits>``; temporaries and
-blobs set aside for removal start with a dot and are never listed as blobs.
+Layout: ``<store>/blobs/<family>/<id>``. An id is 80 hex digits: its first 16
+name its family (the buffer's length and first chunk: see `fileformat.blob_id`),
+so a writer learns from one lookup whether a blob like its buffer may be there
+(then it hashes first and writes only what is missing) or certainly is not
+(then it writes while it hashes, as fast as a plain write). Temporaries and blobs
+set aside for removal start with a dot and are never listed as blobs.
 """
 
 from __future__ import annotations
@@ -26,14 +30,15 @@ if TYPE_CHECKING:
     Buffer = Union[bytes, bytearray, memoryview]
 
 DIRECTORY = "blobs"
-_ID = re.compile(r"[0-9a-f]{64}")
+_ID = re.compile(r"[0-9a-f]{80}")
+FAMILY = 16  # hex digits of an id that name its family (its folder)
 # A blob set aside for removal: `.gone-<id>-<random>`, restored if it is still wanted.
-_GONE = re.compile(r"\.gone-([0-9a-f]{64})-[0-9a-f]+")
+_GONE = re.compile(r"\.gone-([0-9a-f]{80})-[0-9a-f]+")
 _WRITE_CHUNK = 8 << 20
 
 
 def is_id(text: str) -> bool:
-    """Whether `text` is a blob id (64 lowercase hex digits): the only names ever used."""
+    """Whether `text` is a blob id (80 lowercase hex digits): the only names ever used."""
     return _ID.fullmatch(text) is not None
 
 
@@ -48,7 +53,23 @@ class Blobs:
     def _path(self, blob_id: str) -> str:
         if not is_id(blob_id):
             raise ValueError(f"not a blob id: {blob_id!r}")
-        return os.path.join(self.root, blob_id[:2], blob_id)
+        return os.path.join(self.root, blob_id[:FAMILY], blob_id)
+
+    def family_exists(self, family: str) -> bool:
+        """Whether a blob of this family (length and first chunk) may be there."""
+        return os.path.isdir(os.path.join(self.root, family))
+
+    def create(self, family: str) -> BlobWriter:
+        """A new blob of `family`, written as a stream; it is named once it is whole."""
+        folder = os.path.join(self.root, family)
+        temporary = os.path.join(folder, self._temp_name())
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+        try:
+            fd = os.open(temporary, flags, 0o600)
+        except FileNotFoundError:
+            os.makedirs(folder, mode=0o700, exist_ok=True)
+            fd = os.open(temporary, flags, 0o600)
+        return BlobWriter(self, os.fdopen(fd, "wb"), temporary)
 
     def size(self, blob_id: str) -> int | None:
         """The blob's size in bytes, or None when there is none (or it is not a file)."""
@@ -87,30 +108,13 @@ class Blobs:
         view = memoryview(data).cast("B")
         if self.claim(blob_id, view.nbytes):
             return 0
-        final = self._path(blob_id)
-        folder = os.path.dirname(final)
-        temporary = os.path.join(folder, self._temp_name())
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+        writer = self.create(blob_id[:FAMILY])
         try:
-            fd = os.open(temporary, flags, 0o600)
-        except FileNotFoundError:
-            os.makedirs(folder, mode=0o700, exist_ok=True)
-            fd = os.open(temporary, flags, 0o600)
-        try:
-            with os.fdopen(fd, "wb") as stream:
-                _write_chunks(stream, view)
-                if fsync:
-                    stream.flush()
-                    os.fsync(stream.fileno())
-            os.replace(temporary, final)
+            _write_chunks(writer, view)
         except BaseException:
-            _unlink(temporary)
-            for empty in (folder, self.root):  # a failed first write leaves nothing behind
-                try:
-                    os.rmdir(empty)
-                except OSError:
-                    break
+            writer.abort()
             raise
+        writer.commit(blob_id, fsync)
         return view.nbytes
 
     def put_stream(self, blob_id: str, chunks: Iterable[bytes]) -> int:
@@ -118,22 +122,21 @@ class Blobs:
 
         Whoever reads the blob checks its bytes against its id.
         """
-        final = self._path(blob_id)
-        folder = os.path.dirname(final)
-        os.makedirs(folder, mode=0o700, exist_ok=True)
-        temporary = os.path.join(folder, self._temp_name())
+        writer = self.create(self._family_of(blob_id))
         written = 0
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0),
-                     0o600)
         try:
-            with os.fdopen(fd, "wb") as stream:
-                for chunk in chunks:
-                    written += stream.write(chunk)
-            os.replace(temporary, final)
+            for chunk in chunks:
+                written += writer.write(chunk)
         except BaseException:
-            _unlink(temporary)
+            writer.abort()
             raise
+        writer.commit(blob_id)
         return written
+
+    def _family_of(self, blob_id: str) -> str:
+        if not is_id(blob_id):
+            raise ValueError(f"not a blob id: {blob_id!r}")
+        return blob_id[:FAMILY]
 
     def open(self, blob_id: str) -> int:
         """Open a blob for reading (a raw descriptor): a regular file only, no link followed.
@@ -232,7 +235,48 @@ class Blobs:
                 yield match.group(1), os.path.join(folder, name)
 
 
-def _write_chunks(stream: IO[bytes], view: memoryview) -> None:
+class BlobWriter:
+    """One blob being written: to a private temporary, named by `commit` once whole."""
+
+    def __init__(self, blobs: Blobs, stream: IO[bytes], temporary: str) -> None:
+        self._blobs = blobs
+        self._stream = stream
+        self._temporary = temporary
+
+    def write(self, data: Buffer) -> int:
+        """Append bytes."""
+        return self._stream.write(data)
+
+    def commit(self, blob_id: str, fsync: bool = False) -> None:
+        """Name the blob `blob_id` (its content's id); one there already is replaced.
+
+        The same id means the same bytes, so two writers of one blob both succeed.
+        """
+        try:
+            if fsync:
+                self._stream.flush()
+                os.fsync(self._stream.fileno())
+            self._stream.close()
+            final = self._blobs._path(blob_id)
+            if os.path.dirname(final) != os.path.dirname(self._temporary):
+                raise ValueError(f"blob {blob_id} is not of this writer's family")
+            os.replace(self._temporary, final)
+        except BaseException:
+            self.abort()
+            raise
+
+    def abort(self) -> None:
+        """Give up: nothing is left behind (the family's folder goes if it is empty)."""
+        self._stream.close()
+        _unlink(self._temporary)
+        for empty in (os.path.dirname(self._temporary), self._blobs.root):
+            try:
+                os.rmdir(empty)
+            except OSError:
+                break
+
+
+def _write_chunks(stream: IO[bytes] | BlobWriter, view: memoryview) -> None:
     for start in range(0, view.nbytes, _WRITE_CHUNK):
         stream.write(view[start : start + _WRITE_CHUNK])
 

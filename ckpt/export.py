@@ -247,8 +247,8 @@ def _write_bundle(output: Path, manifest: bytes, staging: Path, blobs: Blobs) ->
                         _add(tar, PARTS + path.name, part, path.stat().st_size)
             for blob in sorted(blobs.ids()):
                 fd = blobs.open(blob)
-                with os.fdopen(fd, "rb") as stream:
-                    _add(tar, BLOBS + blob, stream, os.fstat(fd).st_size)
+                with os.fdopen(fd, "rb") as blob_file:
+                    _add(tar, BLOBS + blob, blob_file, os.fstat(fd).st_size)
         os.replace(temporary, output)
     except BaseException:
         discard(temporary)

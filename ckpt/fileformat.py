@@ -25,7 +25,8 @@ From format 4 a buffer of at least `BLOB_MIN` bytes is not in the part: it is a
 blob of the store (`ckpt.blobs`), written once however many parts, calls and
 names hold it. Its record field ``blob`` is its 1-based index in the summary's
 ``blobs`` list of ``[id, length]``, and its id is `blob_id`: a SHA-256 over its
-length and the digests of its 8 MiB chunks. The summary's tag covers the list,
+length and the digests of its 8 MiB chunks (after a short prefix naming its
+length and first chunk alone, for the writer's lookup). The summary's tag covers the list,
 so listing, `cdip gc`, retention and export know which blobs a part holds from
 its header alone; reading a blob hashes its chunks again and must arrive at the
 signed id: a blob's name is never trusted for its content.
@@ -84,6 +85,7 @@ _BUFFER = struct.Struct("<QI")  # format 4: a buffer's length, its blob's index 
 # in the part (a blob costs a file: for small buffers that is more than it saves).
 BLOB_MIN = 1 << 20
 _BLOB_LABEL = b"ckpt blob\x00"
+_FAMILY_LABEL = b"ckpt blob family\x00"
 
 _CHUNK = 8 << 20
 # Up to this size a buffer is hashed in the calling thread: a pool costs more.
@@ -101,14 +103,15 @@ def _sha256(chunk: memoryview) -> bytes:
 
 
 def _hash_workers(writing: bool) -> int:
-    """Threads hashing chunks (at most 4).
+    """Threads hashing chunks (at most 4 writing, 8 reading).
 
     Writing into the page cache keeps a core busy, so it gets one of its own:
     measured on two cores, a second hashing thread slowed a 1 GiB save by a
-    fifth. Reading is a cheaper copy, and hashing bounds it: every core hashes.
+    fifth. A blob read is mapped, not copied, so hashing is all a load does:
+    every core hashes (SHA-256 runs at 1.5-2 GB/s a core with SHA extensions).
     """
     cores = os.cpu_count() or 1
-    return max(1, min(4, cores - 1 if writing else cores))
+    return max(1, min(4, cores - 1) if writing else min(8, cores))
 
 
 def _chunk_digests(view: memoryview, io: Callable[[memoryview], object], writing: bool) -> bytes:
@@ -248,10 +251,22 @@ class Part:
 
 
 def blob_id(length: int, digests: bytes) -> str:
-    """The id a buffer is stored under: SHA-256 over its length and its chunks' digests."""
+    """The id a buffer is stored under (80 hex digits): its family, then its content.
+
+    The family (16 digits) is a SHA-256 over its length and its first chunk's
+    digest: a writer computes it from the first chunk alone. The rest is a
+    SHA-256 over its length and every chunk's digest, the whole content.
+    """
     import hashlib
 
-    return hashlib.sha256(_BLOB_LABEL + _U64.pack(length) + digests).hexdigest()
+    return _family(length, digests[:32]) + hashlib.sha256(
+        _BLOB_LABEL + _U64.pack(length) + digests).hexdigest()
+
+
+def _family(length: int, first_digest: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(_FAMILY_LABEL + _U64.pack(length) + first_digest).hexdigest()[:16]
 
 
 def _no_io(chunk: memoryview) -> None:
@@ -268,16 +283,19 @@ class BlobPlan:
 
     Args:
         records: the part's records.
+        blobs: the store's blobs (a `ckpt.blobs.Blobs`). A buffer whose family
+            has no blob yet is written to it here, as it is hashed.
         known: blob ids already computed in this save, by ``id()`` of the buffer
             object (the buffer kept alive with it, so its id stays its own): an
             argument that is also a local is hashed once for both parts.
     """
 
-    def __init__(self, records: Iterable[Any],
-                 known: dict[int, tuple[Any, str]] | None = None) -> None:
+    def __init__(self, records: Iterable[Any], blobs: Any,
+                 known: dict[int, tuple[Any, str]] | None = None, fsync: bool = False) -> None:
         self.refs: list[list[Any]] = []  # [id, length] of each blob, as the summary lists them
         self.index: dict[int, tuple[int, str]] = {}  # id(buffer) -> (1-based index, blob id)
         self.views: dict[str, memoryview] = {}
+        self.written = 0  # bytes of new blobs written as they were hashed
         known = {} if known is None else known
         for record in records:
             for buffer in record.buffers:
@@ -285,7 +303,11 @@ class BlobPlan:
                 if view.nbytes < BLOB_MIN or id(buffer) in self.index:
                     continue
                 found = known.get(id(buffer))
-                digest = found[1] if found is not None else buffer_id(view)
+                if found is not None:
+                    digest = found[1]
+                else:
+                    digest, written = _store(view, blobs, fsync)
+                    self.written += written
                 known[id(buffer)] = (buffer, digest)
                 if digest not in self.views:
                     self.views[digest] = view
@@ -294,25 +316,49 @@ class BlobPlan:
                 self.index[id(buffer)] = (position + 1, digest)
 
 
+def _store(view: memoryview, blobs: Any, fsync: bool) -> tuple[str, int]:
+    """A buffer's blob id, and the bytes written: now if no blob of its family is there.
+
+    The first chunk's digest names the family. None there: the buffer is new to
+    the store, and is written while its chunks are hashed (one pass, as fast as a
+    plain write). Else it is likely there already: it is only hashed, and
+    `write_stream` puts it if it is missing after all.
+    """
+    first = _sha256(view[:_CHUNK])
+    family = _family(view.nbytes, first)
+    if blobs.family_exists(family):
+        return buffer_id(view), 0
+    writer = blobs.create(family)
+    try:
+        digest = blob_id(view.nbytes, _chunk_digests(view, writer.write, writing=True))
+    except BaseException:
+        writer.abort()
+        raise
+    writer.commit(digest, fsync)
+    return digest, view.nbytes
+
+
 def write_stream(stream: IO[bytes], key: bytes, summary: dict[str, Any],
                  detail: dict[str, Any], records: Iterable[Any], blobs: Any = None,
                  known: dict[int, tuple[Any, str]] | None = None,
                  fsync: bool = False) -> tuple[bytes, int, BlobPlan | None]:
     """Write one part; large buffers to `blobs` (a `ckpt.blobs.Blobs`), if given.
 
-    The header, which names the blobs, is written (and flushed) before any blob
-    is put or claimed, so a part being written already holds its blobs for
-    `cdip gc`. Returns the part's tag, the bytes written (blobs that were not
-    there yet included) and the plan (None without `blobs`).
+    A buffer new to the store is written as it is hashed (`_store`); the
+    header, which names every blob, is written (and flushed) before any other
+    blob is put or claimed, so a part being written holds its blobs for `cdip
+    gc` (and `Store.publish` puts back any removed meanwhile). Returns the
+    part's tag, the bytes written (blobs that were not there yet included) and
+    the plan (None without `blobs`).
     """
     records = list(records)
     summary = {name: value for name, value in summary.items() if name != "blobs"}
-    plan = BlobPlan(records, known) if blobs is not None else None
+    plan = BlobPlan(records, blobs, known, fsync) if blobs is not None else None
     if plan is not None and plan.refs:
         summary["blobs"] = plan.refs
     writer = PartWriter(stream, key, plan.index if plan is not None else None)
     writer.write_header(summary, detail)
-    written = 0
+    written = plan.written if plan is not None else 0
     if plan is not None and plan.refs:
         stream.flush()
         for blob, _ in plan.refs:
@@ -334,7 +380,7 @@ def blob_refs(summary: dict[str, Any]) -> list[tuple[str, int]]:
     if isinstance(listed, list):
         for item in listed:
             if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], str)
-                    and len(item[0]) == 64 and all(c in "0123456789abcdef" for c in item[0])
+                    and len(item[0]) == 80 and all(c in "0123456789abcdef" for c in item[0])
                     and type(item[1]) is int and item[1] >= 0):
                 break
             refs.append((item[0], item[1]))

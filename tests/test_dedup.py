@@ -219,8 +219,9 @@ def distinct_calls(store: Path, values: list[float], name: str = "calls") -> lis
 
 
 def test_rm_frees_a_blob_only_once_no_checkpoint_holds_it(program, store):
-    run_python("-c", "import numpy, stepmod\nfor s in (1, 2): stepmod.run(numpy.ones(%d), s)"
-               % (SIZE // 8), cwd=program, check=True)
+    run_python("-c", "import numpy, stepmod\n"
+               f"for s in (1, 2): stepmod.run(numpy.ones({SIZE // 8}), s)",
+               cwd=program, check=True)
     first, second = (entry.id for entry in Store(store).entries())
     assert cdip("rm", first).returncode == 0
     assert len(blob_files(store)) == 1  # the other checkpoint still holds it
@@ -254,12 +255,14 @@ def test_keep_frees_the_blobs_of_the_checkpoints_it_deletes(store):
 
 def test_the_budget_counts_each_blob_once_and_frees_what_eviction_releases(program, store):
     budget = 3 * SIZE
-    run_python("-c", "import numpy, stepmod\nfor s in range(8): stepmod.run(numpy.ones(%d), s)"
-               % (SIZE // 8), cwd=program, check=True,
+    run_python("-c", "import numpy, stepmod\n"
+               f"for s in range(8): stepmod.run(numpy.ones({SIZE // 8}), s)", cwd=program,
+               check=True,
                env={"PYCKPT_KEEP": "50", "PYCKPT_MAX_BYTES": str(budget)})
     assert len(Store(store).entries()) == 8  # 8 checkpoints, one blob: well within budget
-    run_python("-c", "import numpy, stepmod\nfor s in range(6): stepmod.run(numpy.full(%d, s))"
-               % (SIZE // 8), cwd=program, check=True,
+    run_python("-c", "import numpy, stepmod\n"
+               f"for s in range(6): stepmod.run(numpy.full({SIZE // 8}, s))", cwd=program,
+               check=True,
                env={"PYCKPT_KEEP": "50", "PYCKPT_MAX_BYTES": str(budget)})
     assert store_bytes(store) <= budget
     for entry in Store(store).entries():
@@ -333,3 +336,27 @@ def _detail_of(entry):
     from ckpt.fileformat import read_headers
 
     return read_headers(entry.call_path, None)[1]
+
+
+# --- loading: mapped in place, verified first, never changing the store --------------
+
+
+def test_a_loaded_array_is_writable_and_writing_it_leaves_the_blob_as_it_was(store):
+    old, _, first, _ = saved_pair(store)
+    before = first.read_bytes()
+    data = ckpt.load(old).arguments["data"]
+    assert data.flags.writeable
+    data[:] = -1.0
+    assert first.read_bytes() == before
+    assert ckpt.load(old).arguments["data"][0] == 1.0
+
+
+def test_a_blob_others_could_write_is_copied_and_checked_all_the_same(store):
+    old, _, first, _ = saved_pair(store)
+    first.chmod(0o664)  # writable by the group: never used in place
+    numpy.testing.assert_array_equal(ckpt.load(old).arguments["data"], numpy.full(SIZE // 8, 1.0))
+    data = bytearray(first.read_bytes())
+    data[-1] ^= 0x40
+    first.write_bytes(bytes(data))
+    with pytest.raises(CorruptCheckpointError, match="do not hash to the id"):
+        ckpt.load(old)

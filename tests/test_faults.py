@@ -76,13 +76,11 @@ def test_a_file_size_limit_is_one_warning_per_call_and_leaves_nothing(store):
 
 def test_sigkill_in_the_middle_of_a_large_write(store, tmp_path):
     code = (
-        "import time, numpy, ckpt, ckpt.blobs as blobs\n"
+        "import time, numpy, ckpt, ckpt.fileformat as ff\n"
         # each 8 MiB chunk waits 20 ms: a window of over a second to kill it in, on any disk
-        "def slowly(stream, view):\n"
-        "    for start in range(0, view.nbytes, 8 << 20):\n"
-        "        time.sleep(0.02)\n"
-        "        stream.write(view[start : start + (8 << 20)])\n"
-        "blobs._write_chunks = slowly\n"
+        "digests = ff._chunk_digests\n"
+        "ff._chunk_digests = lambda view, io, writing: digests(\n"
+        "    view, lambda chunk: (time.sleep(0.02), io(chunk)), writing)\n"
         "ckpt.ckpt(lambda a: None)(numpy.ones(60_000_000))\n"  # 480 MB
         "print('finished')\n"
     )
