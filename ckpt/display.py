@@ -234,12 +234,13 @@ def detail(entry: Entry) -> tuple[list[str], dict[str, Any]]:
     if location.get("file"):
         location["file"] = drift.relocated(location["file"], call.metadata.get("cwd"))
     status = source_status(location)
+    worker = worker_of(entry)
     lines = [
         f"id:        {entry.id}",
         f"name:      {entry.name}",
         f"trigger:   {entry.trigger}",
         f"created:   {local_time(entry.created)} ({age(entry.created)})",
-        *([f"worker:    {describe(worker_of(entry))}"] if worker_of(entry) is not None else []),
+        *([f"worker:    {describe(worker)}"] if worker is not None else []),
         f"function:  {entry.function}  ({location.get('file')}:{location.get('line')})",
         f"source:    {status}",
         f"size:      {human_size(entry.size)}",

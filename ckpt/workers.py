@@ -165,10 +165,8 @@ def _slurm_id(worker: Worker) -> str:
     return f"{worker.slurm_job}{task}"
 
 
-def describe(worker: Worker | None) -> str:
+def describe(worker: Worker) -> str:
     """Every field, for `cdip info NAME`: 'dask worker 0 (tcp://10.0.0.5:3456)'."""
-    if worker is None:
-        return "none (not run on a cluster worker)"
     parts = []
     if worker.rank is not None:
         local = f", local rank {worker.local_rank}" if worker.local_rank is not None else ""
