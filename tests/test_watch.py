@@ -20,8 +20,7 @@ WATCHING = r"cdip: watching .* \(Ctrl-C to stop\)"
 FIXED = 'def offset():\n    return 0\n'  # ratio(10, 1) is then 10 / 1
 
 
-@pytest.fixture(params=["in the project", "imported from elsewhere"])
-def app(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[Path, Path]:
+def failed_once(tmp_path: Path, helper_elsewhere: bool) -> tuple[Path, Path]:
     """The ratio step, failed once: (its directory, the helper file it imports).
 
     The helper lies in the project (the directory the step ran in), or in a
@@ -30,12 +29,24 @@ def app(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[Path, Path]:
     app = tmp_path / "app"
     app.mkdir()
     shutil.copy(SAMPLES / "loop" / "ratio.py", app)
-    helper_dir = app if request.param == "in the project" else tmp_path / "lib"
+    helper_dir = tmp_path / "lib" if helper_elsewhere else app
     helper_dir.mkdir(exist_ok=True)
     shutil.copy(SAMPLES / "loop" / "offsets.py", helper_dir)
     result = run_python("ratio.py", cwd=app, env={"PYTHONPATH": str(helper_dir)})
     assert result.returncode == 1, result.stderr
     return app, helper_dir / "offsets.py"
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> tuple[Path, Path]:
+    """The ratio step failed once, its helper in the project."""
+    return failed_once(tmp_path, helper_elsewhere=False)
+
+
+@pytest.fixture(params=["in the project", "imported from elsewhere"])
+def any_app(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[Path, Path]:
+    """The ratio step failed once, its helper in the project or outside it."""
+    return failed_once(tmp_path, helper_elsewhere=request.param != "in the project")
 
 
 def watch(app: Path, *args: str) -> pexpect.spawn:
@@ -64,8 +75,8 @@ def assert_gone(processes: list[psutil.Process]) -> None:
     assert alive == [], f"left behind: {alive}"
 
 
-def test_an_edit_flips_fail_to_pass_and_until_pass_exits_0(app):
-    folder, helper = app
+def test_an_edit_flips_fail_to_pass_and_until_pass_exits_0(any_app):
+    folder, helper = any_app
     child = watch(folder, "--until-pass")
     child.expect(FAIL)
     child.expect(WATCHING)
@@ -78,8 +89,8 @@ def test_an_edit_flips_fail_to_pass_and_until_pass_exits_0(app):
     assert "round 3" not in child.before
 
 
-def test_each_change_is_a_round_until_ctrl_c_which_leaves_nothing(app):
-    folder, helper = app
+def test_each_change_is_a_round_until_ctrl_c_which_leaves_nothing(any_app):
+    folder, helper = any_app
     broken = helper.read_text()
     child = watch(folder)
     child.expect(FAIL)
@@ -118,8 +129,8 @@ def test_ctrl_c_during_a_round_ends_the_watch_and_its_processes(app, tmp_path):
     assert_gone(started)
 
 
-def test_a_file_the_replay_does_not_read_starts_no_round(app):
-    folder, helper = app
+def test_a_file_the_replay_does_not_read_starts_no_round(any_app):
+    folder, helper = any_app
     child = watch(folder, "--until-pass")
     child.expect(FAIL)
     child.expect(WATCHING)
