@@ -143,3 +143,23 @@ def test_a_restarted_replay_killed_before_it_reports_is_not_restarted_again(app)
     assert child.expect([pexpect.EOF, "restarting"]) == 0
     child.close()
     assert child.exitstatus == 128 + 9
+
+
+def test_a_breakpoint_whose_line_is_gone_is_named_not_kept(app):
+    prompt = PROMPTS["pdb"]
+    child = spawn(app, "--mode", "break")
+    child.expect(prompt)
+    child.sendline("b 14")  # in the main block
+    child.expect("Breakpoint 1 at")
+    child.expect(prompt)
+    script = app / "ratio.py"
+    script.write_text(script.read_text().split('if __name__ == "__main__":')[0].rstrip() + "\n")
+    child.sendline("restart")
+    child.expect("1 breakpoint kept")  # handed over; the new interpreter cannot set it
+    child.expect(r"breakpoint \S*ratio\.py:14 not kept: Line \S*ratio\.py:14 does not exist")
+    child.expect(prompt)
+    child.sendline("b")
+    child.expect(prompt)
+    assert "ratio.py:14" not in child.before
+    child.sendline("q")
+    assert finish(child) == 0
