@@ -308,6 +308,24 @@ def test_a_bundle_exported_on_the_cluster_keeps_the_worker_when_imported(tmp_pat
                 ).returncode == 1  # it replays: still failing, the code is not fixed
 
 
+def test_a_workers_identity_never_drives_the_terminal(launcher_free):
+    """A worker holding the key may name itself anything: shown escaped everywhere."""
+    launcher_free.setenv("SLURM_JOB_ID", "\x1b]0;pwned\x07")
+
+    @ckpt.ckpt
+    def step(x):
+        return x
+
+    step(1)
+    launcher_free.delenv("SLURM_JOB_ID")
+    shown = [cdip("info", env={}).stdout, cdip("info", "step", env={}).stdout,
+             cdip("run", "step", "--worker", "nobody", env={}).stderr]
+    for text in shown:
+        assert "\x1b" not in text and "\x07" not in text
+        assert "\\x1b]0;pwned\\x07" in text
+    assert listed({})[0]["worker"] == {"slurm_job": "\x1b]0;pwned\x07"}  # exact in JSON
+
+
 @pytest.fixture
 def launcher_free(monkeypatch):
     """No launcher's variables from the environment the tests run in."""
