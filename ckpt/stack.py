@@ -186,18 +186,20 @@ def save_frames(exc: BaseException,
     as with the decorator. Nothing is saved with capture disabled (`PYCKPT_DISABLE=1`).
     """
     try:
-        from .decorator import is_enabled
+        from .decorator import _can_save, is_enabled
 
-        if not is_enabled():
+        # _can_save: the first save imports threading, which fails while their
+        # sys.excepthook is None; it says nothing then, as for the decorator
+        if not is_enabled() or not _can_save():
             return []
         entries = frames_to_save(tb if tb is not None else exc.__traceback__)
+        saved = []
+        for entry in entries:
+            done = _save_frame(exc, entry)
+            if done is not None:
+                saved.append(done)
     except Exception:  # never our error in their program
         return []
-    saved = []
-    for entry in entries:
-        done = _save_frame(exc, entry)
-        if done is not None:
-            saved.append(done)
     return saved
 
 
@@ -249,11 +251,15 @@ def _replayable(name: str) -> str:
 
 
 def print_report(saved: list[tuple[str, Saved]], what: str = "this error") -> None:
-    """Print `report` to stderr; never raises (stderr may be closed)."""
+    """Print `report` to stderr; never raises (stderr may be closed).
+
+    Nothing when the program set `sys.stderr` to None: `print` would write to stdout.
+    """
     try:
         from .display import printable
 
-        for line in report(saved, what):
-            print(printable(line), file=sys.stderr)
+        stream = sys.stderr
+        for line in report(saved, what) if stream is not None else ():
+            print(printable(line), file=stream)
     except Exception:  # noqa: S110
         pass

@@ -24,7 +24,7 @@ import sys
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Sequence
-    from types import CodeType, ModuleType
+    from types import CodeType, ModuleType, TracebackType
 
 # The replay modes, which `-m` names in `cdip run NAME -m MODE` (commands.MODES; not
 # imported from there: that would import argparse before the user's program runs).
@@ -205,21 +205,44 @@ def _uncaught(exc: BaseException) -> None:
     saved. Python then shows nothing more: it only ends the process, as it would
     have ended `python script.py` (exit status 1; SIGINT for a KeyboardInterrupt).
     """
-    tb = exc.__traceback__
-    while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
-        tb = tb.tb_next
-    exc.__traceback__ = tb  # None for a syntax error: Python shows no traceback for it either
+    # None for a syntax error: Python shows no traceback for it either
+    exc.__traceback__ = _theirs(exc.__traceback__)
     from .excepthook import report_tests
     from .stack import print_report, save_frames
 
     saved = save_frames(exc) if isinstance(exc, Exception) else []
-    try:
-        sys.excepthook(type(exc), exc, exc.__traceback__)
-    except Exception:  # their hook failed: Python's own shows the error instead
-        sys.__excepthook__(type(exc), exc, exc.__traceback__)
+    _show(exc)
     print_report(saved)
     report_tests()
     sys.excepthook = _shown
+
+
+def _show(exc: BaseException) -> None:
+    """Show `exc` by `sys.excepthook`, as Python does at exit, even when that hook fails.
+
+    Python then shows the hook's error and the original one; a `SystemExit` the hook
+    raises ends the process with its status, as it does in Python.
+    """
+    try:
+        sys.excepthook(type(exc), exc, exc.__traceback__)
+    except SystemExit:
+        raise
+    except BaseException as failure:
+        if failure.__context__ is exc:  # Python calls the hook outside any handler
+            failure.__context__ = None
+        failure.__traceback__ = _theirs(failure.__traceback__)  # the hook's, as Python shows
+        if sys.stderr is not None:
+            print("Error in sys.excepthook:", file=sys.stderr)
+            sys.__excepthook__(type(failure), failure, failure.__traceback__)
+            print("\nOriginal exception was:", file=sys.stderr)
+            sys.__excepthook__(type(exc), exc, exc.__traceback__)
+
+
+def _theirs(tb: TracebackType | None) -> TracebackType | None:
+    """`tb` from the first frame that is not this module's: ours are cut off."""
+    while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
+        tb = tb.tb_next
+    return tb
 
 
 def _shown(*exc_info: object) -> None:
