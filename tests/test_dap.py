@@ -271,6 +271,25 @@ def test_until_error_stops_the_ide_at_the_raising_frame_with_the_exception(pipel
     assert all_gone(family, port), "a process of the replay outlived it"
 
 
+def test_an_error_inside_a_library_stops_the_ide_in_your_innermost_frame(tmp_path):
+    # as the pdb post-mortem opens in it: with "just my code" (VS Code's default) the
+    # frames of json below it are not shown
+    script = tmp_path / "library_error.py"
+    shutil.copy(SAMPLES / "faithful" / "library_error.py", script)
+    assert run_python(str(script)).returncode == 1
+    with ide_replay(tmp_path, "load_config", "--debugger", "debugpy",
+                    "--listen", "127.0.0.1:0") as (child, log):
+        ide = Dap(listening_port(log), log)
+        ide.attach()
+        stop, frame = ide.stopped()
+        assert stop["reason"] == "exception"
+        assert (frame["name"], frame["line"]) == ("parse", 17)  # json.loads(cleaned)
+        assert ide.variables(frame)["cleaned"] == "'{\"retries\": 5,'"
+        ide.request("continue", threadId=stop["threadId"])
+        assert ended(child, log) == 1
+        ide.close()
+
+
 def test_the_ide_runs_todays_code(pipeline, tmp_path):
     fixed = "    mean = sum(kept) / len(kept) if kept else 0.0  # fixed\n"
     lines = pipeline.read_text().splitlines(keepends=True)
