@@ -432,6 +432,83 @@ def bench_replay(settings: Settings) -> None:
                  f"python + np.load ({big_times['np.load'] * 1e3:.0f} ms)", "<= 1.2x")
 
 
+# -- 5b. every buffer stored once, and loaded verified ---------------------------------
+
+DEDUP_CHILD = """
+import json, os, sys, time, numpy, ckpt
+case, nbytes, target = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+
+def wchar():  # bytes this process handed to write(2): what it wrote, cache or not
+    with open("/proc/self/io") as io:
+        return int(next(l.split()[1] for l in io if l.startswith("wchar:")))
+
+@ckpt.ckpt(name="dedup", active=False, keep=20)
+def step(data):
+    total = float(data[:8].sum())
+    raise ValueError(f"bad step {total}")
+
+@ckpt.ckpt(name="reference", keep=20)
+def use(reference, n):
+    return n
+
+data = numpy.random.default_rng(1 if case == "ten" else 0).random(nbytes // 8)
+started, before = time.perf_counter(), wchar()
+if case == "error":
+    try:
+        step(data)
+    except ValueError:
+        pass
+elif case == "ten":
+    for n in range(10):
+        use(data, n)
+elif case == "ckpt.load":
+    loaded = ckpt.load("dedup").arguments["data"]
+elif case == "np.save":
+    numpy.save(target, data)
+elif case == "np.load":
+    loaded = numpy.load(target)
+print(json.dumps({"seconds": time.perf_counter() - started, "written": wchar() - before}))
+"""
+
+
+def bench_dedup(settings: Settings) -> None:
+    """Each buffer stored once (argument and local; ten calls), and loaded vs np.load."""
+    nbytes = settings.size(1 << 30, 4 * MiB)
+    store = settings.workdir / "store"
+    target = settings.workdir / "data.npy"
+    env = fresh_env(store, PYCKPT_MAX_BYTES=str(16 * nbytes + (1 << 30)))
+
+    def child(case: str) -> dict:
+        os.sync()  # no dirty pages of the last run left to throttle this one
+        result = subprocess.run([sys.executable, "-c", DEDUP_CHILD, case, str(nbytes),
+                                 str(target)], capture_output=True, text=True, env=env,
+                                check=True)
+        return json.loads(result.stdout)
+
+    label = f"{nbytes / MiB:.0f} MiB"
+    saved = child("error")
+    stored = sum(path.stat().st_size for path in store.rglob("*") if path.is_file())
+    settings.add("dedup", f"active=False error, {label} argument: bytes written / distinct",
+                 f"{saved['written'] / MiB:.0f} MiB", saved["written"] / nbytes,
+                 f"{label} distinct (store holds {stored / MiB:.0f} MiB; "
+                 "format 3 wrote 2.0x)", "<= 1.05x")
+    ten = child("ten")
+    settings.add("dedup", f"ten calls with one {label} array: bytes written / array",
+                 f"{ten['written'] / MiB:.0f} MiB", ten["written"] / nbytes,
+                 f"{label} array (format 3 wrote 10x)", "<= 1.05x")
+    child("np.save")
+    runs: dict[str, list[float]] = {"ckpt.load": [], "np.load": []}
+    for _ in range(settings.size(5, 1)):
+        for case in runs:
+            runs[case].append(child(case)["seconds"])
+    ours, theirs = statistics.median(runs["ckpt.load"]), statistics.median(runs["np.load"])
+    settings.add("dedup", f"ckpt.load of a {label} argument (verified) / np.load",
+                 f"{ours * 1e3:.0f} ms", ours / theirs, f"np.load {theirs * 1e3:.0f} ms",
+                 "<= 1.2x")
+    shutil.rmtree(store, ignore_errors=True)
+    target.unlink(missing_ok=True)
+
+
 def _import_times(stderr: str) -> dict[str, float]:
     """Module name to its own import time in seconds, from `-X importtime` output."""
     times = {}
@@ -582,7 +659,7 @@ def bench_zerocode(settings: Settings) -> None:
 
 BENCHMARKS = {"idle": bench_idle, "small": bench_small, "large": bench_large,
               "torch": bench_torch, "replay": bench_replay, "listing": bench_listing,
-              "startup": bench_startup, "zerocode": bench_zerocode}
+              "startup": bench_startup, "zerocode": bench_zerocode, "dedup": bench_dedup}
 
 
 def machine() -> str:
