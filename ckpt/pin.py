@@ -26,6 +26,7 @@ from .errors import EXIT_OK, CkptError
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from pathlib import Path
     from typing import Any
 
     from .header import CallDetail
@@ -194,18 +195,43 @@ def replay_pinned(bundle: str | os.PathLike[str], sha256: str, checkpoint_id: st
     from .bundle import open_bundle
 
     path = Path(bundle)
-    if not path.is_file():
-        raise CkptError(f"no bundle at {printable(path)}")
-    if _sha256(str(path)) != sha256:
-        raise CkptError(f"{printable(path)} is not the bundle this test pins (its SHA-256 "
-                        "differs): refused unread",
-                        hint="restore the committed file, or pin the checkpoint again")
     with tempfile.TemporaryDirectory(prefix="ckpt-pin-") as workdir:
-        # The bundle's parts carry the store's file names: the directory is a store.
-        open_bundle(path, Path(workdir))
-        function, args, kwargs = _prepared(workdir, checkpoint_id,
+        # What is opened is what was hashed: a private copy, read once, never the file
+        # in the checkout again (which could be swapped in between).
+        copy, store = Path(workdir) / "pinned.ckpt", Path(workdir) / "store"
+        if _copy_hashed(path, copy) != sha256:
+            raise CkptError(f"{printable(path)} is not the bundle this test pins (its SHA-256 "
+                            "differs): refused unread",
+                            hint="restore the committed file, or pin the checkpoint again")
+        store.mkdir()  # the bundle's parts carry the store's file names: a store
+        open_bundle(copy, store)
+        function, args, kwargs = _prepared(str(store), checkpoint_id,
                                            None if script is None else os.fspath(script))
     return _drain(function(*args, **kwargs))
+
+
+def _copy_hashed(path: Path, copy: Path) -> str:
+    """Copy the regular file `path` to the new file `copy`; the SHA-256 of what was copied.
+
+    Raises:
+        CkptError: there is no regular file at `path` (a FIFO is refused, never waited on).
+    """
+    import stat
+
+    try:
+        source = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        raise CkptError(f"no bundle at {printable(path)}: {exc.strerror}") from exc
+    digest = hashlib.sha256()
+    with open(source, "rb") as reading:
+        if not stat.S_ISREG(os.fstat(source).st_mode):
+            raise CkptError(f"no bundle at {printable(path)}: not a regular file")
+        os.set_blocking(source, True)
+        with open(copy, "xb") as writing:
+            while chunk := reading.read(_CHUNK):
+                digest.update(chunk)
+                writing.write(chunk)
+    return digest.hexdigest()
 
 
 def _prepared(store_path: str, checkpoint_id: str, script: str | None,

@@ -8,9 +8,14 @@ of what was saved).
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import re
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from conftest import BIN, SAMPLES
@@ -86,3 +91,68 @@ def test_a_reader_that_leaves_gives_the_same_broken_pipe():
     assert our_status == plain_status == 1
     assert without_summary(our_err) == plain_err
     assert "BrokenPipeError" in plain_err
+
+
+# -- cdip pin: the pinned test unpickles the pinned bundle and nothing else --------------------
+
+
+@pytest.fixture
+def pinned(tmp_path: Path) -> tuple[Path, str, str]:
+    """A failed pipeline pinned as test_pinned.py: (its bundle, the pinned SHA-256, the id)."""
+    shutil.copy(SAMPLES / "resume" / "deep_call.py", tmp_path)
+    for kind in ("pipeline", "units"):  # units: another checkpoint, to swap in
+        failed = subprocess.run([sys.executable, "deep_call.py", kind, "3"], cwd=tmp_path,
+                                capture_output=True, text=True, timeout=60)
+        assert failed.returncode == 1, failed.stderr
+    for args in (["pin", "pipeline", "-o", "test_pinned.py"], ["export", "units", "-o", "other"]):
+        done = subprocess.run([str(BIN / "cdip"), *args], cwd=tmp_path, capture_output=True,
+                              text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+    text = (tmp_path / "test_pinned.py").read_text()
+    sha = re.search(r"^SHA256 = '([0-9a-f]{64})'$", text, re.MULTILINE)
+    checkpoint = re.search(r"^CHECKPOINT = '([0-9a-f]+)'$", text, re.MULTILINE)
+    assert sha is not None and checkpoint is not None
+    return tmp_path / "test_pinned.ckpt", sha.group(1), checkpoint.group(1)
+
+
+def sha256_of(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_a_bundle_swapped_after_its_hash_was_checked_is_never_opened(pinned, monkeypatch):
+    """The race: the bundle replaced between the hash check and the load."""
+    import ckpt.bundle
+    from ckpt.pin import replay_pinned
+
+    bundle, sha, checkpoint = pinned
+    opened = []
+    real_open = ckpt.bundle.open_bundle
+
+    def swap_then_open(path, workdir):
+        os.replace(bundle.with_name("other"), bundle)  # the attacker wins the race here
+        opened.append(sha256_of(Path(path)))
+        return real_open(path, workdir)
+
+    monkeypatch.setattr(ckpt.bundle, "open_bundle", swap_then_open)
+    try:
+        with pytest.raises(ZeroDivisionError):  # the pinned call, still failing
+            replay_pinned(bundle, sha, checkpoint, script=bundle.with_name("deep_call.py"))
+    finally:
+        sys.modules.pop("deep_call", None)  # the replay imported the script under its name
+    assert opened == [sha]
+    assert sha256_of(bundle) != sha  # it was swapped, and its bytes were never read
+
+
+def test_a_fifo_or_link_in_place_of_the_bundle_is_refused_at_once(pinned):
+    from ckpt.errors import CkptError
+    from ckpt.pin import replay_pinned
+
+    bundle, sha, checkpoint = pinned
+    bundle.unlink()
+    os.mkfifo(bundle)  # opening it for reading would wait for a writer forever
+    with pytest.raises(CkptError, match="not a regular file"):
+        replay_pinned(bundle, sha, checkpoint)
+    bundle.unlink()
+    bundle.symlink_to(bundle.with_name("other"))
+    with pytest.raises(CkptError, match="is not the bundle this test pins"):
+        replay_pinned(bundle, sha, checkpoint)
