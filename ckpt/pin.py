@@ -32,7 +32,6 @@ if TYPE_CHECKING:
     from .header import CallDetail
     from .store import Entry, Store
 
-_NO_EXPECTATION = object()
 _CHUNK = 1 << 20
 
 
@@ -40,7 +39,7 @@ def command(store: Store, name: str, output: str | None, expect: str | None) -> 
     """`cdip pin NAME [-o PATH] [--expect VALUE]`: write the test and its bundle; say where."""
     from .export import export
 
-    expected = _literal(expect) if expect is not None else _NO_EXPECTATION
+    expected = _expected_code(expect) if expect is not None else None
     entry = store.find(name)
     if entry.problem:
         raise CkptError(f"checkpoint {entry.id} cannot be pinned: {printable(entry.problem)}")
@@ -93,15 +92,33 @@ def _script(detail: CallDetail, test: str) -> str | None:
     return os.path.relpath(location.file, os.path.dirname(os.path.abspath(test)))
 
 
-def _literal(text: str) -> Any:
+def _expected_code(text: str) -> str:
+    """`--expect TEXT` as the test's code for it: its repr, or `literal_eval(TEXT)`.
+
+    The repr when it reads back as the same value (`-1.0`, `'done'`), else the text
+    itself, evaluated when the test runs (a float too large, `1e999`, has the repr
+    `inf`, which is no Python literal).
+
+    Raises:
+        CkptError: `text` is not a Python literal.
+    """
     import ast
 
+    error: tuple[type[BaseException], ...] = (
+        ValueError, SyntaxError, TypeError, MemoryError, RecursionError)
     try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError) as exc:
+        value = ast.literal_eval(text)
+    except error as exc:
         raise CkptError(f"--expect {printable(text)}: not a Python literal",
                         hint="give a number, a string in quotes, True, None, a list, a "
                              "dict... e.g. --expect 3.5 or --expect \"'done'\"") from exc
+    try:
+        code = repr(value)
+        if ast.literal_eval(code) == value:
+            return code
+    except error:
+        pass
+    return f"literal_eval({text!r})"
 
 
 def _test_path(output: str | None, name: str) -> str:
@@ -111,6 +128,8 @@ def _test_path(output: str | None, name: str) -> str:
         output = os.path.join("tests", default) if os.path.isdir("tests") else default
     elif os.path.isdir(output):
         output = os.path.join(output, default)
+    elif output.endswith(os.sep):
+        raise CkptError(f"-o {printable(output)}: no such directory")
     if not os.path.basename(output).endswith(".py"):
         raise CkptError(f"-o {printable(output)}: a test file's name ends in .py",
                         hint=f"e.g. -o tests/{default}")
@@ -132,15 +151,15 @@ def _sha256(path: str) -> str:
     return digest.hexdigest()
 
 
-def pinned_test_text(entry: Entry, bundle: str, sha256: str, expected: Any,
-                script: str | None = None) -> str:
-    """The text of the test file.
+def pinned_test_text(entry: Entry, bundle: str, sha256: str, expected: str | None,
+                     script: str | None = None) -> str:
+    """The text of the test file; `expected`: the code of the value it must return, if any.
 
     Everything taken from the checkpoint (its name, id, exception) is written as a
     string literal by `repr`, never into the docstring or a comment: a name or a
     message holding quotes or newlines cannot become code.
     """
-    then = "returns EXPECTED" if expected is not _NO_EXPECTATION else "no longer raises"
+    then = "returns EXPECTED" if expected is not None else "no longer raises"
     error = entry.error_summary.exception if entry.error_summary is not None else None
     raised = f"{error.type}: {error.message}" if error is not None else None
     lines = [
@@ -154,6 +173,8 @@ def pinned_test_text(entry: Entry, bundle: str, sha256: str, expected: Any,
         "vouches for them, as it does for any code it runs. Review a change to either.",
         '"""',
         "",
+        *(["from ast import literal_eval"] if expected and expected.startswith("literal_eval(")
+          else []),
         "from pathlib import Path",
         "",
         "from ckpt.pin import replay_pinned",
@@ -166,12 +187,12 @@ def pinned_test_text(entry: Entry, bundle: str, sha256: str, expected: Any,
     ]
     if script is not None:  # a script is found from here, in whichever checkout this is
         lines.append(f"SCRIPT = Path(__file__).parent / {script!r}")
-    if expected is not _NO_EXPECTATION:
-        lines.append(f"EXPECTED = {expected!r}")
+    if expected is not None:
+        lines.append(f"EXPECTED = {expected}")
     lines += ["", "", f"def test_{_identifier(entry.name)}_{_identifier(entry.id)}():",
               "    result = replay_pinned(BUNDLE, SHA256, CHECKPOINT"
               + (", script=SCRIPT)" if script is not None else ")")]
-    lines.append("    assert result == EXPECTED" if expected is not _NO_EXPECTATION
+    lines.append("    assert result == EXPECTED" if expected is not None
                  else "    del result  # it returned: it no longer raises")
     return "\n".join(lines) + "\n"
 

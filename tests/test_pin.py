@@ -93,13 +93,18 @@ def test_expect_asserts_the_value_returned(project, tmp_path):
     assert fixed.returncode == 0, fixed.stderr
     other = cdip("pin", "pipeline", "-o", "tests/test_other.py", "--expect", "2.5", cwd=project)
     assert other.returncode == 0, other.stderr
+    # a value whose repr is no literal (inf) is written as the literal given
+    infinite = cdip("pin", "pipeline", "-o", "tests/test_inf.py", "--expect=1e999", cwd=project)
+    assert infinite.returncode == 0, infinite.stderr
     assert "EXPECTED = -1.0" in (project / "tests" / "test_pin_pipeline.py").read_text()
+    assert "EXPECTED = literal_eval('1e999')" in (project / "tests" / "test_inf.py").read_text()
     fix(project / "deep_call.py")
-    both = pytest_as_someone_else(project, "tests", tmp_path)
-    assert both.returncode == 1
-    assert "1 failed, 1 passed" in both.stdout
-    assert "FAILED tests/test_other.py::" in both.stdout  # the right value passed
-    assert "assert -1.0 == 2.5" in both.stdout
+    three = pytest_as_someone_else(project, "tests", tmp_path)
+    assert three.returncode == 1
+    assert "2 failed, 1 passed" in three.stdout
+    assert "FAILED tests/test_other.py::" in three.stdout  # the right value passed
+    assert "assert -1.0 == 2.5" in three.stdout
+    assert "assert -1.0 == inf" in three.stdout
 
 
 def test_a_bundle_swapped_for_another_is_refused_unread(project, tmp_path):
@@ -128,6 +133,21 @@ def test_expect_must_be_a_literal_and_nothing_is_written(project):
     assert "cdip: error: --expect __import__('os').getcwd(): not a Python literal" \
         in result.stderr
     assert list((project / "tests").iterdir()) == []
+
+
+@pytest.mark.parametrize(("output", "message"), [
+    ("missing/test_x.py", "-o missing/test_x.py: its directory does not exist"),
+    ("missing/", "-o missing/: no such directory"),
+    ("tests/test_x.txt", "-o tests/test_x.txt: a test file's name ends in .py"),
+    ("deep_call.py", "deep_call.py already exists: nothing was written"),
+])
+def test_a_bad_output_path_is_one_clear_error_and_nothing_is_written(project, output, message):
+    before = sorted(project.rglob("*"))
+    result = cdip("pin", "pipeline", "-o", output, cwd=project)
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[0] == f"cdip: error: {message}"
+    assert len(result.stderr.splitlines()) <= 2
+    assert sorted(project.rglob("*")) == before
 
 
 def test_an_existing_test_is_never_overwritten(project):
