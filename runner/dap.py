@@ -37,8 +37,10 @@ def check(options: Options) -> None:
     if options.command:
         raise CkptError("debugpy takes no -c commands: your IDE sets the breakpoints and "
                         "evaluates", hint="use --debugger pdb for scripted sessions")
-    import debugpy
-
+    try:
+        import debugpy
+    except ImportError as exc:  # installed, but broken
+        raise CkptError(f"the debugger debugpy cannot be imported: {exc}") from exc
     if not hasattr(debugpy, "trigger_exception_handler"):
         raise CkptError(
             f"debugpy {getattr(debugpy, '__version__', '?')} in {sys.executable} cannot stop "
@@ -138,8 +140,10 @@ def _stop_once_at(filename: str, line: int) -> None:
         PyDevdAPI().add_breakpoint(debugger, filename, "python-line", _OWN_BREAKPOINT_IDS + line,
                                    line, None, "None", None, policy, "@HIT@ == 1", None)
     except Exception as exc:  # debugpy's internals: anything can change
-        print(f"debugpy: cannot stop at {filename}:{line} by itself ({exc}): set a "
-              "breakpoint there in your IDE", file=sys.stderr, flush=True)
+        from ckpt.display import printable
+
+        print(printable(f"debugpy: cannot stop at {filename}:{line} by itself ({exc}): set "
+                        "a breakpoint there in your IDE"), file=sys.stderr, flush=True)
 
 
 class Debugpy:
