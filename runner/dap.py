@@ -153,8 +153,9 @@ class Debugpy:
         self.rcLines: list[str] = []  # pdb's name; "continue" is all we read
         self._stops: list[tuple[str, int]] = []
 
-    def set_break(self, filename: str, line: int, temporary: bool = False) -> None:
-        """Stop the IDE at `line` of `filename` (once: every stop we set is temporary)."""
+    def set_break(self, filename: str, line: int, temporary: bool = False,
+                  cond: str | None = None) -> None:
+        """Stop the IDE at `line` of `filename`, once (pdb's signature; `cond` unused)."""
         self._stops.append((filename, line))
 
     def runcall(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
