@@ -11,7 +11,9 @@ from hypothesis import strategies as st
 
 from ckpt.errors import CorruptCheckpointError
 from ckpt.fileformat import (
+    _BUFFER,
     ALIGN,
+    BLOB_MIN,
     PartWriter,
     read_headers,
     read_part,
@@ -192,10 +194,64 @@ def test_writer_streams_without_buffering_everything():
 
 
 @pytest.mark.parametrize(("cores", "writing", "reading"), [(None, 1, 1), (1, 1, 1), (2, 1, 2),
-                                                           (3, 2, 3), (16, 4, 4)])
+                                                           (3, 2, 3), (16, 4, 8)])
 def test_hashing_leaves_the_writer_a_core(monkeypatch, cores, writing, reading):
     import ckpt.fileformat as fileformat
 
     monkeypatch.setattr(fileformat.os, "cpu_count", lambda: cores)
     assert fileformat._hash_workers(writing=True) == writing
     assert fileformat._hash_workers(writing=False) == reading
+
+
+# --- format 4: buffers stored as blobs ------------------------------------------------
+
+
+def write_with_blobs(path, values) -> tuple[bytes, list]:
+    from ckpt.blobs import Blobs
+    from ckpt.fileformat import write_stream
+
+    records = [pickle_value(value) for value in values]
+    with open(path, "wb") as stream:
+        tag, _, plan = write_stream(stream, KEY, {"part": "call"}, {}, records,
+                                    Blobs(str(path.parent)))
+    return tag, plan.refs
+
+
+@settings(max_examples=15, suppress_health_check=[HealthCheck.function_scoped_fixture],
+          deadline=None)
+@given(sizes=st.lists(st.sampled_from([0, 1000, BLOB_MIN - 1, BLOB_MIN, BLOB_MIN + 5]),
+                      max_size=4),
+       repeat=st.booleans())
+def test_blob_buffers_round_trip_and_are_listed_once(tmp_path_factory, sizes, repeat):
+    import numpy
+
+    path = tmp_path_factory.mktemp("store") / "part"
+    arrays = [numpy.full(size, index % 251, dtype=numpy.uint8)
+              for index, size in enumerate(sizes)]
+    values = arrays + (arrays if repeat else [])
+    tag, refs = write_with_blobs(path, values)
+    assert sorted(length for _, length in refs) == sorted(
+        size for size in sizes if size >= BLOB_MIN)
+    part = read_part(str(path), KEY)
+    assert part.tag == tag and part.summary.get("blobs", []) == [list(ref) for ref in refs]
+    for record, value in zip(part.records, values):
+        numpy.testing.assert_array_equal(unpickle_value(record.inband, record.buffers), value)
+
+
+def test_a_record_pointing_at_another_listed_blob_does_not_verify(tmp_path):
+    import numpy
+
+    path = tmp_path / "part"
+    write_with_blobs(path, [numpy.zeros(BLOB_MIN, numpy.uint8), numpy.ones(BLOB_MIN, numpy.uint8)])
+    data = bytearray(path.read_bytes())
+    first = data.index(_BUFFER.pack(BLOB_MIN, 1))
+    second = data.index(_BUFFER.pack(BLOB_MIN, 2))
+    data[first : first + _BUFFER.size] = _BUFFER.pack(BLOB_MIN, 2)
+    data[second : second + _BUFFER.size] = _BUFFER.pack(BLOB_MIN, 1)
+    path.write_bytes(bytes(data))
+    with pytest.raises(CorruptCheckpointError, match="does not verify"):
+        read_part(str(path), KEY)
+    data[first : first + _BUFFER.size] = _BUFFER.pack(BLOB_MIN, 3)  # listed nowhere
+    path.write_bytes(bytes(data))
+    with pytest.raises(CorruptCheckpointError, match="not one its header lists"):
+        read_part(str(path), KEY)
