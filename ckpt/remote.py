@@ -10,8 +10,9 @@ the endpoint from `AWS_ENDPOINT_URL` or fsspec's config (`FSSPEC_S3_ENDPOINT_URL
 
 How a reader never sees a partial object, where there is no rename:
 
-- **S3**: an object becomes visible only when its PUT (bytes) or its multipart
-  upload (a stream, 50 MiB parts) *completes*, and S3 makes either atomic. A
+- **S3**: an object becomes visible only when its single PUT (under one part)
+  or its multipart upload *completes*, and S3 makes either atomic (the upload
+  itself is `ckpt.s3upload`: concurrent parts, bounded memory). A
   writer that dies leaves an unfinished multipart upload, which no listing
   shows; `unfinished()` finds it for `cdip gc` (a bucket lifecycle rule
   `AbortIncompleteMultipartUpload` does the same on AWS).
@@ -25,6 +26,7 @@ How a reader never sees a partial object, where there is no rename:
 - **gs://, az://** use fsspec's deferred commit (`autocommit=False`, then
   `commit`), which gcsfs and adlfs implement as a finalised resumable upload and
   a committed block list (not tested here: no server of theirs on loopback).
+  Their put-if-absent is the look first, and content addressing.
 - **memory://** (tests) stores an object's bytes in one assignment.
 """
 
@@ -50,9 +52,6 @@ _UNREACHABLE = {"EndpointConnectionError", "ConnectTimeoutError", "ClientConnect
                 "ClientConnectorDNSError", "ServerDisconnectedError", "ConnectionClosedError",
                 "ReadTimeoutError", "ClientOSError", "ConnectionRefusedError"}
 _NO_BUCKET = {"NoSuchBucket"}
-# Up to this size an object is sent in one PUT (a header, a summary); larger ones stream
-# in parts, so that no second copy of a large buffer is ever made.
-_ONE_PUT = 8 << 20
 
 
 class FsspecBackend(Backend):
@@ -72,26 +71,16 @@ class FsspecBackend(Backend):
         return f"{self._root}/{name}"
 
     def create(self, name: str, exclusive: bool = False) -> Upload:
-        """Start a new object: a multipart upload, completed on commit."""
+        """Start a new object, published whole on commit."""
         path = self._path(name)
+        if self._s3:
+            from .s3upload import S3Upload
+
+            return S3Upload(self._fs, path, exclusive, self._errors)
         if self._whole:
             return _WholeUpload(self, path, exclusive)
         with self._errors():
-            return _DeferredUpload(self, path, exclusive and self._s3)
-
-    def put(self, name: str, data: Data | IO[bytes], exclusive: bool = False) -> bool:
-        """A small object goes as one PUT; anything larger streams, a part at a time."""
-        if not (self._s3 and isinstance(data, (bytes, bytearray)) and len(data) <= _ONE_PUT):
-            return super().put(name, data, exclusive)
-        path = self._path(name)
-        if exclusive and self.stat(name) is not None:
-            return False
-        with self._errors():
-            try:
-                self._fs.pipe_file(path, data, mode="create" if exclusive else "overwrite")
-            except FileExistsError:
-                return False
-        return True
+            return _DeferredUpload(self, path)
 
     def open(self, name: str) -> IO[bytes]:
         """A buffered reader of the object (ranged GETs as it is read)."""
@@ -227,11 +216,14 @@ class FsspecBackend(Backend):
 
 
 class _DeferredUpload(Upload):
-    """fsspec's deferred commit: parts go up as they fill; `commit` completes the upload."""
+    """fsspec's deferred commit (gs://, az://): parts go up as they fill; `commit` finishes.
 
-    def __init__(self, backend: FsspecBackend, path: str, exclusive: bool) -> None:
+    Put-if-absent relies on `put`'s look first and on content addressing (see above).
+    """
+
+    def __init__(self, backend: FsspecBackend, path: str) -> None:
         self._backend = backend
-        self._file: Any = backend._fs.open(path, "xb" if exclusive else "wb", autocommit=False)
+        self._file: Any = backend._fs.open(path, "wb", autocommit=False)
 
     def write(self, data: Data) -> int:
         """Buffer; a full part is uploaded."""
