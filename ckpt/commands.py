@@ -426,8 +426,9 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     resumed = run.add_mutually_exclusive_group()
     resumed.add_argument("--frame", type=int, metavar="N",
                          help="re-call the function of saved frame N (0 the decorated "
-                              "function's, -1 the innermost) with its arguments taken from its "
-                              "locals at the error, skipping the work above it; with --mode "
+                              "function's, -1 the innermost that can be: lambdas and "
+                              "comprehensions are passed over) with its arguments taken from "
+                              "its locals at the error, skipping the work above it; with --mode "
                               "locals: whose locals to show (default: your innermost frame's)")
     resumed.add_argument("--from-changed", action="store_true",
                          help="as --frame, for the innermost saved frame whose function's "

@@ -106,6 +106,8 @@ def chosen(options: Options, checkpoint: Checkpoint, frames: Frames) -> int:
         print(f"--from-changed: {frames.where(index)} changed since capture", file=sys.stderr)
     else:
         index = frame_index(checkpoint, options.frame)
+        if options.frame is not None and options.frame < 0 and options.mode != "locals":
+            index = _callable_outward(frames, index, options.frame)
     if options.mode == "locals":
         options.frame = index
         return 0
@@ -113,6 +115,31 @@ def chosen(options: Options, checkpoint: Checkpoint, frames: Frames) -> int:
         print(f"frame 0 is {checkpoint.name} itself: replaying it with the arguments saved "
               "at its call", file=sys.stderr)
     return index
+
+
+def _callable_outward(frames: Frames, index: int, asked: int) -> int:
+    """Frame `index`, or the nearest frame around it that can be called again; said if not it.
+
+    A count from the innermost (`--frame -1`) means a function to re-call: a lambda,
+    a comprehension or a generator expression there (on Python 3.11, comprehensions
+    have frames of their own) is passed over for the function that holds it.
+    """
+    found = _nearest_callable(frames, index)
+    if found is None or found == index:
+        return index
+    what = _NOT_FUNCTIONS[frames.infos[index].function]
+    print(f"--frame {asked}: {frames.where(index)} is {what}, which cannot be re-called: "
+          f"re-calling {frames.where(found)}, the nearest frame around it that can be",
+          file=sys.stderr)
+    return found
+
+
+def _nearest_callable(frames: Frames, index: int) -> int | None:
+    """The innermost frame from `index` outward that is a function, not a lambda or the like."""
+    for found in range(index, -1, -1):
+        if frames.infos[found].function not in _NOT_FUNCTIONS:
+            return found
+    return None
 
 
 def frame_index(checkpoint: Checkpoint, frame: int | None) -> int:
@@ -130,8 +157,9 @@ def frame_index(checkpoint: Checkpoint, frame: int | None) -> int:
 
         return innermost_user([saved.file for saved in frames])
     if not -len(frames) <= frame < len(frames):
-        raise CkptError(f"--frame {frame}: there are {len(frames)} saved frames "
-                        f"(0 to {len(frames) - 1}, or -1 for the innermost)")
+        saved = "there is 1 saved frame (0" if len(frames) == 1 else \
+            f"there are {len(frames)} saved frames (0 to {len(frames) - 1}"
+        raise CkptError(f"--frame {frame}: {saved}, or -1 for the innermost)")
     return frame % len(frames)
 
 
@@ -180,6 +208,11 @@ def _caveats(frames: Frames, index: int, function: Callable[..., Any],
             at = f" (line {listed}; the error was at line {info.line})"
         lines.append(f"  {name} is assigned to in {whose}{at}: its saved value is the one at "
                      "the error, which may not be the one passed in")
+    import inspect  # only when a frame is resumed: not on every replay's start
+
+    if getattr(code, "co_flags", 0) & (inspect.CO_GENERATOR | inspect.CO_ASYNC_GENERATOR):
+        lines.append(f"  {info.qualname} is a generator: re-called, it starts again from its "
+                     "first line, and yields again what it yielded before the error")
     mutable = [f"{name} ({type(value).__name__})" for name, value in arguments.items()
                if not _immutable(value) and not isinstance(value, Unpicklable)]
     if mutable:
@@ -204,8 +237,10 @@ def _resolve(frames: Frames, index: int, scripts: Scripts) -> Callable[..., Any]
     qualname = info.qualname
     what = _NOT_FUNCTIONS.get(info.function)
     if what is not None:
+        nearest = _nearest_callable(frames, index)
         raise CkptError(f"{frames.where(index)} cannot be re-called: it is {what}, not a "
-                        "function", hint="choose another frame with --frame N")
+                        "function", hint="choose another frame with --frame N" if nearest is None
+                        else f"the nearest frame around it that can be is --frame {nearest}")
     if _LOCALS in qualname:
         return _nested(frames, index, scripts)
     module = _module(frames, index, scripts)

@@ -132,14 +132,47 @@ def test_a_nested_function_closes_over_its_enclosing_frames_saved_values(failed,
 
 def test_a_frame_that_cannot_be_recalled_is_one_clear_line(failed, tmp_path):
     failed("lambda")
-    result = cdip("run", "with_lambda", "--frame", "-1", "--mode", "run", cwd=tmp_path)
+    result = cdip("run", "with_lambda", "--frame", "1", "--mode", "run", cwd=tmp_path)
     assert result.returncode == 2
     errors = [line for line in result.stderr.splitlines() if line.startswith("cdip: error:")]
     assert len(errors) == 1
     assert errors[0].startswith("cdip: error: frame 1, with_lambda.<locals>.<lambda> (")
     assert errors[0].endswith("cannot be re-called: it is a lambda, not a function")
+    assert result.stderr.splitlines()[-1] == (
+        "hint: the nearest frame around it that can be is --frame 0")
     assert "Traceback" not in result.stderr
     assert runs_of_outer(tmp_path) == 1
+
+
+def test_frame_minus_one_is_the_innermost_frame_that_can_be_recalled(failed, tmp_path):
+    """As a user means it: the innermost function, not the lambda (or comprehension) in it."""
+    script = failed("lambda")
+    edit(script, "key=lambda item: 1 / (item - 1))", "key=lambda item: -item)")
+    result = cdip("run", "with_lambda", "--frame", "-1", "--mode", "run", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert ("--frame -1: frame 1, with_lambda.<locals>.<lambda> (" in result.stderr
+            and ") is a lambda, which cannot be re-called: re-calling frame 0, with_lambda ("
+            in result.stderr)
+    assert result.stdout.strip() == "with_lambda returned [2, 1, 0]"
+
+
+def test_a_generators_frame_is_recalled_from_its_start_and_says_so(failed, tmp_path):
+    script = failed("stream")
+    edit(script, "yield 1 / (item - 1)", "yield item")
+    result = cdip("run", "stream", "--frame", "-1", "--mode", "run", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert ("  ratios is a generator: re-called, it starts again from its first line, and "
+            "yields again what it yielded before the error") in result.stderr
+    assert "ratios yielded 3 values" in result.stdout
+    assert runs_of_outer(tmp_path) == 1
+
+
+def test_a_frame_number_out_of_range_is_one_clear_line(failed, tmp_path):
+    failed("stream")
+    for asked, saved in (("2", "there are 2 saved frames (0 to 1"), ("-3", "there are 2 saved")):
+        result = cdip("run", "stream", "--frame", asked, "--mode", "run", cwd=tmp_path)
+        assert result.returncode == 2
+        assert result.stderr.splitlines()[-1].startswith(f"cdip: error: --frame {asked}: {saved}")
 
 
 def test_a_frame_whose_function_was_renamed_since_is_refused(failed, tmp_path):

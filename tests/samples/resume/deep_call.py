@@ -1,7 +1,7 @@
 """Calls three deep that fail at the bottom, for `cdip run --frame` (tests/test_frame_replay.py).
 
 `python deep_call.py KIND N`: KIND is `pipeline` (a function, then a method),
-`units` (class, static methods), `nested` (a closure), `lambda`, `library` (helpers.py).
+`units` (class, static methods), `nested` (a closure), `lambda`, `library` (helpers.py), `stream` (a generator).
 Each decorated step appends a line to `outer-ran` when it runs: the expensive
 work a frame replay must not redo.
 """
@@ -73,6 +73,17 @@ def with_lambda(n):
 
 
 @ckpt.ckpt(active=False)
+def stream(n):
+    expensive_work()
+    return sum(ratios(n))
+
+
+def ratios(n):
+    for item in range(n):
+        yield 1 / (item - 1)
+
+
+@ckpt.ckpt(active=False)
 def library(n):
     expensive_work()
     import helpers
@@ -83,4 +94,4 @@ def library(n):
 if __name__ == "__main__":
     kind, n = sys.argv[1], int(sys.argv[2])
     print({"pipeline": pipeline, "units": units, "nested": nested, "lambda": with_lambda,
-           "library": library}[kind](n))
+           "library": library, "stream": stream}[kind](n))
