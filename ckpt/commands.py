@@ -50,7 +50,9 @@ def cmd_info(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([display.entry_json(entry) for entry in entries], indent=2))
         return EXIT_OK
-    total = sum(entry.size for entry in entries)
+    from .retention import store_size
+
+    total = store_size(store)  # a buffer that several checkpoints hold counts once
     print(f"store: {display.printable(store.path)} ({len(entries)} checkpoint(s), "
           f"{display.human_size(total)})")
     if not entries:
