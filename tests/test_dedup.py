@@ -360,3 +360,12 @@ def test_a_blob_others_could_write_is_copied_and_checked_all_the_same(store):
     first.write_bytes(bytes(data))
     with pytest.raises(CorruptCheckpointError, match="do not hash to the id"):
         ckpt.load(old)
+
+
+def test_info_counts_a_shared_buffer_once_for_the_store(program, store):
+    run_python("-c", "import numpy, stepmod\n"
+               f"for s in range(3): stepmod.run(numpy.ones({SIZE // 8}), s)",
+               cwd=program, check=True)
+    listed = cdip("info")
+    header = listed.stdout.splitlines()[0]
+    assert "3 checkpoint(s), 4.0 MiB)" in header or "3 checkpoint(s), 4.1 MiB)" in header, header
