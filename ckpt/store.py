@@ -6,6 +6,9 @@ import os
 import re
 from collections.abc import Iterable, Iterator, Sequence
 
+# imported with the store, not on the first save: an import in the saving thread is a
+# module lock a fork in another thread could leave held (see guest._SAVING_NEEDS)
+from .blobs import Blobs
 from .errors import CkptError, CorruptCheckpointError, NotFoundError
 from .fileformat import blob_refs, held_blobs, read_summary
 from .header import Summary
@@ -13,8 +16,6 @@ from .header import Summary
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import IO, Any, Protocol
-
-    from .blobs import Blobs
 
     class RecordLike(Protocol):
         """A pickled value: its in-band bytes and its out-of-band buffers."""
@@ -169,8 +170,6 @@ class Store:
     @property
     def blobs(self) -> Blobs:
         """The store's content-addressed buffers."""
-        from .blobs import Blobs
-
         return Blobs(self.path, self._temporary_name)
 
     def reading_key(self) -> bytes | None:
