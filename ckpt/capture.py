@@ -45,6 +45,15 @@ class Saved:
     staged: str = ""
 
 
+class FrameTarget(Target):
+    """A function found on a crash's stack (`ckpt.stack`), not wrapped by the decorator.
+
+    Its arguments are its parameters' values at the error, read from its frame's
+    locals; its checkpoint records that (``arguments_from_locals``), so that a replay
+    says so.
+    """
+
+
 # What save_call returns when it warned: the error save then stays silent, so
 # one invocation never gives more than one warning.
 SAVE_FAILED = Saved(Store(""), "", 0, b"", 0.0)
@@ -107,6 +116,7 @@ def _write_call(
             "packages": target.packages,
             **_git_state(location["file"]),
             "ckpt_format": VERSION,
+            **({"arguments_from_locals": True} if isinstance(target, FrameTarget) else {}),
         },
     ).to_json()
     function_record = Pickled(target.by_value, [], {})

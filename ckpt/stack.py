@@ -204,8 +204,8 @@ def save_frames(exc: BaseException,
 
 
 def _save_frame(exc: BaseException, entry: TracebackType) -> tuple[str, Saved] | None:
+    from .capture import FrameTarget
     from .guest import save_error_now, warn
-    from .target import Target
 
     frame = entry.tb_frame
     original = exc.__traceback__
@@ -218,7 +218,7 @@ def _save_frame(exc: BaseException, entry: TracebackType) -> tuple[str, Saved] |
                  "its code)")
             return None
         args, kwargs = call_from_locals(function, frame.f_locals)
-        target = Target(function, None, None)
+        target = FrameTarget(function, None, None)
         done = save_error_now(target, None, args, kwargs, exc)
         return None if done is None else (target.name, done)
     except Exception as error:  # their objects' __getattr__, a signature that cannot be read

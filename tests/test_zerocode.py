@@ -124,6 +124,10 @@ def test_a_crash_three_deep_saves_each_frame_and_replays_with_edited_code(projec
     before = replay("parse", project)
     assert before.returncode == 1
     assert "ZeroDivisionError" in before.stderr
+    # said in one line: these arguments are what its parameters held at the error
+    assert ("parse was saved from the crash's stack, not by a decorator: its arguments are its "
+            "parameters' values at the error, from its frame's locals (not necessarily the "
+            "values it was called with)\n") in before.stderr
     source = project / "pipeline3.py"
     source.write_text(source.read_text().replace("for field in fields]",
                                                  "for field in fields if int(field)]"))
@@ -168,6 +172,8 @@ def test_every_shape_of_frame(project: Path):
         result = replay(name, project)
         assert result.returncode == 1, result.stderr
         assert result.stdout.endswith("raised ZeroDivisionError: division by zero\n")
+        assert "saved from the crash's stack, not by a decorator" in result.stderr
+    assert "saved from the crash's stack" not in replay("decorated", project).stderr
 
 
 # -- unittest ---------------------------------------------------------------------------------
