@@ -40,8 +40,8 @@ def install_excepthook() -> None:
     if getattr(threading.excepthook, "__ckpt_previous__", None) is None:
         threading.excepthook = _thread_hook(threading.excepthook)
     shell = _ipython()
-    if shell is not None:
-        shell.set_custom_exc((Exception,), _cell_error)
+    if shell is not None and not hasattr(shell, _THEIR_CELL_HANDLER):
+        _hook_cells(shell)
     watch_unittest()
 
 
@@ -54,9 +54,10 @@ def uninstall_excepthook() -> None:
         if previous is not None:
             setattr(owner, attribute, previous)
     shell = _ipython()
-    if shell is not None and getattr(shell, "CustomTB", None) is not None:
-        if getattr(shell, "custom_exceptions", ()) == (Exception,):
-            shell.set_custom_exc((), None)
+    if shell is not None and hasattr(shell, _THEIR_CELL_HANDLER):
+        kinds, handler = getattr(shell, _THEIR_CELL_HANDLER)
+        delattr(shell, _THEIR_CELL_HANDLER)
+        shell.custom_exceptions, shell.CustomTB = kinds, handler  # theirs, as it was
 
 
 def _main_thread_hook(previous: Callable[..., Any]) -> Callable[..., Any]:
@@ -91,16 +92,31 @@ def _ipython() -> Any:
 
 # An exception `%ckpt here` let through: the cell shows it, nothing saves it again.
 not_saved: list[BaseException] = []
+# On the shell: the custom exception handler it had before ours (`set_custom_exc`).
+_THEIR_CELL_HANDLER = "_ckpt_their_custom_exc"
 
 
-def _cell_error(shell: Any, kind: type[BaseException], value: BaseException,
-                tb: TracebackType | None, tb_offset: int | None = None) -> None:
-    """IPython's handler of a cell's error: its usual traceback, then the frames saved."""
-    shell.showtraceback((kind, value, tb), tb_offset=tb_offset, running_compiled_code=True)
-    if any(value is seen for seen in not_saved):
-        not_saved.clear()
-        return
-    print_report(save_frames(value, tb))
+def _hook_cells(shell: Any) -> None:
+    """Handle the errors of cells (IPython's `set_custom_exc`), after a handler they had."""
+    kinds, handler = tuple(shell.custom_exceptions), shell.CustomTB
+    setattr(shell, _THEIR_CELL_HANDLER, (kinds, handler))
+
+    def cell_error(shell: Any, kind: type[BaseException], value: BaseException,
+                   tb: TracebackType | None, tb_offset: int | None = None) -> Any:
+        """Their handler's, or IPython's usual traceback; then the frames are saved."""
+        shown = None
+        if kinds and issubclass(kind, kinds):
+            shown = handler(kind, value, tb, tb_offset=tb_offset)
+        else:
+            shell.showtraceback((kind, value, tb), tb_offset=tb_offset,
+                                running_compiled_code=True)
+        if any(value is seen for seen in not_saved):
+            not_saved.clear()
+        elif isinstance(value, Exception):
+            print_report(save_frames(value, tb))
+        return shown
+
+    shell.set_custom_exc(tuple(dict.fromkeys((Exception, *kinds))), cell_error)
 
 
 # -- unittest -------------------------------------------------------------------------------

@@ -49,7 +49,11 @@ def _magic(shell: Any) -> Callable[[str], Any]:
 
         from IPython.core.error import UsageError
 
-        words = shlex.split(line)
+        __tracebackhide__ = True  # IPython shows their error from their function down
+        try:
+            words = shlex.split(line)
+        except ValueError as exc:  # an unclosed quote
+            raise UsageError(f"%ckpt {line}: {exc}") from None
         command, rest = (words[0], words[1:]) if words else ("", [])
         if command == "info":
             return info(rest)
@@ -109,6 +113,7 @@ def here(shell: Any, words: list[str]) -> Any:
     from .checkpoint import load
     from .errors import CkptError
 
+    __tracebackhide__ = True
     if len(words) != 1:
         raise UsageError("usage: %ckpt here NAME")
     try:
@@ -161,6 +166,7 @@ def _call_uncaptured(function: Callable[..., Any], args: tuple[Any, ...],
     from . import excepthook
     from .decorator import disable, enable, is_enabled
 
+    __tracebackhide__ = True
     was_enabled = is_enabled()
     disable()
     try:

@@ -79,6 +79,10 @@ def test_ckpt_here_calls_the_kernels_current_definition(executed):
     cells, listed = executed
     # before the fix: today's (unchanged) shift raises again, shown, and not saved again
     assert error(cells[5]) == ("IndexError", "list index out of range")
+    shown = "".join(next(o for o in cells[5]["outputs"] if o["output_type"] == "error")
+                    ["traceback"])
+    assert "notebook.py" not in shown  # their error, from their function: no frame of ours
+    assert "[... skipping hidden 3 frame]" in shown
     assert [c["name"] for c in listed].count("shift") == 1
     # the cell that redefines both ran; `here` finds the new definitions by name
     here = cells[7]
@@ -107,6 +111,28 @@ def test_ckpt_here_of_an_unknown_name_is_a_usage_error(executed):
     said = text(cells[12], "stderr")  # IPython shows a magic's UsageError in one line
     assert said.startswith("UsageError: ") and "no_such_step" in said
     assert "Traceback" not in said and error(cells[12]) is None
+
+
+def test_a_bad_magic_line_is_a_usage_error_not_our_traceback(executed):
+    cells, _ = executed
+    said = text(cells[13], "stderr")
+    assert said == "UsageError: %ckpt here 'shift: No closing quotation\n"
+    assert error(cells[13]) is None
+
+
+def test_their_own_ipython_exception_handler_still_runs(tmp_path: Path):
+    """IPython has one custom exception handler: ckpt's runs theirs, then saves."""
+    code = ("import ckpt\n"
+            "def theirs(shell, kind, value, tb, tb_offset=None):\n"
+            "    print('their handler:', kind.__name__, value)\n"
+            "get_ipython().set_custom_exc((ValueError,), theirs)\n"
+            "ckpt.install_excepthook()\n"
+            "def check(text):\n    raise ValueError(text)\n\ncheck('bad')\n")
+    shown = run_python("-m", "IPython", "--quick", "--no-banner", "--colors=NoColor", "-c", code,
+                       cwd=tmp_path)
+    assert "their handler: ValueError bad" in shown.stdout
+    assert "Traceback" not in shown.stdout + shown.stderr  # theirs showed it, not IPython's
+    assert "ckpt: saved 1 checkpoint(s) of this error" in shown.stderr
 
 
 def test_install_excepthook_in_ipython_saves_a_failing_cell(tmp_path: Path):
