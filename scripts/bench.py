@@ -378,6 +378,139 @@ def bench_torch(settings: Settings) -> None:
                      "<= 0.05x" if phase == "save" else "")
 
 
+# -- 3c. data frames and Arrow tables --------------------------------------------------
+
+TABLES_CHILD = """
+import json, pickle, re, sys, time
+library, kind, phase, rows, target = sys.argv[1:4] + [int(sys.argv[4]), sys.argv[5]]
+import importlib, numpy, pyarrow as pa, pyarrow.compute as pc
+import ckpt
+importlib.import_module(library)  # before any timing, whichever reads or writes
+
+def make():
+    # numbers, tz-aware times, a category and short strings: ~34 bytes a row
+    numbers = numpy.random.default_rng(0).standard_normal(rows)
+    times = pa.array(numpy.arange(rows, dtype="int64") * 10**9, pa.timestamp("ns", "UTC"))
+    words = pc.cast(pa.array(numpy.arange(rows) % 1000), pa.string())
+    table = pa.table({"x": numbers, "n": numpy.arange(rows), "t": times,
+                      "kind": pc.cast(pa.array(numpy.arange(rows) % 7), pa.string())
+                      .dictionary_encode(), "word": words})
+    if library == "pandas":
+        import pandas
+        frame = table.drop_columns(["kind", "word"]).to_pandas()  # numpy-backed
+        frame["kind"] = pandas.Categorical.from_codes(numpy.arange(rows) % 7, list("abcdefg"))
+        frame["word"] = pandas.array(words, dtype="str")  # Arrow-backed
+        return frame
+    if library == "polars":
+        import polars
+        return polars.from_arrow(table)
+    return table
+
+def save(data):
+    if kind == "ckpt":
+        ckpt.ckpt(lambda data: None, name="tablesbench")(data)
+    elif kind == "pickle":
+        with open(target, "wb") as file:
+            pickle.dump(data, file, protocol=5)
+    elif library == "pandas":
+        data.to_parquet(target, compression=None)
+    elif library == "polars":
+        data.write_ipc(target, compression="uncompressed")
+    else:
+        with pa.ipc.new_file(target, data.schema) as writer:
+            writer.write_table(data)
+
+def load():
+    if kind == "ckpt":
+        return ckpt.load("tablesbench").arguments["data"]
+    if kind == "pickle":
+        with open(target, "rb") as file:
+            return pickle.load(file)
+    if library == "pandas":
+        import pandas
+        return pandas.read_parquet(target)
+    if library == "polars":
+        import polars
+        return polars.read_ipc(target)
+    with pa.OSFile(target) as file:  # read, not memory-mapped: as the others do
+        return pa.ipc.open_file(file).read_all()
+
+data = make() if phase == "save" else None
+nbytes = 0 if data is None else int(
+    data.memory_usage(deep=False).sum() if library == "pandas" else data.nbytes
+    if library == "pyarrow" else data.estimated_size())
+def kib(field):
+    with open("/proc/self/status") as status:
+        return int(re.search(field + r":\\s+(\\d+)", status.read()).group(1)) * 1024
+
+# Making the data peaked higher than it ends: the peak restarts from here (Linux).
+with open("/proc/self/clear_refs", "w") as clear:
+    clear.write("5")
+base = kib("VmRSS")
+started = time.perf_counter()
+if phase == "save":
+    save(data)
+else:
+    data = load()
+elapsed = time.perf_counter() - started
+peak = kib("VmHWM")
+assert len(data) == rows
+print(json.dumps({"seconds": elapsed, "extra_rss": peak - base, "nbytes": nbytes}))
+"""
+
+# The library's own fastest writer and reader, uncompressed: what each is compared with.
+TABLES_NATIVE = {"pandas": "to_parquet/read_parquet", "pyarrow": "pyarrow.ipc file",
+                 "polars": "write_ipc/read_ipc"}
+
+
+def _tables_once(settings: Settings, library: str, kind: str, rows: int) -> dict[str, dict]:
+    """Save then load one frame or table with ckpt, pickle or the library, each in a child."""
+    target = settings.workdir / "table.bin"
+    store = settings.workdir / "store-tables"
+    env = fresh_env(store, PYCKPT_FSYNC="0", PYCKPT_MAX_BYTES=str(1 << 40))
+    results = {}
+    for phase in ("save", "load"):
+        os.sync()  # no dirty pages of the last run left to throttle this one
+        result = subprocess.run([sys.executable, "-c", TABLES_CHILD, library, kind, phase,
+                                 str(rows), str(target)], capture_output=True, text=True,
+                                env=env, check=True)
+        results[phase] = json.loads(result.stdout)
+    shutil.rmtree(store, ignore_errors=True)
+    target.unlink(missing_ok=True)
+    return results
+
+
+def bench_tables(settings: Settings) -> None:
+    """A ~1 GiB pandas frame, pyarrow table and polars frame: ckpt vs pickle vs the library."""
+    missing = [name for name in ("pandas", "pyarrow", "polars") if not _installed(name)]
+    if missing:
+        print(f"  ({', '.join(missing)} not installed: skipped)")
+        return
+    rows, repeats = settings.size(32 * MiB, 128 * 1024), settings.size(3, 1)
+    for library in ("pandas", "pyarrow", "polars"):
+        runs: dict[str, list[dict[str, dict]]] = {"ckpt": [], "pickle": [], "native": []}
+        for _ in range(repeats):
+            for kind in runs:
+                runs[kind].append(_tables_once(settings, library, kind, rows))
+
+        def median(kind: str, phase: str, what: str) -> float:
+            return statistics.median(run[phase][what] for run in runs[kind])  # noqa: B023
+
+        nbytes = runs["ckpt"][0]["save"]["nbytes"]
+        label = f"{nbytes / MiB:.0f} MiB {library} {'table' if library == 'pyarrow' else 'frame'}"
+        for phase, verb in (("save", "capture"), ("load", "ckpt.load")):
+            ours = median("ckpt", phase, "seconds")
+            for other, name in (("pickle", "pickle protocol 5"),
+                                ("native", TABLES_NATIVE[library])):
+                theirs = median(other, phase, "seconds")
+                settings.add("tables", f"{label}: {verb} time / {name}", f"{ours:.2f} s",
+                             ours / theirs, f"{name} {theirs:.2f} s")
+        rss = median("ckpt", "save", "extra_rss")
+        settings.add("tables", f"{label}: capture peak RSS increase / frame size",
+                     f"{rss / MiB:.1f} MiB", rss / nbytes,
+                     f"pickle {median('pickle', 'save', 'extra_rss') / MiB:.1f} MiB")
+
+
 # -- 4. replay start -----------------------------------------------------------------
 
 TRIVIAL_MODULE = """
@@ -657,9 +790,11 @@ def bench_zerocode(settings: Settings) -> None:
     settings.add("zerocode", "a crash 3 frames deep: 3 checkpoints saved, added",
                  f"{saving*1e3:.1f} ms", times["saved"] / times["crash"], "python script.py")
 
+
 BENCHMARKS = {"idle": bench_idle, "small": bench_small, "large": bench_large,
-              "torch": bench_torch, "replay": bench_replay, "listing": bench_listing,
-              "startup": bench_startup, "zerocode": bench_zerocode, "dedup": bench_dedup}
+              "torch": bench_torch, "tables": bench_tables, "replay": bench_replay,
+              "listing": bench_listing, "startup": bench_startup,
+              "zerocode": bench_zerocode, "dedup": bench_dedup}
 
 
 def machine() -> str:
