@@ -154,7 +154,45 @@ def _load_script(script: str, arguments: list[str], main: ModuleType, prog: str)
         sys.path[0] = os.path.dirname(os.path.realpath(path))
     vars(main).update(__file__=path, __cached__=None, __package__=None, __spec__=None,
                       __loader__=SourceFileLoader("__main__", path))
-    return compile(source, path, "exec", dont_inherit=True)
+    try:
+        return compile(source, path, "exec", dont_inherit=True)
+    except SyntaxError:
+        unreadable = _unreadable(source, path)
+        if unreadable is None:
+            raise
+        raise unreadable from None
+
+
+_COOKIE = br"^[ \t\f]*#.*?coding[:=]"  # PEP 263's encoding declaration
+
+
+def _unreadable(source: bytes, path: str) -> SyntaxError | None:
+    """The error Python gives a script it cannot read as source, in Python's words; or None.
+
+    Python reads a script's file itself: a null byte, or a file that is not UTF-8 and
+    declares no encoding, is a SyntaxError that `compile` of its bytes words otherwise
+    (and shows the line undecoded).
+    """
+    import re
+
+    null = source.find(b"\0")
+    if null >= 0:
+        start = source.rfind(b"\n", 0, null) + 1
+        text = source[start:null].decode("utf-8", "replace")
+        return SyntaxError("source code cannot contain null bytes",
+                           (path, source.count(b"\n", 0, null) + 1, 0, text))
+    if source.startswith(b"\xef\xbb\xbf") or any(
+            re.match(_COOKIE, line) for line in source.split(b"\n", 2)[:2]):
+        return None
+    try:
+        source.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = source.count(b"\n", 0, exc.start) + 1
+        return SyntaxError(
+            f"Non-UTF-8 code starting with '\\x{source[exc.start]:02x}' in file {path} on "
+            f"line {line}, but no encoding declared; see https://peps.python.org/pep-0263/ "
+            "for details")
+    return None
 
 
 def _load_module(module: str, arguments: list[str], main: ModuleType) -> CodeType:

@@ -87,13 +87,20 @@ def test_ctrl_c_ends_it_as_it_ends_python(project: Path):
     assert listing() == []  # Ctrl-C is not a crash: nothing saved (as the decorator)
 
 
-def test_a_syntax_error_is_shown_as_python_shows_it(project: Path):
-    (project / "broken.py").write_text("x = 1\ndef f(:\n    pass\n")
+@pytest.mark.parametrize(("source", "error"), [
+    (b"x = 1\ndef f(:\n    pass\n", "SyntaxError: invalid syntax\n"),
+    # Windows-1252 without a coding line: Python's words, not compile()'s
+    (b"x = 1\ny = 2\nname = 'caf\xe9'\n", "on line 3, but no encoding declared; see "
+     "https://peps.python.org/pep-0263/ for details\n"),
+    (b"x = 1\ny = 'a\x00b'\n", "    y = 'a\nSyntaxError: source code cannot contain null bytes\n"),
+])
+def test_a_syntax_error_is_shown_as_python_shows_it(project: Path, source: bytes, error: str):
+    (project / "broken.py").write_bytes(source)
     plain = run_python("broken.py", cwd=project)
     ours = run("run", "broken.py", cwd=project)
     assert plain.returncode == ours.returncode == 1
     assert ours.stderr == plain.stderr  # no traceback of ours above it
-    assert plain.stderr.endswith("SyntaxError: invalid syntax\n")
+    assert plain.stderr.endswith(error)
 
 
 # -- the crash: one checkpoint per frame of theirs --------------------------------------------
