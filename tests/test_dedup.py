@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -369,3 +370,36 @@ def test_info_counts_a_shared_buffer_once_for_the_store(program, store):
     listed = cdip("info")
     header = listed.stdout.splitlines()[0]
     assert "3 checkpoint(s), 4.0 MiB)" in header or "3 checkpoint(s), 4.1 MiB)" in header, header
+
+
+def test_savers_reusing_a_blob_while_clear_removes_every_holder_lose_nothing(program, store):
+    """Two processes save one array over and over while `cdip clear` runs in a loop.
+
+    Each clear leaves the blob held by no published part, while a saver may be
+    between claiming it and publishing its part: no save fails, and every part
+    published loads. (Each mechanism that makes this so is tested on its own
+    above; this runs them together, for real.)
+    """
+    saver = ("import time, numpy, stepmod, ckpt.store\n"
+             "publish = ckpt.store.Store.publish\n"  # a slow rename: a wide window to race
+             "def slowly(*args):\n"
+             "    time.sleep(0.03)\n"
+             "    publish(*args)\n"
+             "ckpt.store.Store.publish = slowly\n"
+             f"data = numpy.ones({SIZE // 8})\n"
+             "for scale in range(30): stepmod.run(data, scale)\n")
+    env = {**os.environ, "PYCKPT_KEEP": "100"}
+    savers = [subprocess.Popen([sys.executable, "-c", saver], cwd=program, env=env,
+                               stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    clears = 0
+    while any(process.poll() is None for process in savers):
+        assert cdip("clear", "--yes").returncode == 0
+        clears += 1
+    for process in savers:
+        _, errors = process.communicate()
+        assert process.returncode == 0 and "CkptWarning" not in errors, errors  # no save failed
+    assert clears >= 3
+    for entry in Store(store).entries():
+        assert not entry.problem, entry.problem
+        numpy.testing.assert_array_equal(ckpt.load(entry.id).arguments["data"],
+                                         numpy.ones(SIZE // 8))
