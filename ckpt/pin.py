@@ -280,6 +280,8 @@ def _prepared(store_path: str, checkpoint_id: str, script: str | None,
     scripts = Scripts(remap)
     script_classes.find_scripts_with(scripts.find)
     note = saved_copy_note(location, list(detail.metadata.get("argv", [])))
+    if note is None and not location.get("main"):
+        _importable(location["module"], location["qualname"])
     module = import_target(location, scripts) if note is None else None
     checkpoint = unpickle_checkpoint(verified)
     if module is not None:
@@ -295,6 +297,26 @@ def _prepared(store_path: str, checkpoint_id: str, script: str | None,
         raise CkptError(binding.refusal(checkpoint.name),
                         hint="give the new parameter a default, or pin the checkpoint again")
     return function, binding.args, binding.kwargs
+
+
+def _importable(module: str, qualname: str) -> None:
+    """Say so when `module` is not on pytest's `sys.path` (the recorded path is not used).
+
+    Raises:
+        CkptError: it cannot be found.
+    """
+    import importlib.util
+
+    try:
+        found = importlib.util.find_spec(module)
+    except ModuleNotFoundError as exc:  # a package above it is missing
+        if not module.startswith(f"{exc.name}."):
+            raise
+        found = None
+    if found is None:
+        raise CkptError(f"cannot import {module}, which defines {qualname}, from this test's "
+                        "sys.path", hint="run `python -m pytest` from the project's root (it "
+                        "puts the current directory on sys.path), as for your other tests")
 
 
 def _moved(recorded: str | None, now: str | None) -> Callable[[str], str]:

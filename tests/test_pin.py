@@ -88,6 +88,19 @@ def test_a_modules_function_is_imported_by_name_from_pytests_path(project, tmp_p
     assert after.returncode == 0, after.stdout + after.stderr
 
 
+def test_a_module_not_on_pytests_path_is_said_so_not_taken_from_the_recorded_path(project,
+                                                                                  tmp_path):
+    module_run = run_python("-c", "import deep_call; deep_call.pipeline(3)", cwd=project)
+    assert module_run.returncode == 1
+    assert cdip("pin", "-o", "tests/test_module.py", cwd=project).returncode == 0
+    fix(project / "deep_call.py")  # the recorded path holds a fixed module: never used
+    elsewhere = pytest_as_someone_else(tmp_path, str(project / "tests" / "test_module.py"),
+                                       tmp_path)
+    assert elsewhere.returncode == 1
+    assert ("CkptError: cannot import deep_call, which defines pipeline, from this test's "
+            "sys.path") in elsewhere.stdout
+
+
 def test_expect_asserts_the_value_returned(project, tmp_path):
     fixed = cdip("pin", "pipeline", "--expect", "-1.0", cwd=project)
     assert fixed.returncode == 0, fixed.stderr
