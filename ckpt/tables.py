@@ -177,14 +177,17 @@ def library(name: str) -> Any:
     try:
         return importlib.import_module(name)
     except ModuleNotFoundError as exc:
-        raise missing_library(exc) from exc
+        missing = missing_library(exc)
+        if missing is None:
+            raise
+        raise missing from exc
 
 
-def missing_library(exc: ModuleNotFoundError) -> ModuleNotFoundError:
-    """An error that names the package to install, for a module of `PACKAGES`; else `exc`."""
+def missing_library(exc: ModuleNotFoundError) -> ModuleNotFoundError | None:
+    """An error that names the package to install, for a module of `PACKAGES`; else None."""
     top = (exc.name or "").partition(".")[0]
     package = PACKAGES.get(top)
     if package is None:
-        return exc
+        return None
     return ModuleNotFoundError(
         f"it needs {package}, which is not installed here: pip install {package}", name=top)

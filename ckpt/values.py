@@ -405,7 +405,10 @@ class _Unpickler(pickle.Unpickler):
         try:
             found = super().find_class(module, name)
         except ModuleNotFoundError as exc:  # pyarrow not here: say which package to install
-            raise tables.missing_library(exc) from exc
+            missing = tables.missing_library(exc)
+            if missing is None:
+                raise
+            raise missing from exc
         if not module.startswith("cloudpickle"):
             return found
         if name in _CLASS_MAKERS:

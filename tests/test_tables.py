@@ -348,6 +348,12 @@ def test_a_library_missing_at_replay_is_named_in_one_line(tmp_path):
     assert "pyarrow.lib.Table" not in replayed.stdout  # the step never ran
 
 
+def test_a_missing_module_of_another_package_keeps_pythons_own_error():
+    with pytest.raises(ModuleNotFoundError, match="No module named 'no_such_module'") as caught:
+        unpickle_value(b"cno_such_module\nthing\n.", [])  # a pickle naming no_such_module.thing
+    assert caught.value.__cause__ is None
+
+
 @pytest.mark.parametrize(("value", "missing"), [
     (pd.DataFrame({"a": [1.0]}), "pandas"),
     (pa.table({"a": [1]}), "pyarrow"),
