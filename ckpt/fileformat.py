@@ -796,15 +796,37 @@ class BlobLoader:
 
 
 def _mappable(info: os.stat_result) -> bool:
-    """A blob's bytes may be used in place: ours, and writable by no one else."""
+    """A blob's bytes may be used in place: ours, writable by no one else, one to spare.
+
+    See `_map` for the last.
+    """
     owner = os.geteuid() if hasattr(os, "geteuid") else info.st_uid
-    return info.st_uid == owner and not info.st_mode & 0o022
+    return info.st_uid == owner and not info.st_mode & 0o022 and _mapped[0] < _MAX_MAPPED
+
+
+# Before Python 3.13 every mapping keeps a descriptor of its own open as long as the
+# value lives: a model of thousands of large tensors would run out of them. So at most
+# this many mapped values live at once; any more are read into memory.
+_MAX_MAPPED = 256
+_mapped = [0]
 
 
 def _map(fd: int, length: int) -> memoryview:
     import mmap
+    import sys
 
-    return memoryview(mmap.mmap(fd, length, access=mmap.ACCESS_COPY))
+    if sys.version_info >= (3, 13):
+        return memoryview(mmap.mmap(fd, length, access=mmap.ACCESS_COPY, trackfd=False))
+    import weakref
+
+    mapping = mmap.mmap(fd, length, access=mmap.ACCESS_COPY)
+    _mapped[0] += 1
+    weakref.finalize(mapping, _unmapped)
+    return memoryview(mapping)
+
+
+def _unmapped() -> None:
+    _mapped[0] -= 1
 
 
 def _copy(first: Buffer | None, length: int) -> Buffer:

@@ -403,3 +403,21 @@ def test_savers_reusing_a_blob_while_clear_removes_every_holder_lose_nothing(pro
         assert not entry.problem, entry.problem
         numpy.testing.assert_array_equal(ckpt.load(entry.id).arguments["data"],
                                          numpy.ones(SIZE // 8))
+
+
+def test_loads_past_the_mapping_limit_are_read_instead_and_mappings_are_let_go(store,
+                                                                             monkeypatch):
+    import gc
+
+    from ckpt import fileformat
+
+    old, _, _, _ = saved_pair(store)
+    before = fileformat._mapped[0]
+    loaded = [ckpt.load(old).arguments["data"] for _ in range(3)]
+    monkeypatch.setattr(fileformat, "_MAX_MAPPED", 0)  # no descriptor to spare: read
+    loaded.append(ckpt.load(old).arguments["data"])
+    for data in loaded:
+        numpy.testing.assert_array_equal(data, numpy.full(SIZE // 8, 1.0))
+    del loaded, data
+    gc.collect()
+    assert fileformat._mapped[0] == before
