@@ -260,6 +260,22 @@ def test_pandas_pyarrow_and_polars_are_not_imported_by_ckpt():
     assert run_python("-c", code, check=True).stdout.strip() == "[]"
 
 
+def test_frames_tables_and_batches_are_described_with_their_columns():
+    from ckpt.values import describe
+
+    table = arrow_table()
+    for value in (table, table.to_batches()[0]):
+        shown = describe(value)
+        assert shown["shape"] == [3, 7]
+        assert shown["columns"][:2] == [{"name": "id", "dtype": "int32"},
+                                        {"name": "when", "dtype": "timestamp[us, tz=Asia/Tokyo]"}]
+    shown = describe(polars_frame())
+    assert shown["shape"] == [3, 17]
+    assert shown["columns"][-1] == {"name": "nothing", "dtype": "Null"}
+    series = describe(pl.Series("grade", ["a"], dtype=pl.Enum(["a"])))
+    assert (series["shape"], series["dtype"]) == ([1], "Enum(categories=['a'])")
+
+
 # -- through the decorator, the store and the command line ---------------------------
 
 
@@ -297,22 +313,6 @@ def capture_sample(tmp_path: Path, blocked: Path) -> list[str]:
     captured = run_python(str(script), cwd=tmp_path, env={"PYTHONPATH": str(blocked)},
                           check=True)
     return captured.stdout.splitlines()
-
-
-def test_frames_tables_and_batches_are_described_with_their_columns():
-    from ckpt.values import describe
-
-    table = arrow_table()
-    for value in (table, table.to_batches()[0]):
-        shown = describe(value)
-        assert shown["shape"] == [3, 7]
-        assert shown["columns"][:2] == [{"name": "id", "dtype": "int32"},
-                                        {"name": "when", "dtype": "timestamp[us, tz=Asia/Tokyo]"}]
-    shown = describe(polars_frame())
-    assert shown["shape"] == [3, 17]
-    assert shown["columns"][-1] == {"name": "nothing", "dtype": "Null"}
-    series = describe(pl.Series("grade", ["a"], dtype=pl.Enum(["a"])))
-    assert (series["shape"], series["dtype"]) == ([1], "Enum(categories=['a'])")
 
 
 def test_cdip_run_replays_each_library_and_cdip_info_shows_the_columns(tmp_path):
