@@ -297,6 +297,7 @@ class BlobPlan:
         self.views: dict[str, memoryview] = {}
         self.written = 0  # bytes of new blobs written as they were hashed
         known = {} if known is None else known
+        positions: dict[str, int] = {}
         for record in records:
             for buffer in record.buffers:
                 view = memoryview(buffer).cast("B")
@@ -309,11 +310,11 @@ class BlobPlan:
                     digest, written = _store(view, blobs, fsync)
                     self.written += written
                 known[id(buffer)] = (buffer, digest)
-                if digest not in self.views:
+                if digest not in positions:
                     self.views[digest] = view
                     self.refs.append([digest, view.nbytes])
-                position = next(i for i, ref in enumerate(self.refs) if ref[0] == digest)
-                self.index[id(buffer)] = (position + 1, digest)
+                    positions[digest] = len(self.refs)
+                self.index[id(buffer)] = (positions[digest], digest)
 
 
 def _store(view: memoryview, blobs: Any, fsync: bool) -> tuple[str, int]:
