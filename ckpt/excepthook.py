@@ -37,8 +37,7 @@ def install_excepthook() -> None:
         sys.excepthook = _main_thread_hook(previous)
     import threading
 
-    if getattr(threading.excepthook, "__ckpt_previous__", None) is None:
-        threading.excepthook = _thread_hook(threading.excepthook)
+    _hook_threads(threading)
     shell = _ipython()
     if shell is not None and not hasattr(shell, _THEIR_CELL_HANDLER):
         _hook_cells(shell)
@@ -69,6 +68,19 @@ def _main_thread_hook(previous: Callable[..., Any]) -> Callable[..., Any]:
 
     ckpt_excepthook.__ckpt_previous__ = previous  # type: ignore[attr-defined]
     return ckpt_excepthook
+
+
+def watch_threads() -> None:
+    """Save the frames of an error that ends a thread: from now, or once threading is imported.
+
+    `ckpt run` does not import threading for the program: gevent, say, must patch it first.
+    """
+    _after_import("threading", _hook_threads)
+
+
+def _hook_threads(threading: Any) -> None:
+    if getattr(threading.excepthook, "__ckpt_previous__", None) is None:
+        threading.excepthook = _thread_hook(threading.excepthook)
 
 
 def _thread_hook(previous: Callable[..., Any]) -> Callable[..., Any]:
@@ -127,11 +139,17 @@ _saved_tests: list[tuple[str, Saved]] = []
 
 def watch_unittest() -> None:
     """Save the frames of every failing unittest test (its first failure): now, or once imported."""
-    result = sys.modules.get("unittest.result")
-    if result is not None:
-        _hook_results(result)
-    elif not any(isinstance(finder, _AfterImport) for finder in sys.meta_path):
-        sys.meta_path.insert(0, _AfterImport("unittest.result", _hook_results))
+    _after_import("unittest.result", _hook_results)
+
+
+def _after_import(name: str, then: Callable[[ModuleType], None]) -> None:
+    """`then(module)` now if the module `name` is imported, else once it is (once)."""
+    module = sys.modules.get(name)
+    if module is not None:
+        then(module)
+    elif not any(isinstance(finder, _AfterImport) and finder.name == name
+                 for finder in sys.meta_path):
+        sys.meta_path.insert(0, _AfterImport(name, then))
 
 
 def _hook_results(result: ModuleType) -> None:

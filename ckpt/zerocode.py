@@ -94,9 +94,10 @@ def prepare(program: Program, prog: str) -> tuple[CodeType, ModuleType]:
     if program.module in ("pytest", "py.test"):  # pytest catches failures: its plugin saves them
         os.environ.setdefault("PYCKPT_PYTEST", "1")
     from .errors import CkptError
-    from .excepthook import watch_unittest
+    from .excepthook import watch_threads, watch_unittest
 
     watch_unittest()
+    watch_threads()
     try:
         return _load(program, prog)
     except (CkptError, SystemExit):

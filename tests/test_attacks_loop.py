@@ -61,6 +61,7 @@ def saved_names() -> list[str]:
     ("exits.py", ["list"], False),
     ("exits.py", ["finally"], False),
     ("hard_exit.py", [], False),
+    ("thread_fails.py", [], True),  # a thread's error is saved; the program goes on
 ])
 def test_a_hostile_program_sees_and_shows_what_python_gives_it(program, args, saves):
     plain, ours = both(program, *args)
