@@ -123,7 +123,7 @@ def _expected_code(text: str) -> str:
 
 def _test_path(output: str | None, name: str) -> str:
     """The test file: -o PATH (a .py file, or a directory), else tests/ if there is one."""
-    default = f"test_pin_{_identifier(name)}.py"
+    default = f"test_pin_{_identifier(name)[:80]}.py"  # a file name has at most 255 bytes
     if output is None:
         output = os.path.join("tests", default) if os.path.isdir("tests") else default
     elif os.path.isdir(output):

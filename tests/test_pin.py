@@ -185,6 +185,16 @@ def test_a_name_with_quotes_cannot_write_code_into_the_test(tmp_path):
     assert "1 passed" in ran.stdout
 
 
+def test_a_long_name_gives_a_file_name_the_file_system_takes(tmp_path):
+    script = tmp_path / "named.py"
+    script.write_text(f"import ckpt\n\n\n@ckpt.ckpt(name={'step' * 100!r})\n"
+                      "def step(n):\n    return n\n\n\nstep(1)\n")
+    assert run_python(str(script), cwd=tmp_path).returncode == 0
+    result = cdip("pin", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / f"test_pin_{'step' * 20}.py").is_file()
+
+
 def test_pinning_a_function_without_a_definition_to_import_says_fixes_are_not_seen(tmp_path):
     typed = "import ckpt\n@ckpt.ckpt\ndef step(n):\n    return 1 / n\nstep(0)\n"
     assert run_python("-c", typed, cwd=tmp_path).returncode == 1
