@@ -163,6 +163,20 @@ def rebuild_polars(table: Any, series: bool, sorted_columns: dict[str, bool]) ->
     return frame.to_series() if series else frame
 
 
+# -- shown by `cdip info` ----------------------------------------------------------------
+
+
+def add_arrow_array(value: Any, description: dict[str, Any]) -> None:
+    """A pyarrow array's length and type, as the shape and dtype `cdip info` shows.
+
+    pyarrow is looked up, never imported: a value of its types means it is loaded.
+    """
+    pa = sys.modules.get("pyarrow")
+    if pa is not None and isinstance(value, (pa.Array, pa.ChunkedArray)):
+        description["shape"] = [len(value)]
+        description["dtype"] = str(value.type)[:40]
+
+
 # -- a library missing at load --------------------------------------------------------
 
 # The package to install for each top-level module a pickled frame or array may need.

@@ -138,7 +138,7 @@ def describe(value: Any) -> dict[str, Any]:
     if fixtures is not None and isinstance(value, fixtures.Fixture):  # a test's capsys...
         return {"type": value.type, "repr": repr(value)}
     description: dict[str, Any] = {"type": type_name(value), "repr": short_repr(value)}
-    for add in (_add_size, _add_device, _add_columns, _add_torch):
+    for add in (_add_size, _add_device, _add_columns, _add_torch, tables.add_arrow_array):
         try:
             add(value, description)
         except Exception:  # noqa: S110 (a user's property or __len__ may fail)

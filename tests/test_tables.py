@@ -274,6 +274,9 @@ def test_frames_tables_and_batches_are_described_with_their_columns():
     assert shown["columns"][-1] == {"name": "nothing", "dtype": "Null"}
     series = describe(pl.Series("grade", ["a"], dtype=pl.Enum(["a"])))
     assert (series["shape"], series["dtype"]) == ([1], "Enum(categories=['a'])")
+    for array in (table.column("tags"), table.column("tags").chunk(0)):
+        shown = describe(array)
+        assert (shown["shape"], shown["dtype"]) == ([3], "list<item: string>")
 
 
 # -- through the decorator, the store and the command line ---------------------------
