@@ -86,9 +86,7 @@ def replay(options: Options) -> int:
         module_source = None if elsewhere else module_source  # the outer file's source
         lines += [*([code_line(place, function, False)] if elsewhere else []), *caveats]
     elif checkpoint.metadata.get("arguments_from_locals") is True:  # `ckpt run`, the hooks
-        lines.append(f"{checkpoint.location['qualname']} was saved from the crash's stack, not "
-                     "by a decorator: its arguments are its parameters' values at the error, "
-                     "from its frame's locals (not necessarily the values it was called with)")
+        lines.append(resume.FROM_STACK.format(checkpoint.location["qualname"]))
     fresh = fixtures.recreate(checkpoint, function)  # a test's capsys, tmp_path: afresh
     binding = checkpoint.bind(function)
     for line in [*lines, *notices(checkpoint, module_source, binding)]:

@@ -39,6 +39,10 @@ _NOT_FUNCTIONS = {"<module>": "a module's top level", "<lambda>": "a lambda",
 # (unless the name was assigned to).
 _IMMUTABLE = (int, float, complex, str, bytes, bool, type(None), range, frozenset, type)
 _LOCALS = ".<locals>."
+# Said of a checkpoint that `ckpt run` or an excepthook saved (`ckpt.stack`), replayed whole.
+FROM_STACK = ("{} was saved from the crash's stack, not by a decorator: its arguments are its "
+              "parameters' values at the error, from its frame's locals (not necessarily the "
+              "values it was called with)")
 
 
 class Frames:
