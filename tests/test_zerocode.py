@@ -315,6 +315,16 @@ def test_install_excepthook_saves_the_main_thread_and_other_threads(tmp_path: Pa
     assert arguments("work") == {"item": "'in a thread'"}
 
 
+def test_a_program_that_installs_the_hook_itself_is_saved_once_by_ckpt_run(tmp_path: Path):
+    script = tmp_path / "hooked.py"
+    script.write_text("import ckpt\nckpt.install_excepthook()\n"
+                      "def fail(value):\n    return 1 / value\n\nfail(0)\n")
+    result = run("run", str(script), cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.count("ckpt: saved") == 1
+    assert [c["name"] for c in listing()] == ["fail"]
+
+
 def test_nothing_is_saved_when_capture_is_disabled(project: Path):
     result = subprocess.run([sys.executable, "-m", "ckpt", "run", "pipeline3.py"], cwd=project,
                             capture_output=True, text=True, timeout=60,
