@@ -80,6 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError as exc:
         print(f"cdip: error: ckpt cannot be imported by {sys.executable}: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    from .bytecode import check_to_the_nanosecond
+
+    check_to_the_nanosecond()  # before any of the user's modules is imported
     if options.handback:  # cdip reads how this child ended (--watch, a debugger's restart)
         from .handback import hand_back_at_exit
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import signal
@@ -216,4 +217,23 @@ def test_a_save_that_cannot_be_imported_is_a_failed_round_saying_why(app):
     child.expect(WATCHING)
     helper.write_text(FIXED)
     child.expect("round 3: pass: ratio returned 10.0")
+    assert finish(child) == 0
+
+
+def test_an_edit_within_the_same_second_and_of_the_same_size_is_replayed(app):
+    folder, helper = app
+    saved = helper.stat()
+    child = watch(folder, "--until-pass")
+    child.expect(FAIL)  # offsets.py imported: its bytecode cached for this version
+    child.expect(WATCHING)
+    fixed = helper.read_text().replace("return 1", "return 0")
+    assert len(fixed) == saved.st_size
+    # as when the imported version's bytecode was cached, then the fix saved, all
+    # within one second: Python's own check (the mtime in whole seconds, the size)
+    # would take the cached bytecode for the fix
+    cached = importlib.util.cache_from_source(str(helper))
+    os.utime(cached, ns=(saved.st_atime_ns, saved.st_mtime_ns + 1))
+    helper.write_text(fixed)
+    os.utime(helper, ns=(saved.st_atime_ns, saved.st_mtime_ns + 2))
+    child.expect("round 2: pass: ratio returned 10.0")
     assert finish(child) == 0
