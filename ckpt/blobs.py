@@ -21,6 +21,7 @@ import errno
 import os
 import re
 import stat
+import time
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -32,9 +33,11 @@ if TYPE_CHECKING:
 DIRECTORY = "blobs"
 _ID = re.compile(r"[0-9a-f]{80}")
 FAMILY = 16  # hex digits of an id that name its family (its folder)
+_FAMILY = re.compile(r"[0-9a-f]{16}")
 # A blob set aside for removal: `.gone-<id>-<random>`, restored if it is still wanted.
 _GONE = re.compile(r"\.gone-([0-9a-f]{80})-[0-9a-f]+")
 _WRITE_CHUNK = 8 << 20
+_ABANDONED = 60.0  # seconds after which a blob set aside is its remover's leftover
 
 
 def is_id(text: str) -> bool:
@@ -61,14 +64,20 @@ class Blobs:
 
     def create(self, family: str) -> BlobWriter:
         """A new blob of `family`, written as a stream; it is named once it is whole."""
+        if not _FAMILY.fullmatch(family):
+            raise ValueError(f"not a blob family: {family!r}")
         folder = os.path.join(self.root, family)
         temporary = os.path.join(folder, self._temp_name())
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
-        try:
-            fd = os.open(temporary, flags, 0o600)
-        except FileNotFoundError:
-            os.makedirs(folder, mode=0o700, exist_ok=True)
-            fd = os.open(temporary, flags, 0o600)
+        for attempt in range(3):
+            try:
+                fd = os.open(temporary, flags, 0o600)
+                break
+            except FileNotFoundError:
+                if attempt == 2:
+                    raise
+                # the first of its family; or a remover just took the empty folder away
+                os.makedirs(folder, mode=0o700, exist_ok=True)
         return BlobWriter(self, os.fdopen(fd, "wb"), temporary)
 
     def size(self, blob_id: str) -> int | None:
@@ -229,10 +238,18 @@ class Blobs:
             pass
 
     def _set_aside(self) -> Iterator[tuple[str, str]]:
+        """Blobs set aside by a remover that died: a minute since (a live one is quick)."""
         for folder, name in self._entries():
             match = _GONE.fullmatch(name)
-            if match is not None:
-                yield match.group(1), os.path.join(folder, name)
+            if match is None:
+                continue
+            path = os.path.join(folder, name)
+            try:
+                moved_at = os.lstat(path).st_ctime  # a rename sets it
+            except OSError:
+                continue
+            if time.time() - moved_at > _ABANDONED:
+                yield match.group(1), path
 
 
 class BlobWriter:
@@ -287,8 +304,13 @@ def _restore(moved: str, final: str) -> bool:
         os.link(moved, final)
     except FileExistsError:
         return False  # a writer put it again: the copy aside goes
+    except FileNotFoundError:
+        return True  # another remover settled it already
     except OSError:
-        os.replace(moved, final)  # a file system without hard links
+        try:
+            os.replace(moved, final)  # a file system without hard links
+        except FileNotFoundError:
+            pass
         return True
     _unlink(moved)
     return True

@@ -421,3 +421,28 @@ def test_loads_past_the_mapping_limit_are_read_instead_and_mappings_are_let_go(s
     del loaded, data
     gc.collect()
     assert fileformat._mapped[0] == before
+
+
+def test_a_blob_a_dead_remover_set_aside_is_put_back_if_held_and_removed_if_not(store,
+                                                                               monkeypatch):
+    distinct_calls(store, [1.0, 2.0])
+    blobs = Blobs(str(store))
+    held, unheld = sorted(blobs.ids())
+    Store(store).remove(next(e for e in Store(store).entries()
+                             if e.blobs[0][0] == unheld))
+    assert sorted(blobs.ids()) == [held]
+    from ckpt.fileformat import buffer_id
+
+    stray = os.urandom(BLOB_MIN)
+    stray_id = buffer_id(memoryview(stray))
+    blobs.put(stray_id, stray)
+    for blob in (held, stray_id):  # a remover set both aside, then died
+        path = store / "blobs" / blob[:16] / blob
+        os.rename(path, path.with_name(f".gone-{blob}-0123"))
+    assert blobs.remove([], lambda: {held}) == 0  # a live remover's, maybe: left alone
+    import ckpt.blobs
+
+    monkeypatch.setattr(ckpt.blobs, "_ABANDONED", -1.0)  # as if a minute had passed
+    assert blobs.remove([], lambda: {held}) == BLOB_MIN  # the stray goes, held comes back
+    assert sorted(blobs.ids()) == [held]
+    ckpt.load(next(e.id for e in Store(store).entries()))
