@@ -753,7 +753,7 @@ class BlobLoader:
 
     def load(self, blob: str, length: int, keep: bool, path: str) -> Buffer | None:
         """The blob's bytes (None unless `keep`), once they hashed to `blob`."""
-        if blob in self._verified:
+        if blob in self._verified:  # read and checked for this load already
             fd, first = self._verified[blob]
             if not keep:
                 return None
@@ -782,7 +782,8 @@ class BlobLoader:
             self._verified[blob] = (fd, None)
         else:
             os.close(fd)
-            self._verified[blob] = (None, buffer)
+            if keep:
+                self._verified[blob] = (None, buffer)
         return buffer
 
     def close(self) -> None:
