@@ -178,22 +178,13 @@ def _detached(value: Any) -> Any:
     return clone
 
 
-# The exception saved last: one that reaches two of our hooks (`ckpt run` of a program
-# that calls `install_excepthook()`) is saved once.
-_last_saved: list[BaseException] = []
-
-
 def save_frames(exc: BaseException,
                 tb: TracebackType | None = None) -> list[tuple[str, Saved]]:
     """Save one checkpoint per user frame on `exc`'s traceback (or `tb`); (name, saved) each.
 
     Outermost first. Never raises: a frame that cannot be saved is a `CkptWarning`,
-    as with the decorator. Nothing is saved with capture disabled (`PYCKPT_DISABLE=1`),
-    nor for an exception saved already.
+    as with the decorator. Nothing is saved with capture disabled (`PYCKPT_DISABLE=1`).
     """
-    if any(exc is saved for saved in _last_saved):
-        return []
-    _last_saved[:] = [exc]
     try:
         from .decorator import _can_save, is_enabled
 

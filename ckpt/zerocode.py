@@ -262,8 +262,11 @@ def _show(exc: BaseException) -> None:
     Python then shows the hook's error and the original one; a `SystemExit` the hook
     raises ends the process with its status, as it does in Python.
     """
+    hook = sys.excepthook
+    # the program's install_excepthook(): the hook it wraps, or the error is saved twice
+    hook = getattr(hook, "__ckpt_previous__", None) or hook
     try:
-        sys.excepthook(type(exc), exc, exc.__traceback__)
+        hook(type(exc), exc, exc.__traceback__)
     except SystemExit:
         raise
     except BaseException as failure:
