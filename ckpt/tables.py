@@ -27,14 +27,21 @@ import sys
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
 # The modules whose types `reduce_table` may take (the pickler's cheap first test).
-MODULES = ("numpy", "pandas", "pyarrow", "polars")
+# pandas' arrays say they are from pandas.arrays (pandas.core.arrays before 3.0); its
+# scalars and frames, from pandas: a column of a million Timestamps is never asked.
+MODULES = ("numpy", "pandas.arrays", "pandas.core.arrays", "pyarrow", "polars")
 
 # A slice is stored compact when its buffers hold this many bytes (and as many as it
 # uses) beyond what it uses; below that, the copy would cost more than it saves.
 SLICE_SLACK = 1 << 20
+
+# Which reducer of ours takes each type met so far (None: the library's own), decided
+# once per type: a list of a million numpy scalars asks a million times.
+_reducers: dict[type, Callable[[Any], Any] | None] = {}
 
 
 def reduce_table(value: Any) -> Any:
@@ -43,27 +50,43 @@ def reduce_table(value: Any) -> Any:
     Args:
         value: any object whose type's module starts with one of `MODULES`.
     """
-    module = type(value).__module__
+    kind = type(value)
+    if kind not in _reducers:
+        _reducers[kind] = _reducer_for(kind)
+    reducer = _reducers[kind]
+    if reducer is None:
+        return NotImplemented
     try:
-        if module == "numpy":
-            return _reduce_datetimes(value)
-        if module.startswith("pandas."):
-            return _reduce_pandas_arrow(value)
-        if module == "pyarrow.lib":
-            return _reduce_arrow_slice(value)
-        if module.startswith("polars."):
-            return _reduce_polars(value)
+        return reducer(value)
     except Exception:  # a library version we do not know: its own reducer is right, if slower
         return NotImplemented
-    return NotImplemented
+
+
+def _reducer_for(kind: type) -> Callable[[Any], Any] | None:
+    module = kind.__module__
+    try:
+        if module == "numpy":
+            return _reduce_datetimes if kind is sys.modules["numpy"].ndarray else None
+        if module.startswith("pandas."):
+            base = sys.modules["pandas"].arrays.ArrowExtensionArray
+            pandas_state = (getattr(kind, "__getstate__", None) is base.__getstate__
+                            and getattr(kind, "__setstate__", None) is base.__setstate__)
+            return _reduce_pandas_arrow if issubclass(kind, base) and pandas_state else None
+        if module == "pyarrow.lib":
+            return _reduce_arrow_slice if issubclass(kind, sys.modules["pyarrow"].Array) else None
+        if module.startswith("polars."):
+            polars = sys.modules["polars"]
+            return _reduce_polars if kind in (polars.DataFrame, polars.Series) else None
+    except Exception:  # a library version we do not know: its own reducer it is
+        return None
+    return None
 
 
 # -- numpy datetimes (pandas' datetime and timedelta columns) -------------------------
 
 
 def _reduce_datetimes(array: Any) -> Any:
-    np = sys.modules["numpy"]
-    if type(array) is not np.ndarray or array.dtype.kind not in "mM":
+    if array.dtype.kind not in "mM":
         return NotImplemented
     if not (array.flags.c_contiguous or array.flags.f_contiguous):
         return NotImplemented  # numpy copies it contiguous in band; so would we
@@ -80,14 +103,9 @@ def rebuild_datetimes(integers: Any, dtype: str) -> Any:
 
 
 def _reduce_pandas_arrow(array: Any) -> Any:
-    base = sys.modules["pandas"].arrays.ArrowExtensionArray
-    kind = type(array)
-    if not (isinstance(array, base) and kind.__getstate__ is base.__getstate__
-            and kind.__setstate__ is base.__setstate__):
-        return NotImplemented
     # pandas' own state less its combine_chunks(), which copies the column: its
     # __setstate__ takes the chunked array as readily as the combined one.
-    return rebuild_pandas_arrow, (kind, {**array.__dict__, "_cache": {}})
+    return rebuild_pandas_arrow, (type(array), {**array.__dict__, "_cache": {}})
 
 
 def rebuild_pandas_arrow(kind: Any, state: dict[str, Any]) -> Any:
@@ -101,13 +119,12 @@ def rebuild_pandas_arrow(kind: Any, state: dict[str, Any]) -> Any:
 
 
 def _reduce_arrow_slice(array: Any) -> Any:
-    pa = sys.modules["pyarrow"]
-    if not isinstance(array, pa.Array):
-        return NotImplemented  # tables, batches and chunked arrays come down to arrays
+    """Tables, batches and chunked arrays come down to arrays: each is looked at here."""
     used = array.nbytes
     if array.get_total_buffer_size() - used < max(used, SLICE_SLACK):
         return NotImplemented
-    return pa.concat_arrays([array]).__reduce__()  # the rows it has, in new buffers
+    # the rows it has, in new buffers
+    return sys.modules["pyarrow"].concat_arrays([array]).__reduce__()
 
 
 # -- polars -------------------------------------------------------------------------
@@ -122,12 +139,8 @@ _ARROW_EXACT = frozenset({
 
 def _reduce_polars(value: Any) -> Any:
     pl = sys.modules["polars"]
-    if type(value) is pl.DataFrame:
-        frame, series = value, False
-    elif type(value) is pl.Series:
-        frame, series = value.to_frame(), True  # a column keeps its dtype (an Enum's values)
-    else:
-        return NotImplemented
+    series = type(value) is pl.Series
+    frame = value.to_frame() if series else value  # a column keeps its dtype (an Enum's)
     if not all(_arrow_exact(dtype) for dtype in frame.schema.values()):
         return NotImplemented
     # Shares the memory. Raises where pyarrow is missing or cannot take a type: then
