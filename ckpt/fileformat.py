@@ -717,6 +717,8 @@ def _read_stream(stream: IO[bytes], path: str, key: bytes | None, keep: bool,
         reader.refs = blob_refs(_parse_json(path, summary))
         if reader._blobs is None:
             reader._blobs = BlobLoader.of_store(os.path.dirname(path))
+        if keep:
+            reader._blobs.prefetch(reader.refs, path)
     records = []
     while (record := reader.record_or_end(keep)) is not None:
         records.append(record)
@@ -743,6 +745,7 @@ class BlobLoader:
     def __init__(self, blobs: Any) -> None:
         self._blobs = blobs
         self._verified: dict[str, tuple[int | None, Buffer | None]] = {}
+        self._ready: dict[str, memoryview] = {}  # mapped and checked by `prefetch`, not yet used
 
     @classmethod
     def of_store(cls, store_path: str) -> BlobLoader:
@@ -757,24 +760,15 @@ class BlobLoader:
             fd, first = self._verified[blob]
             if not keep:
                 return None
+            ready = self._ready.pop(blob, None)
+            if ready is not None:
+                return ready
             return _map(fd, length) if fd is not None else _copy(first, length)
+        fd, info = self._open(blob, length, path)
         try:
-            fd = self._blobs.open(blob)
-        except FileNotFoundError as exc:
-            raise _corrupt(path, f"its stored buffer {blob[:16]} is missing") from exc
-        except OSError as exc:
-            raise _corrupt(path, f"its stored buffer {blob[:16]} is unreadable "
-                           f"({exc.strerror})") from exc
-        try:
-            info = os.fstat(fd)
-            if info.st_size != length:
-                raise _corrupt(path, f"its stored buffer {blob[:16]} was altered or replaced "
-                               f"(it has {info.st_size} bytes, not {length})")
             mapped = length > 0 and _mappable(info)
             buffer, digests = _read_blob(fd, length, keep, mapped)
-            if blob_id(length, digests) != blob:
-                raise _corrupt(path, f"its stored buffer {blob[:16]} was altered or replaced "
-                               "(its bytes do not hash to the id its header signs)")
+            _check_blob(blob, length, digests, path)
         except BaseException:
             os.close(fd)
             raise
@@ -786,15 +780,82 @@ class BlobLoader:
                 self._verified[blob] = (None, buffer)
         return buffer
 
+    def prefetch(self, refs: list[tuple[str, int]], path: str) -> None:
+        """Map and check the blobs of a part all at once: every chunk of every blob on one pool.
+
+        A blob larger than two chunks is hashed in parallel on its own; a model of
+        many smaller tensors would be hashed one by one on one core without this.
+        What cannot be mapped is left to `load`.
+        """
+        todo = [(blob, length) for blob, length in dict(refs).items()
+                if blob not in self._verified and length > 0]
+        if len(todo) < 2:
+            return
+        mapped: list[tuple[str, int, int, memoryview]] = []
+        try:
+            for blob, length in todo:
+                fd, info = self._open(blob, length, path)
+                if not _mappable(info):
+                    os.close(fd)
+                    continue
+                try:
+                    mapped.append((blob, length, fd, _map(fd, length)))
+                except BaseException:
+                    os.close(fd)
+                    raise
+            digests = _digests_of_all([view for *_, view in mapped])
+            for (blob, length, _, _), digest in zip(mapped, digests):
+                _check_blob(blob, length, digest, path)
+        except BaseException:
+            for _, _, fd, _ in mapped:
+                os.close(fd)
+            raise
+        for blob, _, fd, view in mapped:
+            self._verified[blob] = (fd, None)
+            self._ready[blob] = view
+
+    def _open(self, blob: str, length: int, path: str) -> tuple[int, os.stat_result]:
+        try:
+            fd = self._blobs.open(blob)
+        except FileNotFoundError as exc:
+            raise _corrupt(path, f"its stored buffer {blob[:16]} is missing") from exc
+        except OSError as exc:
+            raise _corrupt(path, f"its stored buffer {blob[:16]} is unreadable "
+                           f"({exc.strerror})") from exc
+        info = os.fstat(fd)
+        if info.st_size != length:
+            os.close(fd)
+            raise _corrupt(path, f"its stored buffer {blob[:16]} was altered or replaced "
+                           f"(it has {info.st_size} bytes, not {length})")
+        return fd, info
+
     def close(self) -> None:
         """Close the files kept open for mapping again (mappings made stay valid)."""
         for fd, _ in self._verified.values():
             if fd is not None:
                 os.close(fd)
         self._verified.clear()
+        self._ready.clear()
 
     def __del__(self) -> None:
         self.close()
+
+
+def _check_blob(blob: str, length: int, digests: bytes, path: str) -> None:
+    if blob_id(length, digests) != blob:
+        raise _corrupt(path, f"its stored buffer {blob[:16]} was altered or replaced "
+                       "(its bytes do not hash to the id its header signs)")
+
+
+def _digests_of_all(views: list[memoryview]) -> list[bytes]:
+    """The chunk digests of each view, every chunk of every view hashed on one pool."""
+    if not views:
+        return []
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(_hash_workers(False), thread_name_prefix="ckpt-hash") as pool:
+        pending = [[_submit(pool, chunk) for chunk in _chunks(view)] for view in views]
+        return [b"".join(future.result() for future in futures) for futures in pending]
 
 
 def _mappable(info: os.stat_result) -> bool:

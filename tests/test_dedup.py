@@ -446,3 +446,21 @@ def test_a_blob_a_dead_remover_set_aside_is_put_back_if_held_and_removed_if_not(
     assert blobs.remove([], lambda: {held}) == BLOB_MIN  # the stray goes, held comes back
     assert sorted(blobs.ids()) == [held]
     ckpt.load(next(e.id for e in Store(store).entries()))
+
+
+def test_many_blobs_of_one_value_are_checked_together_and_each_one_counts(store):
+    @ckpt.ckpt(name="model")
+    def step(weights):
+        return weights
+
+    weights = {f"layer{index}": numpy.full(BLOB_MIN // 8 * 2, float(index)) for index in range(5)}
+    step(weights)
+    loaded = ckpt.load("model").arguments["weights"]
+    for name, value in weights.items():
+        numpy.testing.assert_array_equal(loaded[name], value)
+    victim = blob_files(store)[3]
+    data = bytearray(victim.read_bytes())
+    data[100] ^= 1
+    victim.write_bytes(bytes(data))
+    with pytest.raises(CorruptCheckpointError, match="do not hash to the id"):
+        ckpt.load("model")
