@@ -228,7 +228,21 @@ def replay_pinned(bundle: str | os.PathLike[str], sha256: str, checkpoint_id: st
         open_bundle(copy, store)
         function, args, kwargs = _prepared(str(store), checkpoint_id,
                                            None if script is None else os.fspath(script))
-    return _drain(function(*args, **kwargs))
+    return _call_uncaptured(function, args, kwargs)
+
+
+def _call_uncaptured(function: Callable[..., Any], args: tuple[Any, ...],
+                     kwargs: dict[str, Any]) -> Any:
+    """The call, drained, with capture off: as a replay, it saves nothing (no store, no key)."""
+    from .decorator import disable, enable, is_enabled
+
+    was_enabled = is_enabled()
+    disable()
+    try:
+        return _drain(function(*args, **kwargs))
+    finally:
+        if was_enabled:
+            enable()
 
 
 def _copy_hashed(path: Path, copy: Path) -> str:

@@ -140,6 +140,18 @@ def runs_of_units(folder: Path) -> int:
     return len((folder / "outer-ran").read_text().splitlines()) - 1
 
 
+def test_running_the_pinned_test_saves_nothing_and_makes_no_key(tmp_path):
+    """As a replay: capture is off, so a decorated function it calls writes no checkpoint."""
+    shutil.copy(SAMPLES / "resume" / "two_steps.py", tmp_path)
+    assert run_python("two_steps.py", cwd=tmp_path).returncode == 1
+    assert cdip("pin", "outer", cwd=tmp_path).returncode == 0
+    ran = pytest_as_someone_else(tmp_path, "test_pin_outer.py", tmp_path)
+    assert ran.returncode == 1
+    assert "ZeroDivisionError" in ran.stdout
+    home = tmp_path / "someone-else"
+    assert sorted(path.name for path in home.iterdir()) == []  # no store, no key
+
+
 def test_expect_must_be_a_literal_and_nothing_is_written(project):
     result = cdip("pin", "pipeline", "--expect", "__import__('os').getcwd()", cwd=project)
     assert result.returncode == 2
