@@ -145,15 +145,12 @@ def _round_line(number: int, back: Handback) -> str:
 
 def _wait_for_change(sources: Sources, started: float, supervisor: Supervisor) -> str | None:
     """The first changed file (a burst of saves is one change); None on Ctrl-C or SIGTERM."""
-    import watchfiles
-
     roots = sources.roots()
     if not roots:
         raise CkptError("--watch found nothing to watch: the replay reported no source files")
     with _stopped_by_signals(supervisor):
         try:
-            for changes in watchfiles.watch(*roots, watch_filter=sources, rust_timeout=READY_MS,
-                                            yield_on_timeout=True):
+            for changes in _changes(roots, sources):
                 if changes:
                     return min(path for _, path in changes)
                 if started:  # the first timeout: watching now; a save during the round?
@@ -166,6 +163,25 @@ def _wait_for_change(sources: Sources, started: float, supervisor: Supervisor) -
         except KeyboardInterrupt:
             return None
     return None
+
+
+def _changes(roots: list[str], sources: Sources) -> Iterator[set[tuple[Change, str]]]:
+    """The batches of changes watchfiles sees (an empty one after each READY_MS without).
+
+    Where the system's watches run out (inotify's limits, ENOSPC), it polls instead.
+    """
+    import watchfiles
+
+    try:
+        yield from watchfiles.watch(*roots, watch_filter=sources, rust_timeout=READY_MS,
+                                    yield_on_timeout=True)
+    except OSError as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise
+        print(f"cdip: cannot watch the files ({exc}): checking them every 300 ms instead",
+              file=sys.stderr, flush=True)
+        yield from watchfiles.watch(*roots, watch_filter=sources, rust_timeout=READY_MS,
+                                    yield_on_timeout=True, force_polling=True)
 
 
 @contextlib.contextmanager
