@@ -327,11 +327,17 @@ def _store(view: memoryview, blobs: Any, fsync: bool) -> tuple[str, int]:
     """
     first = _sha256(view[:_CHUNK])
     family = _family(view.nbytes, first)
+    whole = view.nbytes <= _CHUNK  # one chunk: its digest is all there is to hash
     if blobs.family_exists(family):
-        return buffer_id(view), 0
+        return (blob_id(view.nbytes, first) if whole else buffer_id(view)), 0
     writer = blobs.create(family)
     try:
-        digest = blob_id(view.nbytes, _chunk_digests(view, writer.write, writing=True))
+        if whole:
+            writer.write(view)
+            digests = first
+        else:
+            digests = _chunk_digests(view, writer.write, writing=True)
+        digest = blob_id(view.nbytes, digests)
     except BaseException:
         writer.abort()
         raise
