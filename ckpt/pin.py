@@ -224,7 +224,7 @@ def replay_pinned(bundle: str | os.PathLike[str], sha256: str, checkpoint_id: st
             raise CkptError(f"{printable(path)} is not the bundle this test pins (its SHA-256 "
                             "differs): refused unread",
                             hint="restore the committed file, or pin the checkpoint again")
-        store.mkdir()  # the bundle's parts carry the store's file names: a store
+        store.mkdir(mode=0o700)  # the bundle's parts carry the store's file names: a store
         open_bundle(copy, store)
         function, args, kwargs = _prepared(str(store), checkpoint_id,
                                            None if script is None else os.fspath(script))
