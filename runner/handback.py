@@ -40,19 +40,43 @@ def supervised() -> bool:
 
 def started() -> None:
     """Note the project: the replay's checkout, else its working directory, as it starts."""
+    if not supervised():
+        return
     cwd = os.getcwd()
     _PENDING.back.project = git_root(cwd) or cwd
 
 
 def outcome(passed: bool, line: str) -> None:
-    """Note how the replayed call ended, in one line."""
+    """Note how the replayed call ended, in one line (`--watch` shows it)."""
     _PENDING.back.passed, _PENDING.back.line = passed, line
 
 
 def restart() -> None:
     """Ask `cdip` for a fresh child that starts again with today's code and these breakpoints."""
+    if not supervised():
+        print("cdip: restart needs `cdip run`, which starts the fresh interpreter",
+              file=sys.stderr)
+        return
     _PENDING.back.restart = True
     _PENDING.back.breakpoints = kept_breakpoints()
+
+
+def is_restart(debugger: Any, exc: BaseException) -> bool:
+    """Whether `exc` is the debugger's `restart` / `run`: pdb's, ipdb's and pdbpp's Restart.
+
+    Found where the debugger's `do_run` raises it: pdbpp may take over the module
+    named `pdb`, so importing that is no way to find the class.
+    """
+    do_run = getattr(type(debugger), "do_run", None)
+    restart_class = getattr(do_run, "__globals__", {}).get("Restart")
+    return isinstance(restart_class, type) and isinstance(exc, restart_class)
+
+
+def pudb_asks_restart(debugger: Any) -> bool:
+    """Whether pudb, which has no `restart` for a call, was told to at its session's end."""
+    from .debuggers import Pudb
+
+    return supervised() and isinstance(debugger, Pudb) and debugger.offer_restart()
 
 
 def kept_breakpoints() -> list[dict[str, Any]]:

@@ -13,6 +13,8 @@ from ckpt.checkpoint import Checkpoint
 from ckpt.display import printable
 from ckpt.values import short_repr
 
+from . import handback
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -32,10 +34,7 @@ _SHOWN_ITEMS = 10  # of what a generator yielded, the first few are kept to show
 def run(options: Options, checkpoint: Checkpoint, function: Callable[..., Any],
         binding: Binding) -> int:
     """Enter the mode `options.mode`; return the exit status."""
-    if options.handback:
-        from . import handback
-
-        handback.started()
+    handback.started()
     if MODES[options.mode].tool == "debugger":
         from .debuggers import start
 
@@ -132,7 +131,7 @@ def run_once(options: Options, checkpoint: Checkpoint, function: Callable[..., A
         if isinstance(result, Yielded):
             outcome.update(repr=short_repr(result.first), yielded=result.total)
         status, text = EXIT_OK, f"{checkpoint.name} {_outcome(result)}"
-    _hand_back(options, status == EXIT_OK, text)
+    handback.outcome(status == EXIT_OK, text)
     if options.json:
         import json
 
@@ -162,13 +161,18 @@ def debug_from_start(options: Options, checkpoint: Checkpoint, function: Callabl
     except _quit():
         return EXIT_OK
     except Exception as exc:
-        if _restarting(debugger, exc):
-            return _restart_now(options)
+        if handback.is_restart(debugger, exc):
+            handback.restart()
+            return EXIT_OK
         _print_exception(exc)
-        _hand_back(options, False, _raised(checkpoint, exc))
-        return _restart_now(options) if _pudb_restarts(options, debugger) else EXIT_RAISED
-    _hand_back(options, True, f"{checkpoint.name} {_outcome(result)}")
-    return _restart_now(options) if _pudb_restarts(options, debugger) else EXIT_OK
+        handback.outcome(False, _raised(checkpoint, exc))
+        status = EXIT_RAISED
+    else:
+        handback.outcome(True, f"{checkpoint.name} {_outcome(result)}")
+        status = EXIT_OK
+    if handback.pudb_asks_restart(debugger):
+        handback.restart()
+    return status
 
 
 def _quit() -> type[BaseException]:
@@ -176,44 +180,6 @@ def _quit() -> type[BaseException]:
     import bdb
 
     return bdb.BdbQuit
-
-
-def _restarting(debugger: Any, exc: BaseException) -> bool:
-    """Whether `exc` is the debugger's `restart` / `run`: pdb's, ipdb's and pdbpp's Restart.
-
-    Found where the debugger's `do_run` raises it: pdbpp may take over the module
-    named `pdb`, so importing that is no way to find the class.
-    """
-    do_run = getattr(type(debugger), "do_run", None)
-    restart = getattr(do_run, "__globals__", {}).get("Restart")
-    return isinstance(restart, type) and isinstance(exc, restart)
-
-
-def _pudb_restarts(options: Options, debugger: Any) -> bool:
-    """Whether pudb, which has no `restart` for a call, was told to restart at its session's end."""
-    from .debuggers import Pudb
-
-    return bool(options.handback) and isinstance(debugger, Pudb) and debugger.offer_restart()
-
-
-def _restart_now(options: Options) -> int:
-    """End this child so that `cdip` starts a fresh one, with today's code and our breakpoints."""
-    if not options.handback:
-        print("cdip: restart needs `cdip run`, which starts the fresh interpreter",
-              file=sys.stderr)
-        return EXIT_OK
-    from . import handback
-
-    handback.restart()
-    return EXIT_OK
-
-
-def _hand_back(options: Options, passed: bool, line: str) -> None:
-    """Tell `cdip` (when it asked) how the call ended, for `--watch`'s round line."""
-    if options.handback:
-        from . import handback
-
-        handback.outcome(passed, line)
 
 
 def _raised(checkpoint: Checkpoint, exc: BaseException) -> str:
@@ -244,18 +210,19 @@ def until_error(options: Options, checkpoint: Checkpoint, function: Callable[...
     except (Exception, KeyboardInterrupt) as exc:
         if debugger is not None and isinstance(exc, _quit()):
             return EXIT_OK
-        if debugger is not None and _restarting(debugger, exc):
-            return _restart_now(options)
+        if debugger is not None and handback.is_restart(debugger, exc):
+            handback.restart()
+            return EXIT_OK
         interrupted = isinstance(exc, KeyboardInterrupt)
         _print_exception(exc)
-        _hand_back(options, False, _raised(checkpoint, exc))
+        handback.outcome(False, _raised(checkpoint, exc))
         what = "was interrupted (Ctrl-C)" if interrupted else f"raised {type(exc).__name__}"
         print(f"\n{printable(checkpoint.name)} {what}: entering post-mortem debugging "
               "(q to quit)", file=sys.stderr)
         _post_mortem(options, exc, debugger)
         return EXIT_INTERRUPTED if interrupted else EXIT_RAISED
     text = f"{checkpoint.name} now succeeds: it {_outcome(result)}"
-    _hand_back(options, True, text)
+    handback.outcome(True, text)
     print(printable(text))
     return EXIT_OK
 
@@ -287,12 +254,12 @@ def _post_mortem(options: Options, raised: BaseException, debugger: Any = None) 
     except _quit():
         pass
     except Exception as exc:
-        if not _restarting(debugger, exc):
+        if not handback.is_restart(debugger, exc):
             raise
-        _restart_now(options)
+        handback.restart()
         return
-    if _pudb_restarts(options, debugger):
-        _restart_now(options)
+    if handback.pudb_asks_restart(debugger):
+        handback.restart()
 
 
 def _namespace(checkpoint: Checkpoint, function: Callable[..., Any],
