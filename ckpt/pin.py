@@ -87,6 +87,10 @@ def _script(detail: CallDetail, test: str) -> str | None:
     if note is not None:
         print(printable(f"{note}: the pinned test replays that copy, so it will not see a fix"),
               file=sys.stderr)
+    if detail.metadata.get("arguments_from_locals") is True:  # `ckpt run`, the excepthooks
+        print(printable(f"note: {location.qualname} was saved from the crash's stack: the pinned "
+                        "call's arguments are its parameters' values at the error"),
+              file=sys.stderr)
     if not location.main or location.module != "__main__" or not location.file:
         return None
     return os.path.relpath(location.file, os.path.dirname(os.path.abspath(test)))

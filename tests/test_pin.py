@@ -207,6 +207,19 @@ def test_a_long_name_gives_a_file_name_the_file_system_takes(tmp_path):
     assert (tmp_path / f"test_pin_{'step' * 20}.py").is_file()
 
 
+def test_pinning_a_checkpoint_saved_by_ckpt_run_says_whose_values_it_calls_with(tmp_path):
+    shutil.copy(SAMPLES / "zerocode" / "pipeline3.py", tmp_path)
+    crashed = subprocess.run([str(BIN / "ckpt"), "run", "pipeline3.py", "3,x,5"], cwd=tmp_path,
+                             capture_output=True, text=True, timeout=60)
+    assert crashed.returncode == 1
+    result = cdip("pin", "parse", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert ("note: parse was saved from the crash's stack: the pinned call's arguments are its "
+            "parameters' values at the error") in result.stderr
+    ran = pytest_as_someone_else(tmp_path, "test_pin_parse.py", tmp_path)
+    assert ran.returncode == 1 and "ZeroDivisionError" in ran.stdout
+
+
 def test_pinning_a_function_without_a_definition_to_import_says_fixes_are_not_seen(tmp_path):
     typed = "import ckpt\n@ckpt.ckpt\ndef step(n):\n    return 1 / n\nstep(0)\n"
     assert run_python("-c", typed, cwd=tmp_path).returncode == 1
