@@ -128,6 +128,8 @@ def here(shell: Any, words: list[str]) -> Any:
     names = ", ".join(checkpoint.arguments) or "(none)"
     print(f"ckpt: {checkpoint.name} (id {checkpoint.id}): bound {names}; calling "
           f"{checkpoint.location['qualname']} as the kernel defines it now")
+    if checkpoint.metadata.get("arguments_from_locals") is True:  # a failing cell's frame
+        print("  (saved from the crash's stack: these are its parameters' values at the error)")
     for change in binding.changes:
         print(f"  {change}")
     return _call_uncaptured(function, binding.args, binding.kwargs)

@@ -89,6 +89,9 @@ def test_ckpt_here_calls_the_kernels_current_definition(executed):
     assert "scale (id " in text(here, "stdout")
     said = text(here, "stdout")
     assert "bound values, factor; calling scale as the kernel defines it now" in said
+    assert "(saved from the crash's stack: these are its parameters' values at the error)" \
+        in said
+    assert "saved from the crash's stack" not in text(cells[9], "stdout")  # its decorator's
     assert result(here) == "[1.0, 2.0]"
     assert text(cells[8], "stdout") == "[1, 2] 0\n"  # the saved arguments, as variables
     assert result(cells[9]) == "[1]"  # a decorated function: today's, under the decorator
