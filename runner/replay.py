@@ -16,7 +16,7 @@ from ckpt.checkpoint import (
 from ckpt.display import printable
 from ckpt.errors import CkptError
 from ckpt.store import Store
-from ckpt.values import Unpicklable
+from ckpt.values import Redacted, Unpicklable
 
 from . import fixtures, modes, resume
 from .place import Place, restore
@@ -47,6 +47,9 @@ def notices(checkpoint: Checkpoint, module_source: str | None,
         if isinstance(value, Unpicklable):
             found.append(f"argument {name!r} could not be saved ({value.error}): "
                          "it is a placeholder in this replay")
+        elif isinstance(value, Redacted):
+            found.append(f"argument {name!r} was redacted at capture (its value was never "
+                         f"stored): it is a placeholder, {value!r}, in this replay")
     return found
 
 

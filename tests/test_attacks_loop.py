@@ -157,3 +157,25 @@ def test_a_fifo_or_link_in_place_of_the_bundle_is_refused_at_once(pinned):
     bundle.symlink_to(bundle.with_name("other"))
     with pytest.raises(CkptError, match="is not the bundle this test pins"):
         replay_pinned(bundle, sha, checkpoint)
+
+
+# -- redaction: zero-code capture stores no redacted value, and the replay says so ------------
+
+
+def test_ckpt_run_stores_no_redacted_secret_and_the_replay_says_it_is_a_placeholder(store):
+    secret = "hunter2-7f3a9c"
+    environment = {**os.environ, "SECRET": secret, "PYCKPT_REDACT": "password,*_token"}
+    crashed = subprocess.run(
+        [sys.executable, "-m", "ckpt", "run", "secret_login.py", f"--password={secret}"],
+        cwd=HOSTILE, capture_output=True, text=True, timeout=60, env=environment)
+    assert crashed.returncode == 1
+    assert saved_names() == ["main", "connect"]
+    for path in store.rglob("*"):  # neither the secret nor its reverse, in any file
+        if path.is_file():
+            assert secret.encode() not in path.read_bytes()
+            assert secret[::-1].encode() not in path.read_bytes()
+    replay = subprocess.run([str(BIN / "cdip"), "run", "connect", "--mode", "run"], cwd=HOSTILE,
+                            capture_output=True, text=True, timeout=60)
+    assert replay.returncode == 1
+    assert ("argument 'password' was redacted at capture (its value was never stored): it is "
+            "a placeholder, <redacted str>, in this replay") in replay.stderr
