@@ -179,3 +179,22 @@ def test_ckpt_run_stores_no_redacted_secret_and_the_replay_says_it_is_a_placehol
     assert replay.returncode == 1
     assert ("argument 'password' was redacted at capture (its value was never stored): it is "
             "a placeholder, <redacted str>, in this replay") in replay.stderr
+
+
+@pytest.mark.usefixtures("pinned")
+def test_a_pinned_test_imports_the_checkouts_script_never_the_recorded_one(tmp_path):
+    """The recorded path still exists, and holds other code: the clone's own script runs."""
+    clone = tmp_path.parent / f"{tmp_path.name}-clone"
+    shutil.copytree(tmp_path, clone)
+    recorded = tmp_path / "deep_call.py"  # where the checkpoint says the script is
+    recorded.write_text("raise SystemExit('the recorded path ran')\n")
+    script = clone / "deep_call.py"
+    script.write_text(script.read_text().replace("return self.total / parts",
+                                                 "return -1.0"))
+    environment = {name: value for name, value in os.environ.items()
+                   if not name.startswith("PYCKPT_")}
+    ran = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                          "test_pinned.py"], cwd=clone, capture_output=True, text=True,
+                         timeout=120, env={**environment, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"})
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert "recorded path ran" not in ran.stdout + ran.stderr
