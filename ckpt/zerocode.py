@@ -157,7 +157,7 @@ def _load_script(script: str, arguments: list[str], main: ModuleType, prog: str)
                       __loader__=SourceFileLoader("__main__", path))
     try:
         return compile(source, path, "exec", dont_inherit=True)
-    except SyntaxError:
+    except (SyntaxError, ValueError):  # ValueError: a null byte, before Python 3.11.4
         unreadable = _unreadable(source, path)
         if unreadable is None:
             raise
