@@ -106,8 +106,12 @@ def function_of(frame: FrameType) -> Callable[..., Any] | None:
         if found is None and len(parts) > 1:
             owner: Any = frame.f_globals.get(parts[0])
             for part in parts[1:]:
+                parent = owner
                 owner = vars(owner).get(part) if hasattr(owner, "__dict__") else None
             found = _with_code(owner, code)
+            if found is not None and isinstance(owner, classmethod) and isinstance(parent, type):
+                # bound to its class, as a replay finds it: `cls` is no argument to save
+                found = owner.__get__(None, parent)
         if found is not None:
             return found
     import gc

@@ -163,23 +163,26 @@ def test_a_module_run_with_dash_m_saves_its_frames_under_its_module(project: Pat
 
 
 def test_every_shape_of_frame(project: Path):
-    """A method, a recursion (saved once, innermost), a closure, a deleted parameter, @ckpt."""
+    """A method, a class method, a recursion (saved once, innermost), a closure, a deleted
+    parameter, @ckpt."""
     ours = run("run", "shapes.py", cwd=project)
     assert ours.returncode == 1
     names = [c["name"] for c in listing()]
     # `decorated` is saved by its decorator, and not a second time
-    assert sorted(names) == ["Ledger.total", "countdown", "decorated",
+    assert sorted(names) == ["Ledger.tally", "Ledger.total", "countdown", "decorated",
                              "make_checker.<locals>.check"]
+    assert arguments("Ledger.tally") == {"entries": "[1, 2]"}  # cls: the class it is bound to
     assert arguments("countdown")["n"] == "0"  # the innermost call of the recursion
     assert arguments("Ledger.total")["start"] == "0"
     check = arguments("make_checker.<locals>.check")
     assert check["word"] == "'bad'" and check["rest"] == "()" and check["options"] == "{}"
     assert "deleted it (del) before the error" in check["strict"]
-    for name in ("Ledger.total", "countdown", "check"):  # each replays, faithfully failing
+    for name in ("Ledger.total", "Ledger.tally", "countdown", "check"):  # each replays, failing
         result = replay(name, project)
         assert result.returncode == 1, result.stderr
         assert result.stdout.endswith("raised ZeroDivisionError: division by zero\n")
         assert "saved from the crash's stack, not by a decorator" in result.stderr
+        assert "parameters of" not in result.stderr  # bound as saved: nothing changed
     assert "saved from the crash's stack" not in replay("decorated", project).stderr
 
 

@@ -1,4 +1,5 @@
-"""Frames of every shape on one stack: a method, a recursion, a closure, a deleted parameter."""
+"""Frames of every shape on one stack: a method, a class method, a recursion, a closure, a deleted
+parameter."""
 
 import ckpt
 
@@ -8,7 +9,11 @@ class Ledger:
         self.entries = entries
 
     def total(self, start=0):
-        return countdown(len(self.entries), self.entries)
+        return Ledger.tally(self.entries)
+
+    @classmethod
+    def tally(cls, entries):
+        return countdown(len(entries), entries)
 
 
 def countdown(n, entries):
