@@ -116,8 +116,8 @@ def chosen(options: Options, checkpoint: Checkpoint, frames: Frames) -> int:
         options.frame = index
         return 0
     if index == 0:
-        print(f"frame 0 is {checkpoint.name} itself: replaying it with the arguments saved "
-              "at its call", file=sys.stderr)
+        print(f"frame 0 is {checkpoint.name} itself: replaying it with its saved arguments",
+              file=sys.stderr)  # (at its call for a decorator; at the error for `ckpt run`)
     return index
 
 
