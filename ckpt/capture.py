@@ -10,7 +10,7 @@ import types
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from . import environment, retention, workers
+from . import environment, retention, verified, workers
 from .fileformat import VERSION
 from .header import (
     CallDetail,
@@ -124,6 +124,7 @@ def _write_call(
     if trigger == "call":
         store.publish(temporary, store.filename(target.key, stamp, checkpoint_id, CALL_SUFFIX))
         temporary = ""
+        verified.record_written()  # its new blobs, now that publishing set their times
     return Saved(store, checkpoint_id, stamp, tag, started, size, temporary)
 
 
@@ -240,6 +241,7 @@ def _write_error(target: Target, saved: Saved, exc: BaseException) -> int:
     elif not os.path.exists(call_part):
         # another process's retention removed the call part meanwhile: don't leave half
         _unlink_quietly(final)
+    verified.record_written()  # its new blobs, now that publishing set their times
     return size
 
 

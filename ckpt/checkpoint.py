@@ -197,7 +197,8 @@ def verify_checkpoint(entry: Entry, trust: bool = False) -> Verified:
     if entry.problem:
         raise CorruptCheckpointError(f"checkpoint {entry.id}: {entry.problem}")
     key = None if trust else load_key(create=False)
-    blobs = BlobLoader.of_store(os.path.dirname(entry.call_path))  # a blob both hold: read once
+    # a blob both hold: read once; one a verification record vouches for: not hashed
+    blobs = BlobLoader.of_store(os.path.dirname(entry.call_path), key)
     try:
         call = read_part(entry.call_path, key, blobs)
         error = read_part(entry.error_path, key, blobs) if entry.error_path else None

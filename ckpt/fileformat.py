@@ -29,7 +29,9 @@ length and the digests of its 8 MiB chunks (after a short prefix naming its
 length and first chunk alone, for the writer's lookup). The summary's tag covers the list,
 so listing, `cdip gc`, retention and export know which blobs a part holds from
 its header alone; reading a blob hashes its chunks again and must arrive at the
-signed id: a blob's name is never trusted for its content.
+signed id: a blob's name is never trusted for its content. (A load skips that only
+for a private blob file that a verification record under the key vouches for,
+unchanged since it was last hashed whole: see `ckpt.verified`.)
 
 The tag is an HMAC-SHA256 over every byte before it, except that (from format 2)
 each out-of-band buffer enters it as the SHA-256 digests of its 8 MiB chunks
@@ -47,6 +49,7 @@ import json
 import os
 import stat
 import struct
+import time
 from collections.abc import Iterable
 
 from .errors import CorruptCheckpointError
@@ -57,6 +60,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from concurrent.futures import Future, ThreadPoolExecutor
     from typing import IO, Any, Union
+
+    from .verified import Records
 
     Buffer = Union[bytes, bytearray, memoryview]
 
@@ -296,6 +301,7 @@ class BlobPlan:
         self.index: dict[int, tuple[int, str]] = {}  # id(buffer) -> (1-based index, blob id)
         self.views: dict[str, memoryview] = {}
         self.written = 0  # bytes of new blobs written as they were hashed
+        self.fresh: list[str] = []  # the ids of those blobs
         known = {} if known is None else known
         positions: dict[str, int] = {}
         for record in records:
@@ -309,6 +315,8 @@ class BlobPlan:
                 else:
                     digest, written = _store(view, blobs, fsync)
                     self.written += written
+                    if written:
+                        self.fresh.append(digest)
                 known[id(buffer)] = (buffer, digest)
                 if digest not in positions:
                     self.views[digest] = view
@@ -369,7 +377,15 @@ def write_stream(stream: IO[bytes], key: bytes, summary: dict[str, Any],
     if plan is not None and plan.refs:
         stream.flush()
         for blob, _ in plan.refs:
-            written += blobs.put(blob, plan.views[blob], fsync=fsync)
+            put = blobs.put(blob, plan.views[blob], fsync=fsync)
+            written += put
+            if put:
+                plan.fresh.append(blob)
+    if plan is not None and plan.fresh:
+        from .verified import note_written
+
+        for blob in plan.fresh:  # each hashed from exactly the bytes written
+            note_written(blobs, blob, key)
     for record in records:
         writer.write_record(record.inband, record.buffers)
     tag = writer.finish()
@@ -721,8 +737,8 @@ def _read_stream(stream: IO[bytes], path: str, key: bytes | None, keep: bool,
         if key is not None:
             _check_header_tag(path, reader, key)
         reader.refs = blob_refs(_parse_json(path, summary))
-        if reader._blobs is None:
-            reader._blobs = BlobLoader.of_store(os.path.dirname(path))
+        if reader._blobs is None:  # a load may skip what a verification record vouches for
+            reader._blobs = BlobLoader.of_store(os.path.dirname(path), key if keep else None)
         if keep:
             reader._blobs.prefetch(reader.refs, path)
     records = []
@@ -746,19 +762,25 @@ class BlobLoader:
     is read into new memory while its chunks are hashed. A second reference to
     the same blob (an argument that is also a local) is mapped again from the
     same open file, or copied from the first, without hashing it again.
+
+    With `records` (`ckpt.verified`), a blob it would map is not hashed at all
+    when a valid verification record vouches for its file as it is now; one it
+    hashes and finds right is recorded.
     """
 
-    def __init__(self, blobs: Any) -> None:
+    def __init__(self, blobs: Any, records: Records | None = None) -> None:
         self._blobs = blobs
+        self._records = records
         self._verified: dict[str, tuple[int | None, Buffer | None]] = {}
         self._ready: dict[str, memoryview] = {}  # mapped and checked by `prefetch`, not yet used
 
     @classmethod
-    def of_store(cls, store_path: str) -> BlobLoader:
-        """A loader of the blobs of the store at `store_path`."""
+    def of_store(cls, store_path: str, key: bytes | None = None) -> BlobLoader:
+        """A loader of the blobs of the store at `store_path` (its records under `key`)."""
         from .blobs import Blobs
+        from .verified import Records
 
-        return cls(Blobs(store_path))
+        return cls(Blobs(store_path), Records.of(store_path, key))
 
     def load(self, blob: str, length: int, keep: bool, path: str) -> Buffer | None:
         """The blob's bytes (None unless `keep`), once they hashed to `blob`."""
@@ -770,11 +792,17 @@ class BlobLoader:
             if ready is not None:
                 return ready
             return _map(fd, length) if fd is not None else _copy(first, length)
+        opened = time.time_ns()
         fd, info = self._open(blob, length, path)
         try:
             mapped = length > 0 and _mappable(info)
-            buffer, digests = _read_blob(fd, length, keep, mapped)
-            _check_blob(blob, length, digests, path)
+            if mapped and keep and self._vouched(blob, info):
+                buffer: Buffer | None = _map(fd, length)
+            else:
+                buffer, digests = _read_blob(fd, length, keep, mapped)
+                _check_blob(blob, length, digests, path)
+                if mapped and self._records is not None:
+                    self._records.hashed(blob, fd, info, opened)
         except BaseException:
             os.close(fd)
             raise
@@ -798,6 +826,8 @@ class BlobLoader:
         if len(todo) < 2:
             return
         mapped: list[tuple[str, int, int, memoryview]] = []
+        unvouched: list[tuple[str, int, int, memoryview, os.stat_result]] = []
+        opened = time.time_ns()
         try:
             for blob, length in todo:
                 fd, info = self._open(blob, length, path)
@@ -809,16 +839,25 @@ class BlobLoader:
                 except BaseException:
                     os.close(fd)
                     raise
-            digests = _digests_of_all([view for *_, view in mapped])
-            for (blob, length, _, _), digest in zip(mapped, digests):
+                if not self._vouched(blob, info):
+                    unvouched.append((*mapped[-1], info))
+            digests = _digests_of_all([view for *_, view, _ in unvouched])
+            for (blob, length, _, _, _), digest in zip(unvouched, digests):
                 _check_blob(blob, length, digest, path)
         except BaseException:
             for _, _, fd, _ in mapped:
                 os.close(fd)
             raise
+        if self._records is not None:
+            for blob, _, fd, _, info in unvouched:
+                self._records.hashed(blob, fd, info, opened)
         for blob, _, fd, view in mapped:
             self._verified[blob] = (fd, None)
             self._ready[blob] = view
+
+    def _vouched(self, blob: str, info: os.stat_result) -> bool:
+        """Whether a verification record vouches for the blob's file as `info` shows it."""
+        return self._records is not None and self._records.trusts(blob, info)
 
     def _open(self, blob: str, length: int, path: str) -> tuple[int, os.stat_result]:
         try:
