@@ -375,17 +375,18 @@ def write_stream(stream: IO[bytes], key: bytes, summary: dict[str, Any],
     writer.write_header(summary, detail)
     written = plan.written if plan is not None else 0
     if plan is not None and plan.refs:
+        from .verified import note_written
+
         stream.flush()
+        # Remembered to record once the save settles: the blobs reused that a verification
+        # record vouches for before this save claims them, and those written (and hashed).
+        note_written(blobs, [], [blob for blob, _ in plan.refs if blob not in plan.fresh], key)
         for blob, _ in plan.refs:
             put = blobs.put(blob, plan.views[blob], fsync=fsync)
             written += put
             if put:
                 plan.fresh.append(blob)
-    if plan is not None and plan.fresh:
-        from .verified import note_written
-
-        for blob in plan.fresh:  # each hashed from exactly the bytes written
-            note_written(blobs, blob, key)
+        note_written(blobs, plan.fresh, [], key)
     for record in records:
         writer.write_record(record.inband, record.buffers)
     tag = writer.finish()

@@ -175,28 +175,37 @@ def _identity(info: os.stat_result) -> tuple[int, ...]:
 _written: dict[tuple[str, bytes], dict[str, tuple[int, int, int]]] = {}
 
 
-def note_written(blobs: Any, blob: str, key: bytes) -> None:
-    """The writer just wrote `blob` and hashed exactly the bytes it wrote: remember its file."""
+def note_written(blobs: Any, written: list[str], reused: list[str], key: bytes) -> None:
+    """Remember the files of a save's blobs, to record once it has settled (`record_written`).
+
+    `written`: the writer just wrote them, hashing exactly the bytes it wrote.
+    `reused`: there already; each is remembered only if a valid record vouches
+    for its file right now, before the save claims it (a claim sets its times,
+    which would leave the record stale and the next load hashing it).
+    """
     root = getattr(blobs, "root", None)
     if root is None or not wanted():  # not a local store's blobs
         return
-    try:
-        fd = blobs.open(blob)
-    except (OSError, ValueError):
-        return
-    try:
-        info = os.fstat(fd)
-    finally:
-        os.close(fd)
-    _written.setdefault((os.path.dirname(root), key), {})[blob] = (
-        info.st_dev, info.st_ino, info.st_size)
+    store = os.path.dirname(root)
+    records = Records.of(store, key) if reused else None
+    for blob in (*written, *reused):
+        try:
+            fd = blobs.open(blob)
+        except (OSError, ValueError):
+            continue
+        try:
+            info = os.fstat(fd)
+        finally:
+            os.close(fd)
+        if blob in written or (records is not None and records.trusts(blob, info)):
+            _written.setdefault((store, key), {})[blob] = (info.st_dev, info.st_ino, info.st_size)
 
 
 def record_written() -> None:
-    """Record the blobs this process wrote, now that its save has settled; never raises.
+    """Record the blobs of this process's save, now that it has settled; never raises.
 
-    Still the same file (device, inode, size) as the writer left it: nothing but
-    this save (its claims, which only set the file's times) touched it since,
+    Still the same file (device, inode, size) as `note_written` found it: nothing
+    but this save (its claims, which only set the file's times) touched it since,
     unless this user's own process wrote into it within that moment.
     """
     while _written:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import textwrap
 from pathlib import Path
 
 import numpy
@@ -79,6 +80,29 @@ def alter_in_place(blob: Path) -> None:
 
 
 def test_a_capture_records_its_blob_and_the_next_load_hashes_nothing(saved, hashed):
+    data, count = load_hashing(hashed)
+    assert count == 0
+    numpy.testing.assert_array_equal(data, numpy.full(SIZE // 8, 1.0))
+
+
+def test_a_blob_reused_by_later_saves_stays_vouched_for(tmp_path, store, hashed):
+    # Each save that reuses a blob claims it (sets its times): an error part after its
+    # call part, and three more calls with the same array. The record follows.
+    (tmp_path / "reuse.py").write_text(textwrap.dedent(f"""
+        import numpy, ckpt
+
+        @ckpt.ckpt(name="big")
+        def big(data):
+            raise ValueError(float(data[0]))
+
+        data = numpy.full({SIZE // 8}, 1.0)
+        for _ in range(4):
+            try:
+                big(data)
+            except ValueError:
+                pass
+    """))
+    run_python("reuse.py", cwd=tmp_path, check=True)
     data, count = load_hashing(hashed)
     assert count == 0
     numpy.testing.assert_array_equal(data, numpy.full(SIZE // 8, 1.0))
