@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -34,6 +35,8 @@ if TYPE_CHECKING:
 
 # Copying a stream into an object moves this much at a time.
 COPY_CHUNK = 1 << 20
+# A local write in progress: `.tmp-PID-RANDOM-HOST@PIDNS` (see `temporary_name`).
+TEMP_PREFIX = ".tmp-"
 
 
 class _Record:
@@ -266,8 +269,6 @@ class LocalBackend(Backend):
 
     def names(self, prefix: str = "") -> list[str]:
         """File names as `os.listdir` gives them (no stat), less temporaries."""
-        from .store import TEMP_PREFIX
-
         folder, stem = split_key(prefix)
         listed = _listdir(os.path.join(self.path, folder) if folder else self.path)
         lead = folder + "/" if folder else ""
@@ -285,8 +286,6 @@ class LocalBackend(Backend):
 
     def _walk(self, prefix: str) -> list[str]:
         """The names at any depth under the prefix's folder that start with its last part."""
-        from .store import TEMP_PREFIX
-
         folder, stem = split_key(prefix)
         top = os.path.join(self.path, folder) if folder else self.path
         skip = len(folder) + 1 if folder else 0  # the path from the prefix's folder
@@ -312,14 +311,10 @@ class LocalBackend(Backend):
 
     def delete(self, name: str) -> None:
         """Unlink a file; gone already, or a directory someone made there, is left be."""
-        from .store import discard
-
         discard(self._path(name))
 
     def unfinished(self) -> list[Unfinished]:
         """The store's temporaries (whether their writer lives is retention's question)."""
-        from .store import TEMP_PREFIX
-
         found = []
         for entry in _listdir(self.path):
             if entry.startswith(TEMP_PREFIX):
@@ -332,17 +327,50 @@ class LocalBackend(Backend):
 
     def abort_unfinished(self, write: Unfinished) -> None:
         """Delete a temporary."""
-        from .store import TEMP_PREFIX, discard
-
         if write.handle.startswith(TEMP_PREFIX) and "/" not in write.handle:
             discard(os.path.join(self.path, write.handle))
 
     def open_temporary(self) -> tuple[str, IO[bytes]]:
-        """A new private temporary file in the store, named and made as the store does."""
-        from .store import Store
+        """A new private temporary file in the store (made 0700 by the first write), 0600."""
+        path = os.path.join(self.path, temporary_name())
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+        try:
+            fd = os.open(path, flags, 0o600)
+        except FileNotFoundError:  # the first save: no stat on every save to find out
+            os.makedirs(self.path, mode=0o700, exist_ok=True)
+            fd = os.open(path, flags, 0o600)
+        return path, os.fdopen(fd, "wb")
 
-        # phase 2 moves this here (the store will write through the backend)
-        return Store(self.path).open_temporary()
+    def publish_temporary(self, temporary: str, name: str) -> None:
+        """Rename a finished temporary (from `open_temporary`) into place as object `name`."""
+        os.replace(temporary, self._path(name))
+
+
+def temporary_name() -> str:
+    """A fresh temporary's name: it says which process writes it (see `retention`)."""
+    return f"{TEMP_PREFIX}{os.getpid()}-{os.urandom(4).hex()}-{HOST}@{PID_NS}"
+
+
+HOST = re.sub(r"[^A-Za-z0-9.]", "_", os.uname().nodename if hasattr(os, "uname") else "")[:64]
+
+
+def _pid_namespace() -> str:
+    """This process's PID namespace (Linux), so pids are compared only within one."""
+    try:
+        return re.sub(r"[^0-9]", "", os.readlink("/proc/self/ns/pid"))
+    except OSError:
+        return ""
+
+
+PID_NS = _pid_namespace()
+
+
+def discard(path: str) -> None:
+    """Delete a file; one removed meanwhile by someone else is fine."""
+    try:
+        os.unlink(path)
+    except (FileNotFoundError, IsADirectoryError, PermissionError):
+        pass  # gone already, or a directory someone made there: not ours to remove
 
 
 def _listdir(path: str) -> list[str]:
@@ -371,8 +399,6 @@ class _LocalUpload(Upload):
 
     def commit(self) -> bool:
         """Rename the temporary into place (link it, for put-if-absent)."""
-        from .store import discard
-
         try:
             if os.environ.get("PYCKPT_FSYNC") == "1":
                 self._stream.flush()
@@ -408,8 +434,6 @@ class _LocalUpload(Upload):
 
     def abort(self) -> None:
         """Close and delete the temporary."""
-        from .store import discard
-
         self._stream.close()
         discard(self._temporary)
 

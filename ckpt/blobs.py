@@ -23,6 +23,9 @@ import re
 import stat
 import time
 
+from .backend import LocalBackend
+from .errors import CkptError
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Collection, Iterable, Iterator
@@ -50,6 +53,9 @@ class Blobs:
 
     def __init__(self, store_path: str, temp_name: Callable[[], str] | None = None) -> None:
         self.root = os.path.join(store_path, DIRECTORY)
+        # what every lookup, listing and deletion goes through; the local writes and
+        # the rename-aside of `remove` are the directory's own (see `create`, `remove`)
+        self.backend = LocalBackend(store_path)
         # The store's own temporary names (they say which process writes them, for gc)
         self._temp_name = temp_name or (lambda: f".tmp-{os.getpid()}-{os.urandom(6).hex()}")
 
@@ -58,9 +64,21 @@ class Blobs:
             raise ValueError(f"not a blob id: {blob_id!r}")
         return os.path.join(self.root, blob_id[:FAMILY], blob_id)
 
+    @staticmethod
+    def key(blob_id: str) -> str:
+        """The object name of a blob: ``blobs/<family>/<id>``."""
+        if not is_id(blob_id):
+            raise ValueError(f"not a blob id: {blob_id!r}")
+        return f"{DIRECTORY}/{blob_id[:FAMILY]}/{blob_id}"
+
     def family_exists(self, family: str) -> bool:
         """Whether a blob of this family (length and first chunk) may be there."""
-        return os.path.isdir(os.path.join(self.root, family))
+        if not _FAMILY.fullmatch(family):
+            raise ValueError(f"not a blob family: {family!r}")
+        try:
+            return bool(self.backend.names(f"{DIRECTORY}/{family}/"))
+        except CkptError:  # unreadable: not known to be there (writing it says why)
+            return False
 
     def create(self, family: str) -> BlobWriter:
         """A new blob of `family`, written as a stream; it is named once it is whole."""
@@ -83,10 +101,10 @@ class Blobs:
     def size(self, blob_id: str) -> int | None:
         """The blob's size in bytes, or None when there is none (or it is not a file)."""
         try:
-            info = os.lstat(self._path(blob_id))
+            info = self.backend.stat(self.key(blob_id))
         except OSError:
             return None
-        return info.st_size if stat.S_ISREG(info.st_mode) else None
+        return info.size if info is not None else None
 
     def exists(self, blob_id: str, length: int) -> bool:
         """Whether a blob of this id and length is there (its bytes are not checked)."""
@@ -163,9 +181,20 @@ class Blobs:
 
     def ids(self) -> Iterator[str]:
         """The id of every blob there is (temporaries and set-aside ones left out)."""
-        for _, name in self._entries():
-            if is_id(name):
-                yield name
+        for family in self.backend.names(f"{DIRECTORY}/"):
+            for name in self._names(family + "/"):
+                blob_id = name.rpartition("/")[2]
+                if is_id(blob_id):
+                    yield blob_id
+
+    def _names(self, prefix: str) -> list[str]:
+        """The names in a family's folder ([] when it is a file, not a folder)."""
+        try:
+            return self.backend.names(prefix)
+        except CkptError as exc:
+            if isinstance(exc.__cause__, NotADirectoryError):
+                return []
+            raise
 
     def total(self) -> int:
         """The bytes all blobs hold."""

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import os
 import re
-import stat
 import time
 from collections.abc import Collection
 
+from .backend import HOST, PID_NS, TEMP_PREFIX
 from .errors import CkptError
 from .fileformat import held_blobs, read_summary
-from .store import _HOST, _PID_NS, CALL_SUFFIX, ERROR_SUFFIX, TEMP_PREFIX, Store, discard
+from .store import CALL_SUFFIX, ERROR_SUFFIX, Store
 
 # Call parts this process found to verify, by (path, inode, size, mtime): see `_verifies`.
 _verified: set[tuple[str, int, int, int]] = set()
@@ -37,11 +37,10 @@ def orphans(store: Store, min_age: float = 60.0) -> list[str]:
     for _, _, _, suffix, filename in parts:
         if suffix != ERROR_SUFFIX or filename[: -len(ERROR_SUFFIX)] in calls:
             continue
-        try:
-            young = time.time() - os.lstat(store.path_of(filename)).st_mtime < min_age
-        except OSError:
+        info = store.backend.stat(filename)
+        if info is None:
             continue
-        if not young:
+        if time.time() - info.mtime >= min_age:
             found.append(store.path_of(filename))
     return found
 
@@ -71,7 +70,7 @@ def prune(store: Store, key: str, keep: int, protect: Collection[str] = ()) -> l
     for checkpoint_id in doomed:
         for _, filename in parts[checkpoint_id]:
             held.update(held_blobs(store.path_of(filename)))
-            discard(store.path_of(filename))
+            store.backend.delete(filename)
     release_blobs(store, held)
     return doomed
 
@@ -84,7 +83,9 @@ def referenced(store: Store) -> set[str]:
     goes itself. A temporary names its blobs before it claims them.
     """
     found: set[str] = set()
-    for filename in store.listdir():
+    backend = store.backend
+    writing = [write.name for write in backend.unfinished()]
+    for filename in store.listdir() + writing:
         if filename.endswith((CALL_SUFFIX, ERROR_SUFFIX)) or filename.startswith(TEMP_PREFIX):
             found.update(held_blobs(store.path_of(filename)))
     return found
@@ -130,13 +131,9 @@ def _verifies(store: Store, files: list[tuple[int, str]]) -> bool:
 def _sized_parts(store: Store) -> list[tuple[int, str, str, int]]:
     parts = []
     for _, stamp, checkpoint_id, _, filename in store.scan():
-        path = store.path_of(filename)
-        try:
-            info = os.lstat(path)
-        except FileNotFoundError:
-            continue
-        if stat.S_ISREG(info.st_mode):  # a link to a huge file elsewhere weighs nothing
-            parts.append((stamp, checkpoint_id, path, info.st_size))
+        info = store.backend.stat(filename)  # a link to a huge file elsewhere weighs nothing
+        if info is not None:
+            parts.append((stamp, checkpoint_id, store.path_of(filename), info.size))
     return parts
 
 def store_size(store: Store) -> int:
@@ -174,10 +171,7 @@ def enforce_budget(store: Store, max_bytes: int, protect: Collection[str] = ()) 
         if checkpoint_id in protect:
             continue
         for _, path, size in files:
-            try:
-                os.unlink(path)
-            except FileNotFoundError:
-                continue
+            store.backend.delete(os.path.basename(path))
             total -= size
         for blob in holds.get(checkpoint_id, ()):
             holders[blob] -= 1
@@ -197,16 +191,18 @@ def stale_temporaries(store: Store) -> list[str]:
     presumed gone after a day without a write.
     """
     stale = []
-    temporaries = [store.path_of(name) for name in store.listdir() if name.startswith(TEMP_PREFIX)]
-    for path in temporaries + list(store.blobs.temporaries()):
+    writes = [(store.path_of(write.name), write.started) for write in store.backend.unfinished()]
+    for path in list(store.blobs.temporaries()):
+        try:
+            writes.append((path, os.lstat(path).st_mtime))
+        except OSError:
+            continue
+    for path, started in writes:
         filename = os.path.basename(path)
         pid_text, _, rest = filename[len(TEMP_PREFIX) :].partition("-")
         host, _, namespace = rest.partition("-")[2].partition("@")
-        try:
-            age = time.time() - os.lstat(path).st_mtime
-        except OSError:
-            continue
-        if host == _HOST and namespace in (_PID_NS, ""):  # "": named before format 3
+        age = time.time() - started
+        if host == HOST and namespace in (PID_NS, ""):  # "": named before format 3
             gone = not _pid_alive(int(pid_text) if _DIGITS.fullmatch(pid_text) else -1)
         else:
             gone = age > 86400

@@ -8,6 +8,9 @@ from collections.abc import Iterable, Iterator, Sequence
 
 # imported with the store, not on the first save: an import in the saving thread is a
 # module lock a fork in another thread could leave held (see guest._SAVING_NEEDS)
+from .backend import HOST, LocalBackend, temporary_name
+from .backend import TEMP_PREFIX as TEMP_PREFIX
+from .backend import discard as discard
 from .blobs import Blobs
 from .errors import CkptError, CorruptCheckpointError, NotFoundError
 from .fileformat import blob_refs, held_blobs, read_summary
@@ -16,6 +19,8 @@ from .header import Summary
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import IO, Any, Protocol
+
+    from .backend import Backend
 
     class RecordLike(Protocol):
         """A pickled value: its in-band bytes and its out-of-band buffers."""
@@ -30,8 +35,8 @@ if TYPE_CHECKING:
 
 CALL_SUFFIX = ".call"
 ERROR_SUFFIX = ".error"
-TEMP_PREFIX = ".tmp-"
 MIN_ID_PREFIX = 4
+_HOST = HOST  # what a temporary's name says of its writer's host (tests craft them)
 
 
 
@@ -84,6 +89,8 @@ class Entry:
         self.problem = problem
         self.dead = dead
         self._size: int | None = None
+        # the store's backend, which measures its parts (set by the store that read it)
+        self.backend: Backend | None = None
         # (id, length) of each blob its parts hold, from their verified summaries
         self.blobs: list[tuple[str, int]] = []
 
@@ -136,11 +143,17 @@ class Entry:
         if self._size is None:
             self._size = sum(dict(self.blobs).values())
             for path in self.paths:
-                try:
-                    self._size += os.lstat(path).st_size
-                except OSError:
-                    pass
+                self._size += self._part_size(path)
         return self._size
+
+    def _part_size(self, path: str) -> int:
+        if self.backend is None:
+            try:
+                return os.lstat(path).st_size
+            except OSError:
+                return 0
+        info = self.backend.stat(os.path.basename(path))
+        return info.size if info is not None else 0
 
 
 # <name key>~<time in ns>~<id>.call|.error; one match per file: the store can hold 10,000
@@ -159,6 +172,8 @@ class Store:
         self.path = os.fspath(path)
         # With `trust` (cdip run --trust) headers are read without verifying them.
         self._trust = trust
+        # every file operation goes through it (a local directory; see `ckpt.backend`)
+        self.backend = LocalBackend(self.path)
         self._key: bytes | None = None
         self._key_problem: str | None = None
         # Blob ids this store object computed, by id() of the buffer (kept alive): an
@@ -195,13 +210,8 @@ class Store:
         return self.path_of(f"{key}~{stamp:020d}~{checkpoint_id}{suffix}")
 
     def listdir(self) -> list[str]:
-        """The store's file names ([] while it does not exist)."""
-        try:
-            return os.listdir(self.path)
-        except FileNotFoundError:
-            return []
-        except OSError as exc:
-            raise CkptError(f"cannot read the store {self.path}: {exc.strerror}") from exc
+        """The store's object names, temporaries left out ([] while it does not exist)."""
+        return self.backend.names()
 
     def scan(self, names: list[str] | None = None) -> Iterator[tuple[str, int, str, str, str]]:
         """(name key, stamp, id, suffix, file name) of every part (among `names`).
@@ -258,6 +268,8 @@ class Store:
             error = errors.get(filename[: -len(CALL_SUFFIX)])
             entry = self._read_entry(checkpoint_id, entry_key, stamp, self.path_of(filename),
                                      self.path_of(error) if error is not None else None)
+            if entry is not None:
+                entry.backend = self.backend
             if entry is not None and not entry.problem:
                 return entry
             first = first or entry
@@ -382,21 +394,11 @@ class Store:
                     f"checkpoint {entry.id}: a stored buffer {what}",
                     reason=f"a stored buffer {what} ({blob[:16]})")
 
-    @staticmethod
-    def _temporary_name() -> str:
-        """A fresh temporary's name: it says which process writes it (see `retention`)."""
-        return f"{TEMP_PREFIX}{os.getpid()}-{os.urandom(4).hex()}-{_HOST}@{_PID_NS}"
+    _temporary_name = staticmethod(temporary_name)
 
     def open_temporary(self) -> tuple[str, IO[bytes]]:
         """A new private temporary file in the store, for an atomic write."""
-        path = self.path_of(self._temporary_name())
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
-        try:
-            fd = os.open(path, flags, 0o600)
-        except FileNotFoundError:  # the first save: no stat on every save to find out
-            os.makedirs(self.path, mode=0o700, exist_ok=True)
-            fd = os.open(path, flags, 0o600)
-        return path, os.fdopen(fd, "wb")
+        return self.backend.open_temporary()
 
     def write_part(
         self, final: str, summary: dict[str, Any], detail: dict[str, Any],
@@ -447,7 +449,7 @@ class Store:
     def publish(self, temporary: str, final: str) -> None:
         """Rename a staged part into place (atomically); on failure it is removed."""
         try:
-            os.replace(temporary, final)
+            self.backend.publish_temporary(temporary, self._name_of(final))
         except BaseException:
             self._claims.pop(temporary, None)
             discard(temporary)
@@ -467,6 +469,14 @@ class Store:
             if not blobs.claim(blob, view.nbytes):
                 blobs.put(blob, view)
 
+    def _name_of(self, path: str) -> str:
+        """The object name of a path `path_of` made (a part: a file at the top)."""
+        folder, name = os.path.split(path)
+        if folder != self.path.rstrip(os.sep) and os.path.normpath(folder) != os.path.normpath(
+                self.path):
+            raise ValueError(f"{path} is not in the store {self.path}")
+        return name
+
     def forget(self, temporary: str) -> None:
         """A staged part will not be published: let go of its buffers."""
         self._claims.pop(temporary, None)
@@ -483,7 +493,7 @@ class Store:
         for entry in entries:
             held.update(blob for blob, _ in entry.blobs)
             for path in entry.paths:
-                discard(path)
+                self.backend.delete(self._name_of(path))
         if held:
             release_blobs(self, held)
 
@@ -505,20 +515,6 @@ def check_name(name_or_id: str) -> None:
             f"{name_or_id!r} is not a checkpoint name or id",
             hint="names and ids address checkpoints inside the store only; see `cdip info`",
         )
-
-
-_HOST = re.sub(r"[^A-Za-z0-9.]", "_", os.uname().nodename if hasattr(os, "uname") else "")[:64]
-
-
-def _pid_namespace() -> str:
-    """This process's PID namespace (Linux), so pids are compared only within one."""
-    try:
-        return re.sub(r"[^0-9]", "", os.readlink("/proc/self/ns/pid"))
-    except OSError:
-        return ""
-
-
-_PID_NS = _pid_namespace()
 
 
 def _newest(candidates: list[tuple[str, int, str]]) -> int:
@@ -560,10 +556,3 @@ def check_signed_names(entry: Entry, call: Summary, error: Summary | None) -> No
                 reason="renamed or swapped (its signed id, name or time differ from its "
                        "file name)")
 
-
-def discard(path: str) -> None:
-    """Delete a file; one removed meanwhile by someone else is fine."""
-    try:
-        os.unlink(path)
-    except (FileNotFoundError, IsADirectoryError, PermissionError):
-        pass  # gone already, or a directory someone made there: not ours to remove
