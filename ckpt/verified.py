@@ -184,9 +184,13 @@ def note_written(blobs: Any, written: list[str], reused: list[str], key: bytes) 
     which would leave the record stale and the next load hashing it).
     """
     root = getattr(blobs, "root", None)
-    if root is None or not wanted():  # not a local store's blobs
-        return
-    store = os.path.dirname(root)
+    if not isinstance(root, str) or not wanted() or not (written or reused):
+        return  # not a local store's blobs, or nothing to note
+    with contextlib.suppress(Exception):  # a record saves time only: never fails a save
+        _note(blobs, os.path.dirname(root), written, reused, key)
+
+
+def _note(blobs: Any, store: str, written: list[str], reused: list[str], key: bytes) -> None:
     records = Records.of(store, key) if reused else None
     for blob in (*written, *reused):
         try:
