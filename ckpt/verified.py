@@ -158,11 +158,24 @@ class Records:
 
         blobs = Blobs(self._store)
         for name in names:
-            if not name.startswith(".") and blobs.size(name) is None:
+            path = os.path.join(self._folder, name)
+            if name.startswith(".") and not _abandoned(path):
+                continue  # a record being written
+            if name.startswith(".") or blobs.size(name) is None:
                 try:
-                    os.unlink(os.path.join(self._folder, name))
+                    os.unlink(path)
                 except OSError:
                     pass
+
+
+def _abandoned(path: str) -> bool:
+    """Whether a temporary record was left by a writer long gone (a minute: writing is quick)."""
+    import time
+
+    try:
+        return time.time() - os.lstat(path).st_mtime > 60
+    except OSError:
+        return False
 
 
 def _identity(info: os.stat_result) -> tuple[int, ...]:

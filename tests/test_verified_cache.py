@@ -183,9 +183,14 @@ def test_records_of_blobs_that_are_gone_are_pruned(saved, store, monkeypatch):
     folder = store / verified.FOLDER
     gone = folder / ("0" * 80)
     gone.write_bytes(b"a record of a blob removed since\n")
+    left = folder / ".tmp-1-deadbeef"  # a writer killed before it renamed its record
+    left.write_bytes(b"half a rec")
+    os.utime(left, (0, 0))
+    being_written = folder / ".tmp-2-deadbeef"
+    being_written.write_bytes(b"half a rec")
     monkeypatch.setattr(verified, "_PRUNE_OVER", 1)
     verified.Records(str(store), load_key()).record(saved.name, saved.stat())
-    assert sorted(path.name for path in folder.iterdir()) == [saved.name]
+    assert sorted(path.name for path in folder.iterdir()) == [being_written.name, saved.name]
 
 
 def test_a_capture_program_records_nothing_under_verify_always(tmp_path, store):
