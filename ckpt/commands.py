@@ -43,7 +43,8 @@ def cmd_info(args: argparse.Namespace) -> int:
 
     store = _store(args)
     if args.name is not None:
-        lines, data = display.detail(store.find(args.name))
+        _, entry = store.local(store.find(args.name))  # a URL's: copied, blobs cached
+        lines, data = display.detail(entry)
         print(json.dumps(data, indent=2, default=str) if args.json else "\n".join(lines))
         return EXIT_OK
     entries = store.entries()
@@ -56,7 +57,8 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"store: {display.printable(store.path)} ({len(entries)} checkpoint(s), "
           f"{display.human_size(total)})")
     if not entries:
-        exists = "" if os.path.isdir(store.path) else " (the directory does not exist yet)"
+        exists = "" if store.remote or os.path.isdir(store.path) else (
+            " (the directory does not exist yet)")
         print(f"no checkpoints yet{exists}: decorate a function with @ckpt.ckpt and run it")
         return EXIT_OK
     print("\n".join(display.listing(entries)))
@@ -109,7 +111,6 @@ def _confirm(question: str) -> bool:
 def cmd_gc(args: argparse.Namespace) -> int:
     """Keep the newest N checkpoints per name; remove broken files and leftovers."""
     from . import display, retention
-    from .store import discard
 
     store = _store(args)
     keep = args.keep if args.keep is not None else configured_keep()
@@ -126,8 +127,7 @@ def cmd_gc(args: argparse.Namespace) -> int:
         doomed += same_name[: max(len(same_name) - keep, 0)]
     store.remove_all(doomed)
     leftovers = retention.stale_temporaries(store) + retention.orphans(store)
-    for path in leftovers:
-        discard(path)
+    retention.remove_leftovers(store, leftovers)
     freed = retention.release_blobs(store)  # blobs no part holds any more
     print(f"removed {len(doomed)} checkpoint(s) and {len(leftovers)} leftover file(s)"
           + (f"; freed {display.human_size(freed)} of unused buffers" if freed else ""))
@@ -233,6 +233,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if mode in INTERACTIVE and not args.command and not ide and not _is_terminal(sys.stdin):
         raise CkptError(f"--mode {mode} needs a terminal, and standard input is not one",
                         hint="use --mode run, or give debugger commands with -c")
+    if not entry.problem:  # a URL's checkpoint replays from its local copy (blobs cached)
+        store, entry = store.local(entry)
     recorded = None if entry.problem else _recorded_interpreter(store, entry)
     python, why = _interpreter(args.python, recorded)
     if not supervise.runner_importable(python):

@@ -37,6 +37,15 @@ def find_store_path(explicit: str | None = None) -> str:
     """
     named = explicit or os.environ.get("PYCKPT_DIR")
     if named:
+        from .backend import is_url
+
+        if named.startswith("file://"):
+            named = named[len("file://"):] or "/"
+        elif is_url(named):
+            # a bucket is not ours by its mode bits: what protects it is the key (a
+            # checkpoint not signed under it is never replayed) and the bucket's own
+            # access policy (IAM), which decides who may list, read or delete
+            return named.rstrip("/")
         return _checked(_absolute(os.path.expanduser(named)))
     found = _pyckpt_upward()
     return found if found is not None else _checked(_user_state_dir())
@@ -128,6 +137,16 @@ def _unsafe(path: str, info: os.stat_result) -> tuple[str, str] | None:
 def _ours(info: os.stat_result) -> bool:
     # Where there are no user ids (Windows), ownership cannot be judged.
     return not hasattr(os, "getuid") or info.st_uid == os.getuid()
+
+
+def user_cache_dir() -> str:
+    """The user's cache folder for ckpt (what a remote store's copies live in)."""
+    if sys.platform.startswith("linux"):
+        base = os.environ.get("XDG_CACHE_HOME", "").strip() or os.path.expanduser("~/.cache")
+        return _absolute(os.path.join(base, "pyckpt"))
+    import platformdirs
+
+    return str(platformdirs.user_cache_dir("pyckpt", appauthor=False))
 
 
 def _user_state_dir() -> str:

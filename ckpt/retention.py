@@ -16,7 +16,7 @@ import re
 import time
 from collections.abc import Collection
 
-from .backend import HOST, PID_NS, TEMP_PREFIX
+from .backend import HOST, PID_NS, TEMP_PREFIX, discard
 from .errors import CkptError
 from .fileformat import held_blobs, read_summary
 from .store import CALL_SUFFIX, ERROR_SUFFIX, Store
@@ -69,7 +69,7 @@ def prune(store: Store, key: str, keep: int, protect: Collection[str] = ()) -> l
     held: set[str] = set()
     for checkpoint_id in doomed:
         for _, filename in parts[checkpoint_id]:
-            held.update(held_blobs(store.path_of(filename)))
+            held.update(held_blobs(store.readable(filename)))
             store.backend.delete(filename)
     release_blobs(store, held)
     return doomed
@@ -83,11 +83,13 @@ def referenced(store: Store) -> set[str]:
     goes itself. A temporary names its blobs before it claims them.
     """
     found: set[str] = set()
-    backend = store.backend
-    writing = [write.name for write in backend.unfinished()]
-    for filename in store.listdir() + writing:
-        if filename.endswith((CALL_SUFFIX, ERROR_SUFFIX)) or filename.startswith(TEMP_PREFIX):
-            found.update(held_blobs(store.path_of(filename)))
+    # a remote write in progress names its blobs only once its part is published:
+    # its writer checks them then (`Store.settle`)
+    writing = [] if store.remote else [write.name for write in store.backend.unfinished()]
+    parts = [name for name in store.listdir() if name.endswith((CALL_SUFFIX, ERROR_SUFFIX))]
+    store.prefetch(parts)
+    for filename in parts + writing:
+        found.update(held_blobs(store.readable(filename)))
     return found
 
 
@@ -114,8 +116,8 @@ def _verifies(store: Store, files: list[tuple[int, str]]) -> bool:
     calls = [filename for _, filename in files if filename.endswith(CALL_SUFFIX)]
     if len(calls) != 1:
         return False
-    path = store.path_of(calls[0])
     try:
+        path = store.readable(calls[0])
         info = os.lstat(path)
         identity = (path, info.st_ino, info.st_size, info.st_mtime_ns)
         if identity in _verified:
@@ -131,9 +133,9 @@ def _verifies(store: Store, files: list[tuple[int, str]]) -> bool:
 def _sized_parts(store: Store) -> list[tuple[int, str, str, int]]:
     parts = []
     for _, stamp, checkpoint_id, _, filename in store.scan():
-        info = store.backend.stat(filename)  # a link to a huge file elsewhere weighs nothing
-        if info is not None:
-            parts.append((stamp, checkpoint_id, store.path_of(filename), info.size))
+        size = store.part_size(filename)  # a link to a huge file elsewhere weighs nothing
+        if size is not None:
+            parts.append((stamp, checkpoint_id, store.path_of(filename), size))
     return parts
 
 def store_size(store: Store) -> int:
@@ -149,15 +151,16 @@ def enforce_budget(store: Store, max_bytes: int, protect: Collection[str] = ()) 
     written, calls still running). Returns the bytes the store holds afterwards.
     """
     parts = _sized_parts(store)
-    blob_sizes = {blob: size for blob in store.blobs.ids()
-                  if (size := store.blobs.size(blob)) is not None}
+    blob_sizes = store.blobs.sizes()
     total = sum(size for *_, size in parts) + sum(blob_sizes.values())
     if total <= max_bytes:
         return total
     by_id: dict[str, list[tuple[int, str, int]]] = {}
     for stamp, checkpoint_id, path, size in parts:
         by_id.setdefault(checkpoint_id, []).append((stamp, path, size))
-    holds = {checkpoint_id: {blob for _, path, _ in files for blob in held_blobs(path)}
+    store.prefetch([os.path.basename(path) for _, _, path, _ in parts] if blob_sizes else [])
+    holds = {checkpoint_id: {blob for _, path, _ in files
+                             for blob in held_blobs(store.readable(os.path.basename(path)))}
              for checkpoint_id, files in by_id.items()} if blob_sizes else {}
     holders: dict[str, int] = {}
     for blobs in holds.values():
@@ -192,7 +195,7 @@ def stale_temporaries(store: Store) -> list[str]:
     """
     stale = []
     writes = [(store.path_of(write.name), write.started) for write in store.backend.unfinished()]
-    for path in list(store.blobs.temporaries()):
+    for path in [] if store.remote else list(store.blobs.temporaries()):
         try:
             writes.append((path, os.lstat(path).st_mtime))
         except OSError:
@@ -209,6 +212,21 @@ def stale_temporaries(store: Store) -> list[str]:
         if gone:
             stale.append(path)
     return stale
+
+
+def remove_leftovers(store: Store, paths: Collection[str]) -> None:
+    """Remove what `stale_temporaries` and `orphans` found (remote: abort the uploads)."""
+    if not store.remote:
+        for path in paths:
+            discard(path)
+        return
+    doomed = {os.path.basename(path) for path in paths}
+    for write in store.backend.unfinished():
+        if write.name in doomed:
+            store.backend.abort_unfinished(write)
+    for name in doomed:
+        if name.endswith(ERROR_SUFFIX):
+            store.backend.delete(name)
 
 
 _DIGITS = re.compile(r"[0-9]{1,12}")  # ASCII only: str.isdigit() takes '²' too

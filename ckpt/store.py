@@ -8,7 +8,7 @@ from collections.abc import Iterable, Iterator, Sequence
 
 # imported with the store, not on the first save: an import in the saving thread is a
 # module lock a fork in another thread could leave held (see guest._SAVING_NEEDS)
-from .backend import HOST, LocalBackend, temporary_name
+from .backend import HOST, LocalBackend, is_url, open_backend, temporary_name
 from .backend import TEMP_PREFIX as TEMP_PREFIX
 from .backend import discard as discard
 from .blobs import Blobs
@@ -20,7 +20,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import IO, Any, Protocol
 
-    from .backend import Backend
+    from .mirror import Mirror
 
     class RecordLike(Protocol):
         """A pickled value: its in-band bytes and its out-of-band buffers."""
@@ -89,8 +89,8 @@ class Entry:
         self.problem = problem
         self.dead = dead
         self._size: int | None = None
-        # the store's backend, which measures its parts (set by the store that read it)
-        self.backend: Backend | None = None
+        # what measures its parts (the store that read it)
+        self.backend: Store | LocalBackend | None = None
         # (id, length) of each blob its parts hold, from their verified summaries
         self.blobs: list[tuple[str, int]] = []
 
@@ -152,8 +152,11 @@ class Entry:
                 return os.lstat(path).st_size
             except OSError:
                 return 0
-        info = self.backend.stat(os.path.basename(path))
-        return info.size if info is not None else 0
+        name = os.path.basename(path)
+        if isinstance(self.backend, LocalBackend):
+            info = self.backend.stat(name)
+            return info.size if info is not None else 0
+        return self.backend.part_size(name) or 0
 
 
 # <name key>~<time in ns>~<id>.call|.error; one match per file: the store can hold 10,000
@@ -172,8 +175,12 @@ class Store:
         self.path = os.fspath(path)
         # With `trust` (cdip run --trust) headers are read without verifying them.
         self._trust = trust
-        # every file operation goes through it (a local directory; see `ckpt.backend`)
-        self.backend = LocalBackend(self.path)
+        # every file operation goes through it (a local directory or a URL: `ckpt.backend`)
+        self.remote = is_url(self.path)
+        self.backend = open_backend(self.path) if self.remote else LocalBackend(self.path)
+        self._mirror: Mirror | None = None
+        self._listed: dict[str, int] = {}  # a remote store's part sizes, as last listed
+        self._blob_sizes: dict[str, int] | None = None  # its blobs', once per command
         self._key: bytes | None = None
         self._key_problem: str | None = None
         # Blob ids this store object computed, by id() of the buffer (kept alive): an
@@ -185,7 +192,43 @@ class Store:
     @property
     def blobs(self) -> Blobs:
         """The store's content-addressed buffers."""
-        return Blobs(self.path, self._temporary_name)
+        return Blobs(self.path, self._temporary_name, self.backend)
+
+    @property
+    def mirror(self) -> Mirror:
+        """A remote store's local copy (heads for listing, checkpoints to replay)."""
+        if self._mirror is None:
+            from .mirror import Mirror
+
+            self._mirror = Mirror(self.path)
+        return self._mirror
+
+    def readable(self, filename: str) -> str:
+        """A local file to read part `filename`'s summary from (remote: its kept head)."""
+        if not self.remote:
+            return self.path_of(filename)
+        return self.mirror.head(self.backend, filename)
+
+    def prefetch(self, filenames: list[str]) -> None:
+        """Remote: fetch the heads of these parts at once (concurrently), before `readable`."""
+        if self.remote and filenames:
+            self.mirror.fetch_heads(self.backend, filenames)
+
+    def local(self, entry: Entry, with_blobs: bool = True) -> tuple[Store, Entry]:
+        """A store and entry whose files are local: itself, or a remote one's copy.
+
+        A remote checkpoint is copied into the local copy of its store (blobs
+        fetched once, then reused; see `ckpt.mirror`), and read back verified.
+        """
+        if not self.remote:
+            return self, entry
+        from .mirror import copy_checkpoint, trim
+
+        local = self.mirror.local_store(self._trust)
+        copied, _ = copy_checkpoint(self, entry, local, with_blobs)
+        if with_blobs:
+            trim(local, keep=[blob for blob, _ in entry.blobs])
+        return local, copied
 
     def reading_key(self) -> bytes | None:
         """The key headers are verified under (None with `trust`).
@@ -210,8 +253,21 @@ class Store:
         return self.path_of(f"{key}~{stamp:020d}~{checkpoint_id}{suffix}")
 
     def listdir(self) -> list[str]:
-        """The store's object names, temporaries left out ([] while it does not exist)."""
-        return self.backend.names()
+        """The store's object names, temporaries left out ([] while it does not exist).
+
+        Remote: one LIST request per 1,000 objects, which gives their sizes too.
+        """
+        if not self.remote:
+            return self.backend.names()
+        self._listed = {info.name: info.size for info in self.backend.objects()}
+        return list(self._listed)
+
+    def part_size(self, filename: str) -> int | None:
+        """A part's size in bytes (None when it is not there, or is not a file)."""
+        if filename in self._listed:
+            return self._listed[filename]
+        info = self.backend.stat(filename)
+        return info.size if info is not None else None
 
     def scan(self, names: list[str] | None = None) -> Iterator[tuple[str, int, str, str, str]]:
         """(name key, stamp, id, suffix, file name) of every part (among `names`).
@@ -253,6 +309,10 @@ class Store:
     def _read(self, ids: Iterable[str], calls: dict[str, list[tuple[str, int, str]]],
               errors: dict[str, str]) -> list[Entry]:
         found = []
+        ids = list(ids)
+        self.prefetch([  # every head wanted, fetched at once (remote)
+            name for checkpoint_id in ids for _, _, filename in calls[checkpoint_id]
+            for name in (filename, errors.get(filename[: -len(CALL_SUFFIX)])) if name is not None])
         for checkpoint_id in ids:
             entry = self._read_candidates(checkpoint_id, calls[checkpoint_id], errors)
             if entry is not None:
@@ -269,7 +329,7 @@ class Store:
             entry = self._read_entry(checkpoint_id, entry_key, stamp, self.path_of(filename),
                                      self.path_of(error) if error is not None else None)
             if entry is not None:
-                entry.backend = self.backend
+                entry.backend = self
             if entry is not None and not entry.problem:
                 return entry
             first = first or entry
@@ -357,9 +417,10 @@ class Store:
         entry = Entry(checkpoint_id, key, stamp, call_path, error_path, None, None)
         try:
             verifying = self.reading_key()
-            entry.summary, entry.blobs = _summary(call_path, verifying)
+            entry.summary, entry.blobs = _summary(self._readable_path(call_path), verifying)
             if error_path is not None:
-                entry.error_summary, error_blobs = _summary(error_path, verifying)
+                entry.error_summary, error_blobs = _summary(self._readable_path(error_path),
+                                                            verifying)
                 entry.blobs += error_blobs
             _check_entry(entry)
             self._check_blobs(entry)
@@ -379,15 +440,24 @@ class Store:
             entry.blobs = []
         return entry
 
+    def _readable_path(self, path: str) -> str:
+        return self.readable(os.path.basename(path)) if self.remote else path
+
     def _check_blobs(self, entry: Entry) -> None:
         """Every blob the checkpoint holds must be there, of its size.
 
-        Its bytes are checked against its id whenever it is read.
+        Its bytes are checked against its id whenever it is read. Remote: every
+        blob's size from one listing (a LIST request per 1,000), not a HEAD each.
         """
         blobs = self.blobs if entry.blobs else None
         for blob, length in entry.blobs:
             assert blobs is not None
-            size = blobs.size(blob)
+            if self.remote:
+                if self._blob_sizes is None:
+                    self._blob_sizes = blobs.sizes()
+                size = self._blob_sizes.get(blob)
+            else:
+                size = blobs.size(blob)
             if size != length:
                 what = "is missing" if size is None else "was altered or replaced (its size)"
                 raise CorruptCheckpointError(
@@ -397,8 +467,14 @@ class Store:
     _temporary_name = staticmethod(temporary_name)
 
     def open_temporary(self) -> tuple[str, IO[bytes]]:
-        """A new private temporary file in the store, for an atomic write."""
-        return self.backend.open_temporary()
+        """A new private temporary file in the store, for an atomic write.
+
+        Remote: in the store's local copy; `publish` uploads it (a part is small:
+        its large buffers went to the blobs already).
+        """
+        local = self.backend if isinstance(self.backend, LocalBackend) else LocalBackend(
+            os.path.join(self.mirror.path, "staging"))
+        return local.open_temporary()
 
     def write_part(
         self, final: str, summary: dict[str, Any], detail: dict[str, Any],
@@ -449,7 +525,12 @@ class Store:
     def publish(self, temporary: str, final: str) -> None:
         """Rename a staged part into place (atomically); on failure it is removed."""
         try:
-            self.backend.publish_temporary(temporary, self._name_of(final))
+            if isinstance(self.backend, LocalBackend):
+                self.backend.publish_temporary(temporary, self._name_of(final))
+            else:  # the signed part last: a reader never sees it before its blobs
+                with open(temporary, "rb") as stream:
+                    self.backend.put(self._name_of(final), stream)
+                discard(temporary)
         except BaseException:
             self._claims.pop(temporary, None)
             discard(temporary)
@@ -494,6 +575,8 @@ class Store:
             held.update(blob for blob, _ in entry.blobs)
             for path in entry.paths:
                 self.backend.delete(self._name_of(path))
+            if self.remote:
+                self.mirror.forget(os.path.basename(path) for path in entry.paths)
         if held:
             release_blobs(self, held)
 

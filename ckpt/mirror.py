@@ -1,0 +1,185 @@
+"""A remote store's local copy: its parts' first bytes for listing, whole checkpoints to replay.
+
+A store at a URL is listed from the first bytes of each part (its signed
+summary): fetched once (concurrent ranged GETs), then kept under the user's
+cache folder, since a part never changes once published. A kept head is only
+bytes: it is verified under the key every time it is read, as a local part is.
+
+A checkpoint shown in detail or replayed is copied whole, with its blobs, into
+a local store under the same folder (0700), and read there like any other: its
+parts verify under the key, its blobs against their ids as they load. That
+store's `blobs/` is the blob cache, content-addressed: a blob fetched once is
+reused by every later replay of any checkpoint that holds it. It is bounded by
+`PYCKPT_CACHE_MAX_BYTES` (default 10 GiB): the blobs used least recently go
+first (a blob in use by a replay is mapped, and its file stays readable).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+from .backend import Backend, temporary_name
+from .blobs import DIRECTORY, Blobs
+from .fileformat import KEY_ID_SIZE, MAGIC, MAX_SUMMARY, PEEK_SIZE, TAG_SIZE
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
+    from typing import IO
+
+    from .store import Entry, Store
+
+DEFAULT_CACHE_BYTES = 10 << 30
+_SUMMARY_START = len(MAGIC) + 1 + KEY_ID_SIZE  # the summary's length comes here
+
+
+class Mirror:
+    """The local copy of one remote store (its folder need not exist yet)."""
+
+    def __init__(self, url: str) -> None:
+        from .location import user_cache_dir
+
+        digest = hashlib.sha256(url.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+        self.path = os.path.join(user_cache_dir(), "remote", digest)
+        self.heads = os.path.join(self.path, "heads")
+        self.store_path = os.path.join(self.path, "store")
+
+    def head(self, backend: Backend, name: str) -> str:
+        """A local file holding at least the summary of part `name` (fetched if missing)."""
+        path = os.path.join(self.heads, name)
+        if not os.path.exists(path):
+            self.fetch_heads(backend, [name])
+        return path
+
+    def fetch_heads(self, backend: Backend, names: Iterable[str]) -> None:
+        """Fetch the heads not kept yet, all at once (one ranged GET each, concurrently).
+
+        A part that cannot be read now keeps no head: its reader gets the error.
+        """
+        missing = [name for name in names if not os.path.exists(os.path.join(self.heads, name))]
+        if not missing:
+            return
+        for name, data in backend.heads(missing, PEEK_SIZE).items():
+            if isinstance(data, bytes):
+                if len(data) == PEEK_SIZE and len(data) < _summary_end(data):
+                    data = backend.read(name, 0, _summary_end(data))  # a summary over 8 KiB
+                self._keep(name, data)
+
+    def _keep(self, name: str, data: bytes) -> None:
+        self._private()
+        os.makedirs(self.heads, mode=0o700, exist_ok=True)
+        temporary = os.path.join(self.heads, temporary_name())
+        with open(temporary, "wb") as stream:
+            stream.write(data)
+        os.replace(temporary, os.path.join(self.heads, name))
+
+    def forget(self, names: Iterable[str]) -> None:
+        """Drop the heads of parts deleted from the remote store."""
+        for name in names:
+            try:
+                os.unlink(os.path.join(self.heads, name))
+            except FileNotFoundError:
+                pass
+
+    def local_store(self, trust: bool = False) -> Store:
+        """The local store the copied checkpoints are in (the blob cache is its `blobs/`)."""
+        from .store import Store
+
+        self._private()
+        return Store(self.store_path, trust=trust)
+
+    def _private(self) -> None:
+        """Make the copy's folder, 0700: it holds the user's data as a store does."""
+        os.makedirs(self.path, mode=0o700, exist_ok=True)
+        os.chmod(self.path, 0o700)
+
+
+def copy_checkpoint(source: Store, entry: Entry, target: Store, with_blobs: bool = True
+                    ) -> tuple[Entry, int]:
+    """Copy a checkpoint of `source` into the local store `target`, blobs first.
+
+    What `target` holds already (the same part, a blob of that id and size) is
+    not fetched again. Returns the copy, as `target` reads and verifies it, and
+    the bytes fetched.
+    """
+    fetched = 0
+    if with_blobs:
+        blobs = target.blobs
+        for blob, length in entry.blobs:
+            if blobs.size(blob) == length:
+                os.utime(blobs._path(blob))  # used now: the cache keeps it longest
+                continue
+            with source.backend.open(Blobs.key(blob)) as stream:
+                fetched += blobs.put_stream(blob, _chunks(stream))
+    for path in entry.paths:
+        name = os.path.basename(path)
+        info = target.backend.stat(name)
+        if info is not None:
+            continue  # a part never changes once published (and it is verified as read)
+        with source.backend.open(name) as stream:
+            target.backend.put(name, stream)
+        size = target.backend.stat(name)
+        fetched += size.size if size is not None else 0
+    if with_blobs:
+        return target.find(entry.id), fetched
+    import copy
+
+    shown = copy.copy(entry)  # as listed (verified there); its parts read from the copies
+    shown.call_path = target.path_of(os.path.basename(entry.call_path))
+    if entry.error_path is not None:
+        shown.error_path = target.path_of(os.path.basename(entry.error_path))
+    shown.backend = target
+    return shown, fetched
+
+
+def trim(store: Store, keep: Iterable[str] = ()) -> None:
+    """Bound the blob cache: remove the least recently used blobs until it fits.
+
+    Blobs in `keep` (the replay about to start) never go.
+    """
+    limit = _cache_limit()
+    blobs = store.blobs
+    found = []
+    for blob in blobs.ids():
+        try:
+            info = os.lstat(blobs._path(blob))
+        except OSError:
+            continue
+        found.append((info.st_mtime, blob, info.st_size))
+    total = sum(size for *_, size in found)
+    protected = set(keep)
+    for _, blob, size in sorted(found):
+        if total <= limit:
+            break
+        if blob in protected:
+            continue
+        try:
+            os.unlink(blobs._path(blob))
+        except OSError:
+            continue
+        total -= size
+
+
+def _chunks(stream: IO[bytes]) -> Iterator[bytes]:
+    while True:
+        chunk = stream.read(8 << 20)
+        if not chunk:
+            return
+        yield chunk
+
+
+def _cache_limit() -> int:
+    text = os.environ.get("PYCKPT_CACHE_MAX_BYTES", "").strip()
+    return int(text) if text.isdigit() else DEFAULT_CACHE_BYTES
+
+
+def _summary_end(head: bytes) -> int:
+    """Where a part's signed summary ends, by the length its head declares (capped)."""
+    if len(head) < _SUMMARY_START + 4:
+        return len(head)
+    length = int.from_bytes(head[_SUMMARY_START : _SUMMARY_START + 4], "little")
+    return _SUMMARY_START + 4 + min(length, MAX_SUMMARY) + TAG_SIZE
+
+
+__all__ = ["DIRECTORY", "Mirror", "copy_checkpoint", "trim"]

@@ -1,0 +1,170 @@
+"""A store at an S3 URL, end to end against a real S3 API server (moto's, on loopback).
+
+A program fails in one process saving into s3://bucket/prefix; another process,
+with another HOME and cache but the same key, lists, shows and replays it with
+edited code, fetching its blobs once.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+import s3server
+from s3server import BUCKET, S3Server
+
+s3_server = s3server.s3_server
+s3_env = s3server.s3_env
+
+SAMPLE = Path(__file__).parent / "samples" / "remote_step.py"
+KEY = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
+CDIP = [os.path.join(os.path.dirname(sys.executable), "cdip")]
+
+
+@pytest.fixture
+def remote(s3_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh prefix of the test bucket as the store, and a key both machines share."""
+    url = f"s3://{BUCKET}/{uuid.uuid4().hex}"
+    monkeypatch.setenv("PYCKPT_DIR", url)
+    monkeypatch.setenv("PYCKPT_KEY", KEY)
+    return url
+
+
+def machine(tmp_path: Path, name: str) -> dict[str, str]:
+    """Another machine's HOME and cache (its own blob cache, its own key file path)."""
+    home = tmp_path / name
+    home.mkdir(exist_ok=True)
+    return {"HOME": str(home), "XDG_CACHE_HOME": str(home / "cache"),
+            "XDG_CONFIG_HOME": str(home / "config"), "XDG_STATE_HOME": str(home / "state")}
+
+
+def run(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(args, capture_output=True, text=True, timeout=120, cwd=cwd,
+                          env={**os.environ, **env})
+
+
+def worker_fails(tmp_path: Path) -> Path:
+    """Run the sample on 'the worker': it fails, saving into the store; return its copy."""
+    work = tmp_path / "job"
+    work.mkdir()
+    script = work / "remote_step.py"
+    shutil.copy(SAMPLE, script)
+    result = run([sys.executable, str(script)], machine(tmp_path, "worker"), work)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.rstrip().endswith("ZeroDivisionError: float division by zero")
+    assert "CkptWarning" not in result.stderr, result.stderr
+    return script
+
+
+def requests(server: S3Server, pattern: str) -> int:
+    """How many requests the server logged whose line matches `pattern`."""
+    return len(re.findall(pattern, server.log.read_text(errors="replace")))
+
+
+def test_a_failure_on_a_worker_is_replayed_elsewhere_with_edited_code(remote, s3_server,
+                                                                      tmp_path):
+    script = worker_fails(tmp_path)
+    laptop, elsewhere = machine(tmp_path, "laptop"), tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    listing = run([*CDIP, "info"], laptop, elsewhere)
+    assert listing.returncode == 0, listing.stderr
+    assert f"store: {remote} (1 checkpoint(s), 4.0 MiB)" in listing.stdout
+    assert re.search(r"scale +error .*ZeroDivisionError", listing.stdout), listing.stdout
+    shown = run([*CDIP, "info", "scale"], laptop, elsewhere)
+    assert shown.returncode == 0, shown.stderr
+    assert "batch" in shown.stdout and "ZeroDivisionError" in shown.stdout
+
+    script.write_text(script.read_text().replace("total / factor", "total / (factor or 4.0)"))
+    prefix = remote.split("/", 3)[3]
+    blob_gets = rf"GET /{BUCKET}/{prefix}/blobs/"
+    before = requests(s3_server, blob_gets)
+    replay = run([*CDIP, "run", "scale", "--mode", "run"], laptop, elsewhere)
+    assert replay.returncode == 0, replay.stderr
+    assert f"scale returned {float(sum(range(1 << 19))) / 4.0}" in replay.stdout
+    # `info scale` fetched the blob into the laptop's cache: the replay fetched nothing more
+    assert requests(s3_server, blob_gets) == before
+
+    again = run([*CDIP, "run", "scale", "--mode", "run"], laptop, elsewhere)
+    assert again.returncode == 0 and "scale returned" in again.stdout, again.stderr
+    assert requests(s3_server, blob_gets) == before  # the cache serves it, verified
+    cache = Path(laptop["XDG_CACHE_HOME"]) / "pyckpt" / "remote"
+    (copy,) = cache.iterdir()
+    assert oct(copy.stat().st_mode & 0o777) == "0o700"
+
+
+def test_a_cold_replay_fetches_the_blob_and_a_warm_one_nothing(remote, s3_server, tmp_path):
+    worker_fails(tmp_path)
+    prefix = remote.split("/", 3)[3]
+    blob_gets = rf"GET /{BUCKET}/{prefix}/blobs/"
+    laptop = machine(tmp_path, "laptop")
+    before = requests(s3_server, blob_gets)
+    replay = run([*CDIP, "run", "scale", "--mode", "run"], laptop, tmp_path)
+    assert replay.returncode == 1 and "ZeroDivisionError" in replay.stdout + replay.stderr
+    cold = requests(s3_server, blob_gets)
+    assert cold > before  # ranged GETs of the one blob
+    replay = run([*CDIP, "run", "scale", "--mode", "run"], laptop, tmp_path)
+    assert replay.returncode == 1 and "ZeroDivisionError" in replay.stdout + replay.stderr
+    assert requests(s3_server, blob_gets) == cold
+
+
+def test_an_altered_blob_in_the_bucket_is_refused(remote, s3_server, tmp_path):
+    worker_fails(tmp_path)
+    import fsspec
+
+    fs = fsspec.filesystem("s3", skip_instance_cache=True)
+    (blob,) = fs.find(f"{remote}/blobs")
+    data = bytearray(fs.cat_file(blob))
+    data[100] ^= 1
+    fs.pipe_file(blob, bytes(data))
+    replay = run([*CDIP, "run", "scale", "--mode", "run"], machine(tmp_path, "laptop"), tmp_path)
+    assert replay.returncode == 2, replay.stdout + replay.stderr
+    assert ("Traceback" not in replay.stderr and "does not verify" in replay.stderr) or (
+        "altered" in replay.stderr), replay.stderr
+
+
+def test_rm_and_gc_work_on_the_url(remote, s3_server, tmp_path):
+    worker_fails(tmp_path)
+    laptop = machine(tmp_path, "laptop")
+    gc = run([*CDIP, "gc"], laptop, tmp_path)
+    assert gc.returncode == 0 and "removed 0 checkpoint(s)" in gc.stdout, gc.stderr
+    removed = run([*CDIP, "rm", "scale"], laptop, tmp_path)
+    assert removed.returncode == 0 and "removed" in removed.stdout, removed.stderr
+    import fsspec
+
+    fs = fsspec.filesystem("s3", skip_instance_cache=True)
+    assert fs.find(remote) == []  # its parts and its blob
+    listing = run([*CDIP, "info"], laptop, tmp_path)
+    assert "(0 checkpoint(s), 0 B)" in listing.stdout
+
+
+def test_missing_credentials_one_line_for_cdip_and_a_warning_for_the_program(
+        remote, s3_server, tmp_path, monkeypatch):
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    listing = run([*CDIP, "info"], machine(tmp_path, "laptop"), tmp_path)
+    assert listing.returncode == 2
+    assert listing.stderr.startswith(f"cdip: error: no credentials for the store {remote}")
+    assert "Traceback" not in listing.stderr
+    work = tmp_path / "job"
+    work.mkdir()
+    shutil.copy(SAMPLE, work / "remote_step.py")
+    result = run([sys.executable, str(work / "remote_step.py")], machine(tmp_path, "w"), work)
+    assert result.returncode == 1  # the program's own failure, unchanged
+    assert result.stderr.rstrip().endswith("ZeroDivisionError: float division by zero")
+    assert "CkptWarning: ckpt: could not save checkpoint 'scale'" in result.stderr
+    assert "no credentials" in result.stderr
+
+
+def test_a_url_without_its_library_is_one_clear_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("PYCKPT_DIR", "nosuchscheme://bucket/x")
+    listing = run([*CDIP, "info"], machine(tmp_path, "laptop"), tmp_path)
+    assert listing.returncode == 2, listing.stderr
+    assert listing.stderr.startswith("cdip: error:") and "Traceback" not in listing.stderr
