@@ -192,6 +192,21 @@ def cmd_import(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_pull(args: argparse.Namespace) -> int:
+    """Copy checkpoints (with their buffers) from the store, e.g. a URL, into a local one."""
+    from . import display
+    from .location import find_store_path, local_store_path
+    from .mirror import pull
+    from .store import Store
+
+    source = _store(args)
+    target = Store(find_store_path(args.to) if args.to else local_store_path())
+    for entry, fetched in pull(source, args.names, target):
+        print(display.printable(f"pulled {entry.id}  {entry.name}  "
+                                f"({display.human_size(fetched)} fetched) into {target.path}"))
+    return EXIT_OK
+
+
 def cmd_key(args: argparse.Namespace) -> int:
     """Print the checkpoint key as PYCKPT_KEY takes it, for cluster workers (a secret)."""
     from .keys import load_key
@@ -408,6 +423,10 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     add("key", cmd_key).epilog = (
         "Created if there is none yet (PYCKPT_KEY_FILE, else ~/.config/pyckpt/key). Give it to "
         "workers as PYCKPT_KEY=$(cdip key): whoever holds it can make your cdip run their code.")
+    pulled = add("pull", cmd_pull)
+    pulled.add_argument("names", nargs="+", metavar="NAME|ID")
+    pulled.add_argument("--to", metavar="DIR", help="the local store to copy into (default: "
+                        "yours without PYCKPT_DIR: a .pyckpt upward, else the state directory)")
     imported = add("import", cmd_import)
     imported.add_argument("bundle", metavar="FILE")
     imported.add_argument("--yes", "-y", action="store_true", help="do not ask")

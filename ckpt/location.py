@@ -51,6 +51,12 @@ def find_store_path(explicit: str | None = None) -> str:
     return found if found is not None else _checked(_user_state_dir())
 
 
+def local_store_path() -> str:
+    """The store this user would have without PYCKPT_DIR: a `.pyckpt` upward, else theirs."""
+    found = _pyckpt_upward()
+    return found if found is not None else _checked(_user_state_dir())
+
+
 def _absolute(path: str) -> str:
     if os.path.isabs(path):
         return path  # as given: not even normalised, so it is the path the user wrote

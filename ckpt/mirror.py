@@ -133,6 +133,34 @@ def copy_checkpoint(source: Store, entry: Entry, target: Store, with_blobs: bool
     return shown, fetched
 
 
+def pull(source: Store, names: list[str], target: Store) -> list[tuple[Entry, int]]:
+    """Copy checkpoints (by name: its newest; by id or id prefix) into the local `target`.
+
+    Each is verified as `source` lists it, copied blobs first, then read back
+    from `target` under the key. Returns each copy with the bytes fetched for it.
+
+    Raises:
+        CkptError: `target` is a URL, or the store itself; a name is not found.
+    """
+    from .errors import CkptError
+
+    if target.remote:
+        raise CkptError(f"cannot pull into {target.path}: the target is a URL",
+                        hint="--to takes a local directory")
+    if os.path.abspath(target.path) == (
+            source.path if source.remote else os.path.abspath(source.path)):
+        raise CkptError(f"{target.path} is the store they are pulled from",
+                        hint="name another with --to DIR (or PYCKPT_DIR/--dir the source)")
+    copied = []
+    for name in names:
+        entry = source.find(name)
+        if entry.problem:
+            raise CkptError(f"checkpoint {entry.id} cannot be pulled: {entry.problem}",
+                            hint="`cdip info` says why; nothing was copied for it")
+        copied.append(copy_checkpoint(source, entry, target))
+    return copied
+
+
 def trim(store: Store, keep: Iterable[str] = ()) -> None:
     """Bound the blob cache: remove the least recently used blobs until it fits.
 
@@ -182,4 +210,4 @@ def _summary_end(head: bytes) -> int:
     return _SUMMARY_START + 4 + min(length, MAX_SUMMARY) + TAG_SIZE
 
 
-__all__ = ["DIRECTORY", "Mirror", "copy_checkpoint", "trim"]
+__all__ = ["DIRECTORY", "Mirror", "copy_checkpoint", "pull", "trim"]

@@ -168,3 +168,24 @@ def test_a_url_without_its_library_is_one_clear_line(tmp_path, monkeypatch):
     listing = run([*CDIP, "info"], machine(tmp_path, "laptop"), tmp_path)
     assert listing.returncode == 2, listing.stderr
     assert listing.stderr.startswith("cdip: error:") and "Traceback" not in listing.stderr
+
+
+def test_pull_copies_a_checkpoint_with_its_buffers_into_a_local_store(remote, s3_server,
+                                                                      tmp_path):
+    worker_fails(tmp_path)
+    laptop, local = machine(tmp_path, "laptop"), tmp_path / "local"
+    pulled = run([*CDIP, "pull", "scale", "--to", str(local)], laptop, tmp_path)
+    assert pulled.returncode == 0, pulled.stderr
+    assert re.fullmatch(rf"pulled [0-9a-f]{{12}}  scale  \(4\.0 MiB fetched\) into {local}\n",
+                        pulled.stdout), pulled.stdout
+    again = run([*CDIP, "pull", "scale", "--to", str(local)], laptop, tmp_path)
+    assert "(0 B fetched)" in again.stdout, again.stdout + again.stderr
+    # the local copy is a store of its own: listed and replayed with no server at all
+    offline = {**laptop, "PYCKPT_DIR": str(local), "AWS_ENDPOINT_URL": "http://127.0.0.1:9"}
+    listing = run([*CDIP, "info"], offline, tmp_path)
+    assert "(1 checkpoint(s), 4.0 MiB)" in listing.stdout, listing.stdout + listing.stderr
+    replay = run([*CDIP, "run", "scale", "--mode", "run"], offline, tmp_path)
+    assert replay.returncode == 1 and "ZeroDivisionError" in replay.stdout + replay.stderr
+    missing = run([*CDIP, "pull", "nothing", "--to", str(local)], laptop, tmp_path)
+    assert missing.returncode == 2 and missing.stderr.startswith(
+        "cdip: error: no checkpoint named 'nothing'"), missing.stderr
