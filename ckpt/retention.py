@@ -222,7 +222,7 @@ def remove_leftovers(store: Store, paths: Collection[str]) -> None:
         return
     doomed = {os.path.basename(path) for path in paths}
     for write in store.backend.unfinished():
-        if write.name in doomed:
+        if os.path.basename(write.name) in doomed:  # a blob's upload: blobs/<family>/<id>
             store.backend.abort_unfinished(write)
     for name in doomed:
         if name.endswith(ERROR_SUFFIX):

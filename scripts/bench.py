@@ -819,10 +819,110 @@ def bench_zerocode(settings: Settings) -> None:
                  f"{saving*1e3:.1f} ms", times["saved"] / times["crash"], "python script.py")
 
 
+REMOTE_CHILD = """
+import json, os, sys, time
+import numpy as np
+import ckpt
+
+
+@ckpt.ckpt(active=False)
+def train(batch):
+    if os.environ.get("BENCH_FAIL"):
+        raise ValueError("diverged")
+    return int(batch[:4096].sum())  # replayed: the argument fetched, verified, loaded
+
+
+def main(case, nbytes, url):
+    data = np.random.default_rng(7).integers(0, 255, nbytes, dtype=np.uint8)
+    if case == "ckpt":
+        started = time.perf_counter()
+        try:
+            train(data)
+        except ValueError:
+            pass
+        return {"seconds": time.perf_counter() - started}
+    import s3fs  # the same bytes through s3fs's own upload, from a file as it needs them
+
+    path = os.path.join(os.environ["BENCH_TMP"], "data.bin")
+    data.tofile(path)
+    fs = s3fs.S3FileSystem(skip_instance_cache=True)
+    started = time.perf_counter()
+    fs.put_file(path, url + "/reference.bin")
+    put = time.perf_counter() - started
+    os.unlink(path)
+    started = time.perf_counter()
+    fs.get_file(url + "/reference.bin", path)
+    got = time.perf_counter() - started
+    os.unlink(path)
+    return {"seconds": put, "get": got}
+
+
+if __name__ == "__main__":
+    print(json.dumps(main(sys.argv[1], int(sys.argv[2]), sys.argv[3])))
+"""
+
+def _blob_uploads(log: str) -> int:
+    """The requests that sent a blob's bytes (a PUT, or a multipart upload's parts)."""
+    return sum(1 for line in log.splitlines()
+               if "PUT /bench/store/blobs/" in line or "POST /bench/store/blobs/" in line)
+
+
+def bench_remote(settings: Settings) -> None:
+    """A store at s3:// (moto's server on loopback): capture, re-capture, replay vs s3fs."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from s3server import S3Server
+
+    nbytes = settings.size(1 << 30, 4 * MiB)
+    label = f"{nbytes / MiB:.0f} MiB"
+    server = S3Server(settings.workdir / "s3").start()
+    try:
+        server.make_bucket("bench")
+        url = "s3://bench/store"
+        env = {**fresh_env(settings.workdir / "unused"), **server.env, "PYCKPT_DIR": url,
+               "BENCH_TMP": str(settings.workdir), "PYCKPT_KEY": os.urandom(32).hex()}
+        program = settings.workdir / "remote_step.py"  # a file: its function replays
+        program.write_text(REMOTE_CHILD)
+
+        def child(case: str) -> dict:
+            result = subprocess.run([sys.executable, str(program), case, str(nbytes),
+                                     "s3://bench/ref"], capture_output=True, text=True,
+                                    env={**env, "BENCH_FAIL": "1"}, check=True,
+                                    cwd=settings.workdir)
+            return json.loads(result.stdout.strip().splitlines()[-1])
+
+        ours, theirs = child("ckpt"), child("s3fs")
+        settings.add("remote", f"capture of a {label} argument to S3 / s3fs put_file",
+                     f"{ours['seconds']:.2f} s", ours["seconds"] / theirs["seconds"],
+                     f"s3fs {theirs['seconds']:.2f} s", "<= 1.11x")
+        log = server.log.read_text(errors="replace")
+        child("ckpt")  # the same argument again: its blob is there
+        again = server.log.read_text(errors="replace")[len(log):]
+        settings.add("remote", f"re-capture of the unchanged {label} argument: blob uploads",
+                     str(_blob_uploads(again)), None,
+                     f"first capture: {_blob_uploads(log)} (target: none again)")
+        env["XDG_CACHE_HOME"] = str(settings.workdir / "cache")
+        replays = {}
+        for case in ("cold", "warm"):
+            if case == "cold":
+                shutil.rmtree(settings.workdir / "cache", ignore_errors=True)
+            started = time.perf_counter()
+            done = subprocess.run([str(BIN / "cdip"), "run", "train", "--mode", "run"], env=env,
+                           cwd=settings.workdir, capture_output=True, check=False)
+            replays[case] = time.perf_counter() - started
+            if done.returncode != 0:
+                raise RuntimeError(f"the replay failed: {done.stderr.decode()[-600:]}")
+        for case, seconds in replays.items():
+            settings.add("remote", f"cdip run of a {label} argument from S3, {case} cache / "
+                         "s3fs get_file", f"{seconds:.2f} s", seconds / theirs["get"],
+                         f"s3fs get {theirs['get']:.2f} s")
+    finally:
+        server.stop()
+
+
 BENCHMARKS = {"idle": bench_idle, "small": bench_small, "large": bench_large,
               "torch": bench_torch, "tables": bench_tables, "replay": bench_replay,
               "listing": bench_listing, "startup": bench_startup,
-              "zerocode": bench_zerocode, "dedup": bench_dedup}
+              "zerocode": bench_zerocode, "dedup": bench_dedup, "remote": bench_remote}
 
 
 def machine() -> str:

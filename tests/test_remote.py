@@ -62,6 +62,19 @@ def worker_fails(tmp_path: Path) -> Path:
     return script
 
 
+def bucket(code: str, url: str) -> str:
+    """Run s3fs code on the bucket in a subprocess (`fs`, `url` given); return its output.
+
+    Not in this process: fsspec reads its endpoint setting once, when first imported,
+    and other test files talk to servers of their own.
+    """
+    prelude = ("import sys, s3fs; fs = s3fs.S3FileSystem(skip_instance_cache=True); "
+               "url = sys.argv[1]\n")
+    result = subprocess.run([sys.executable, "-c", prelude + code, url], capture_output=True,
+                            text=True, timeout=60, check=True)
+    return result.stdout
+
+
 def requests(server: S3Server, pattern: str) -> int:
     """How many requests the server logged whose line matches `pattern`."""
     return len(re.findall(pattern, server.log.read_text(errors="replace")))
@@ -115,13 +128,8 @@ def test_a_cold_replay_fetches_the_blob_and_a_warm_one_nothing(remote, s3_server
 
 def test_an_altered_blob_in_the_bucket_is_refused(remote, s3_server, tmp_path):
     worker_fails(tmp_path)
-    import fsspec
-
-    fs = fsspec.filesystem("s3", skip_instance_cache=True)
-    (blob,) = fs.find(f"{remote}/blobs")
-    data = bytearray(fs.cat_file(blob))
-    data[100] ^= 1
-    fs.pipe_file(blob, bytes(data))
+    bucket("(blob,) = fs.find(url + '/blobs'); data = bytearray(fs.cat_file(blob)); "
+           "data[100] ^= 1; fs.pipe_file(blob, bytes(data))", remote)
     replay = run([*CDIP, "run", "scale", "--mode", "run"], machine(tmp_path, "laptop"), tmp_path)
     assert replay.returncode == 2, replay.stdout + replay.stderr
     assert ("Traceback" not in replay.stderr and "does not verify" in replay.stderr) or (
@@ -135,10 +143,7 @@ def test_rm_and_gc_work_on_the_url(remote, s3_server, tmp_path):
     assert gc.returncode == 0 and "removed 0 checkpoint(s)" in gc.stdout, gc.stderr
     removed = run([*CDIP, "rm", "scale"], laptop, tmp_path)
     assert removed.returncode == 0 and "removed" in removed.stdout, removed.stderr
-    import fsspec
-
-    fs = fsspec.filesystem("s3", skip_instance_cache=True)
-    assert fs.find(remote) == []  # its parts and its blob
+    assert bucket("print(fs.find(url))", remote).strip() == "[]"  # its parts and its blob
     listing = run([*CDIP, "info"], laptop, tmp_path)
     assert "(0 checkpoint(s), 0 B)" in listing.stdout
 
@@ -189,3 +194,23 @@ def test_pull_copies_a_checkpoint_with_its_buffers_into_a_local_store(remote, s3
     missing = run([*CDIP, "pull", "nothing", "--to", str(local)], laptop, tmp_path)
     assert missing.returncode == 2 and missing.stderr.startswith(
         "cdip: error: no checkpoint named 'nothing'"), missing.stderr
+
+
+def test_without_fsspec_a_url_is_one_line_for_cdip_and_a_warning_for_the_program(
+        remote, tmp_path):
+    hidden = tmp_path / "no_fsspec"
+    (hidden / "fsspec").mkdir(parents=True)
+    (hidden / "fsspec" / "__init__.py").write_text("raise ImportError('No module named fsspec')\n")
+    env = {**machine(tmp_path, "w"), "PYTHONPATH": str(hidden)}
+    listing = run([*CDIP, "info"], env, tmp_path)
+    assert listing.returncode == 2, listing.stderr
+    assert listing.stderr.startswith(f"cdip: error: a store at a URL ({remote}) needs fsspec")
+    assert "pip install 'ckpt[remote]'" in listing.stderr and "Traceback" not in listing.stderr
+    work = tmp_path / "job"
+    work.mkdir()
+    shutil.copy(SAMPLE, work / "remote_step.py")
+    result = run([sys.executable, str(work / "remote_step.py")], env, work)
+    assert result.returncode == 1
+    assert result.stderr.rstrip().endswith("ZeroDivisionError: float division by zero")
+    assert "CkptWarning: ckpt: could not save checkpoint 'scale'" in result.stderr
+    assert "needs fsspec" in result.stderr
