@@ -248,7 +248,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if mode in INTERACTIVE and not args.command and not ide and not _is_terminal(sys.stdin):
         raise CkptError(f"--mode {mode} needs a terminal, and standard input is not one",
                         hint="use --mode run, or give debugger commands with -c")
-    if not entry.problem:  # a URL's checkpoint replays from its local copy (blobs cached)
+    if not entry.problem or args.trust:  # a URL's replays from its local copy (blobs cached)
         store, entry = store.local(entry)
     recorded = None if entry.problem else _recorded_interpreter(store, entry)
     python, why = _interpreter(args.python, recorded)

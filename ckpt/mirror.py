@@ -95,42 +95,58 @@ class Mirror:
         os.chmod(self.path, 0o700)
 
 
-def copy_checkpoint(source: Store, entry: Entry, target: Store, with_blobs: bool = True
-                    ) -> tuple[Entry, int]:
+def copy_checkpoint(source: Store, entry: Entry, target: Store) -> tuple[Entry, int]:
     """Copy a checkpoint of `source` into the local store `target`, blobs first.
 
     What `target` holds already (the same part, a blob of that id and size) is
     not fetched again. Returns the copy, as `target` reads and verifies it, and
     the bytes fetched.
+
+    Raises:
+        CorruptCheckpointError: a part or blob went from `source` since it was listed.
     """
+    try:
+        return _copy(source, entry, target)
+    except FileNotFoundError as exc:
+        from .errors import CorruptCheckpointError
+
+        raise CorruptCheckpointError(
+            f"checkpoint {entry.id}: a file of it went from {source.path} while it was copied",
+            hint="another `cdip rm` or `gc` removed it; `cdip info` lists what is there") from exc
+
+
+def _copy(source: Store, entry: Entry, target: Store) -> tuple[Entry, int]:
     fetched = 0
-    if with_blobs:
-        blobs = target.blobs
-        for blob, length in entry.blobs:
-            if blobs.size(blob) == length:
-                os.utime(blobs._path(blob))  # used now: the cache keeps it longest
-                continue
-            with source.backend.open(Blobs.key(blob)) as stream:
-                fetched += blobs.put_stream(blob, _chunks(stream))
+    blobs = target.blobs
+    for blob, length in entry.blobs or _unverified_blobs(source, entry):
+        if blobs.size(blob) == length:
+            os.utime(blobs._path(blob))  # used now: the cache keeps it longest
+            continue
+        with source.backend.open(Blobs.key(blob)) as stream:
+            fetched += blobs.put_stream(blob, _chunks(stream))
     for path in entry.paths:
         name = os.path.basename(path)
-        info = target.backend.stat(name)
-        if info is not None:
+        if target.backend.stat(name) is not None:
             continue  # a part never changes once published (and it is verified as read)
         with source.backend.open(name) as stream:
             target.backend.put(name, stream)
         size = target.backend.stat(name)
         fetched += size.size if size is not None else 0
-    if with_blobs:
-        return target.find(entry.id), fetched
-    import copy
+    return target.find(entry.id), fetched
 
-    shown = copy.copy(entry)  # as listed (verified there); its parts read from the copies
-    shown.call_path = target.path_of(os.path.basename(entry.call_path))
-    if entry.error_path is not None:
-        shown.error_path = target.path_of(os.path.basename(entry.error_path))
-    shown.backend = target
-    return shown, fetched
+
+def _unverified_blobs(source: Store, entry: Entry) -> list[tuple[str, int]]:
+    """The blobs a checkpoint that did not verify names (for `cdip run --trust` only)."""
+    from .errors import CorruptCheckpointError
+    from .fileformat import blob_refs, read_summary
+
+    refs = []
+    for path in entry.paths:
+        try:
+            refs += blob_refs(read_summary(source.readable(os.path.basename(path)), None))
+        except (OSError, CorruptCheckpointError):
+            continue  # unreadable: its replay says so
+    return refs
 
 
 def pull(source: Store, names: list[str], target: Store) -> list[tuple[Entry, int]]:

@@ -214,7 +214,7 @@ class Store:
         if self.remote and filenames:
             self.mirror.fetch_heads(self.backend, filenames)
 
-    def local(self, entry: Entry, with_blobs: bool = True) -> tuple[Store, Entry]:
+    def local(self, entry: Entry) -> tuple[Store, Entry]:
         """A store and entry whose files are local: itself, or a remote one's copy.
 
         A remote checkpoint is copied into the local copy of its store (blobs
@@ -225,9 +225,8 @@ class Store:
         from .mirror import copy_checkpoint, trim
 
         local = self.mirror.local_store(self._trust)
-        copied, _ = copy_checkpoint(self, entry, local, with_blobs)
-        if with_blobs:
-            trim(local, keep=[blob for blob, _ in entry.blobs])
+        copied, _ = copy_checkpoint(self, entry, local)
+        trim(local, keep=[blob for blob, _ in entry.blobs])
         return local, copied
 
     def reading_key(self) -> bytes | None:

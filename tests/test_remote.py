@@ -214,3 +214,18 @@ def test_without_fsspec_a_url_is_one_line_for_cdip_and_a_warning_for_the_program
     assert result.stderr.rstrip().endswith("ZeroDivisionError: float division by zero")
     assert "CkptWarning: ckpt: could not save checkpoint 'scale'" in result.stderr
     assert "needs fsspec" in result.stderr
+
+
+def test_a_checkpoint_signed_elsewhere_is_refused_then_replayed_once_with_trust(
+        remote, s3_server, tmp_path, monkeypatch):
+    worker_fails(tmp_path)  # signed with KEY
+    laptop = machine(tmp_path, "laptop")
+    other = {**laptop, "PYCKPT_KEY": "ff" * 32}
+    listing = run([*CDIP, "info"], other, tmp_path)
+    assert "signed under another key" in listing.stdout, listing.stdout + listing.stderr
+    entry_id = re.search(r"^([0-9a-f]{12}) ", listing.stdout, re.MULTILINE).group(1)
+    refused = run([*CDIP, "run", entry_id, "--mode", "run"], other, tmp_path)
+    assert refused.returncode == 2 and "cannot be replayed" in refused.stderr, refused.stderr
+    trusted = run([*CDIP, "run", entry_id, "--trust", "--mode", "run"], other, tmp_path)
+    assert trusted.returncode == 1, trusted.stdout + trusted.stderr
+    assert "ZeroDivisionError" in trusted.stdout + trusted.stderr
