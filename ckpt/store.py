@@ -20,6 +20,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import IO, Any, Protocol
 
+    from .backend import Backend
     from .mirror import Mirror
 
     class RecordLike(Protocol):
@@ -177,7 +178,7 @@ class Store:
         self._trust = trust
         # every file operation goes through it (a local directory or a URL: `ckpt.backend`)
         self.remote = is_url(self.path)
-        self.backend = open_backend(self.path) if self.remote else LocalBackend(self.path)
+        self.backend = _remote(self.path) if self.remote else LocalBackend(self.path)
         self._mirror: Mirror | None = None
         self._listed: dict[str, int] = {}  # a remote store's part sizes, as last listed
         self._blob_sizes: dict[str, int] | None = None  # its blobs', once per command
@@ -578,6 +579,19 @@ class Store:
                 self.mirror.forget(os.path.basename(path) for path in entry.paths)
         if held:
             release_blobs(self, held)
+
+# A URL's backend, per process: its client (connections, credentials) is made once, not
+# at every save. Per pid: fsspec's event loop and connections do not survive a fork.
+_REMOTES: dict[tuple[int, str], Backend] = {}
+
+
+def _remote(url: str) -> Backend:
+    key = (os.getpid(), url)
+    backend = _REMOTES.get(key)
+    if backend is None:
+        backend = _REMOTES[key] = open_backend(url)
+    return backend
+
 
 def _short_names(name: str) -> set[str]:
     from .names import short_names
