@@ -229,3 +229,35 @@ def test_a_checkpoint_signed_elsewhere_is_refused_then_replayed_once_with_trust(
     trusted = run([*CDIP, "run", entry_id, "--trust", "--mode", "run"], other, tmp_path)
     assert trusted.returncode == 1, trusted.stdout + trusted.stderr
     assert "ZeroDivisionError" in trusted.stdout + trusted.stderr
+
+
+def test_a_dask_task_that_fails_on_a_worker_saves_into_s3_and_replays_on_the_laptop(
+        remote, s3_env, tmp_path, monkeypatch):
+    distributed = pytest.importorskip("distributed")
+    code = tmp_path / "code"
+    code.mkdir()
+    step = code / "dask_step.py"
+    shutil.copy(Path(__file__).parent / "samples" / "cluster" / "dask_step.py", step)
+    worker_env = {**s3_env, **machine(tmp_path, "worker"), "PYCKPT_DIR": remote,
+                  "PYCKPT_KEY": KEY}
+    monkeypatch.syspath_prepend(str(code))
+    monkeypatch.chdir(code)  # spawned workers start with our sys.path and directory
+    with distributed.LocalCluster(n_workers=1, processes=True, threads_per_worker=1,
+                                  dashboard_address=None, env=worker_env) as cluster, \
+            distributed.Client(cluster) as client:
+        import dask_step
+
+        future = client.submit(dask_step.normalise, [3, -3], 2, pure=False)
+        with pytest.raises(ZeroDivisionError):
+            future.result(timeout=60)
+        (worker,) = client.scheduler_info()["workers"].values()
+    sys.modules.pop("dask_step", None)
+    laptop = machine(tmp_path, "laptop")
+    listing = run([*CDIP, "info"], laptop, tmp_path)
+    assert re.search(r"normalise +dask " + re.escape(str(worker["name"])), listing.stdout), (
+        listing.stdout + listing.stderr)
+    step.write_text(step.read_text().replace("total = sum(batch)", "total = sum(batch) or 1"))
+    replay = run([*CDIP, "run", "normalise", "--worker", str(worker["name"]), "--mode", "run"],
+                 laptop, tmp_path)
+    assert replay.returncode == 0, replay.stdout + replay.stderr
+    assert "normalise returned [6.0, -6.0]" in replay.stdout, replay.stdout
