@@ -261,3 +261,15 @@ def test_a_dask_task_that_fails_on_a_worker_saves_into_s3_and_replays_on_the_lap
                  laptop, tmp_path)
     assert replay.returncode == 0, replay.stdout + replay.stderr
     assert "normalise returned [6.0, -6.0]" in replay.stdout, replay.stdout
+
+
+def test_a_process_killed_while_it_saves_leaves_nothing_listed(remote, s3_server, tmp_path):
+    code = Path(__file__).parent / "samples" / "cluster"
+    worker = machine(tmp_path, "worker")
+    killed = run([sys.executable, "-c", "import dask_step; dask_step.die_while_saving(3)"],
+                 {**worker, "PYTHONPATH": str(code)}, tmp_path)
+    assert killed.returncode == -9, killed.stderr
+    listing = run([*CDIP, "info"], machine(tmp_path, "laptop"), tmp_path)
+    assert listing.returncode == 0 and "(0 checkpoint(s)" in listing.stdout, (
+        listing.stdout + listing.stderr)
+    assert bucket("print(fs.find(url))", remote).strip() == "[]"  # nothing was published
