@@ -344,7 +344,7 @@ def _interpreter(requested: str | None, recorded: str | None) -> tuple[str, str]
 def _address(text: str) -> tuple[str, int]:
     """--listen HOST:PORT (an IPv6 host in brackets: [::1]:5678)."""
     host, colon, port = text.rpartition(":")
-    if not colon or not host or not port.isdigit() or int(port) > 65535:
+    if not colon or not host.strip("[]") or not port.isdigit() or int(port) > 65535:
         raise argparse.ArgumentTypeError("expected HOST:PORT, such as 127.0.0.1:5678")
     return host.removeprefix("[").removesuffix("]"), int(port)
 

@@ -56,6 +56,10 @@ def listen(options: Options) -> None:
     """
     global _listening
     host, port = options.listen
+    if ":" in host:  # its adapter would fail in a thread of its own, and listen() wait forever
+        raise CkptError(f"debugpy cannot listen on {_joined(host, port)}: the adapter in the "
+                        "replay's process listens on IPv4 only",
+                        hint=f"use --listen 127.0.0.1:{port} (or an IPv4 address of yours)")
     # Its frozen-module warning concerns breakpoints in the standard library, not the
     # user's code, and would come before every replay.
     os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
@@ -68,7 +72,7 @@ def listen(options: Options) -> None:
         # replay of one call does not need.
         _listening = debugpy.listen((host, port), in_process_debug_adapter=True)
     except (RuntimeError, OSError) as exc:
-        raise CkptError(f"debugpy cannot listen on {host}:{port}: {exc}",
+        raise CkptError(f"debugpy cannot listen on {_joined(host, port)}: {exc}",
                         hint="pick another address with --listen HOST:PORT "
                              "(port 0: any free one)") from exc
     if _reachable_from_elsewhere(host):
@@ -110,7 +114,12 @@ def _try_binding(host: str, port: int) -> None:
 
 def _address() -> str:
     host, port = _listening or ("?", 0)
-    return f"{host}:{port}"
+    return _joined(host, port)
+
+
+def _joined(host: str, port: int) -> str:
+    """HOST:PORT as --listen takes it: an IPv6 host in brackets."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _wait_for_ide(why: str) -> None:

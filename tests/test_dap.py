@@ -342,11 +342,16 @@ def test_ctrl_c_while_waiting_for_the_ide_ends_it_cleanly(pipeline, tmp_path):
 @pytest.mark.parametrize(("args", "message"), [
     (["--listen", "5678"], "argument --listen: expected HOST:PORT"),
     (["--listen", "localhost:99999"], "argument --listen: expected HOST:PORT"),
+    (["--listen", "[]:5678"], "argument --listen: expected HOST:PORT"),  # "" is every address
     (["--debugger", "pdb", "--listen", "127.0.0.1:5678"], "go with --debugger debugpy"),
     (["--mode", "run", "--debugger", "debugpy", "--wait-for-client"],
      "go with --debugger debugpy, in --mode break or until-error"),
     (["--debugger", "debugpy", "-c", "p 1"], "debugpy takes no -c commands"),
-], ids=["no-host", "bad-port", "not-debugpy", "mode-run", "commands"])
+    # its in-process adapter binds IPv4 only: said, not "Address family ... not supported"
+    (["--debugger", "debugpy", "--listen", "[::1]:5678"],
+     "debugpy cannot listen on [::1]:5678: the adapter in the replay's process listens on "
+     "IPv4 only"),
+], ids=["no-host", "bad-port", "empty-host", "not-debugpy", "mode-run", "commands", "ipv6"])
 def test_bad_debugpy_options_are_refused(pipeline, tmp_path, args, message):
     result = subprocess.run([CDIP, "run", "summarise", *args], capture_output=True, text=True,
                             timeout=WAIT, cwd=tmp_path, stdin=subprocess.DEVNULL)
