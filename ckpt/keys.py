@@ -90,8 +90,10 @@ def _cached_key(path: str) -> bytes:
 
 def _read_key(path: str) -> bytes:
     try:
-        # O_NOFOLLOW: a symlink planted in place of the key is refused, not followed
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        # O_NOFOLLOW: a symlink planted in place of the key is refused, not followed;
+        # O_NONBLOCK: a FIFO there is refused (not a regular file) instead of blocking for ever
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
+                     | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
         raise
     except OSError as exc:
