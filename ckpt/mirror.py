@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import os
 
-from .backend import Backend, temporary_name
+from .backend import Backend, discard, temporary_name
 from .blobs import DIRECTORY, Blobs
 from .fileformat import KEY_ID_SIZE, MAGIC, MAX_SUMMARY, PEEK_SIZE, TAG_SIZE
 
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from typing import IO
 
     from .store import Entry, Store
+    from .verified import Records
 
 DEFAULT_CACHE_BYTES = 10 << 30
 _SUMMARY_START = len(MAGIC) + 1 + KEY_ID_SIZE  # the summary's length comes here
@@ -118,9 +119,9 @@ def copy_checkpoint(source: Store, entry: Entry, target: Store) -> tuple[Entry, 
 def _copy(source: Store, entry: Entry, target: Store) -> tuple[Entry, int]:
     fetched = 0
     blobs = target.blobs
+    records = _records(target)
     for blob, length in entry.blobs or _unverified_blobs(source, entry):
-        if blobs.size(blob) == length:
-            os.utime(blobs._path(blob))  # used now: the cache keeps it longest
+        if _cached(blobs, records, blob, length):
             continue
         with source.backend.open(Blobs.key(blob)) as stream:
             fetched += blobs.put_stream(blob, _chunks(stream))
@@ -133,6 +134,48 @@ def _copy(source: Store, entry: Entry, target: Store) -> tuple[Entry, int]:
         size = target.backend.stat(name)
         fetched += size.size if size is not None else 0
     return target.find(entry.id), fetched
+
+
+def _records(store: Store) -> Records | None:
+    """The verification records of the local copy (None without a key: every check hashes)."""
+    from .errors import CkptError
+    from .verified import Records
+
+    try:
+        key = store.reading_key()
+    except CkptError:
+        key = None
+    return Records.of(store.path, key)
+
+
+def _cached(blobs: Blobs, records: Records | None, blob: str, length: int) -> bool:
+    """Whether the cache holds the blob, sound; a cached copy that is not is dropped.
+
+    Sound: a verification record vouches for its file as it is, or its bytes hash
+    to its id now (once; then it is recorded). A copy damaged in the cache (a disk,
+    a stray write) is fetched again from the store instead of failing every replay
+    until the user deletes the cache; a bad copy in the store itself is refused by
+    the replay's own check.
+    """
+    from .errors import CorruptCheckpointError
+    from .fileformat import BlobLoader
+
+    path = blobs._path(blob)
+    try:
+        info = os.stat(path)
+        if info.st_size != length:
+            return False
+        if records is None or not records.trusts(blob, info):
+            BlobLoader(blobs, records).load(blob, length, keep=False, path=path)
+        os.utime(path)  # used now: the cache keeps it longest
+    except FileNotFoundError:
+        return False
+    except (OSError, CorruptCheckpointError):
+        discard(path)
+        return False
+    if records is not None:
+        records.record(blob, os.stat(path))  # checked just now; the new times are its own
+    return True
 
 
 def _unverified_blobs(source: Store, entry: Entry) -> list[tuple[str, int]]:

@@ -273,3 +273,29 @@ def test_a_process_killed_while_it_saves_leaves_nothing_listed(remote, s3_server
     assert listing.returncode == 0 and "(0 checkpoint(s)" in listing.stdout, (
         listing.stdout + listing.stderr)
     assert bucket("print(fs.find(url))", remote).strip() == "[]"  # nothing was published
+
+
+def test_a_blob_damaged_in_the_cache_is_fetched_again(remote, s3_server, tmp_path):
+    worker_fails(tmp_path)
+    prefix = remote.split("/", 3)[3]
+    blob_gets = rf"GET /{BUCKET}/{prefix}/blobs/"
+    laptop = machine(tmp_path, "laptop")
+    replay = run([*CDIP, "run", "scale", "--mode", "run"], laptop, tmp_path)
+    assert replay.returncode == 1 and "ZeroDivisionError" in replay.stdout + replay.stderr
+    cold = requests(s3_server, blob_gets)
+    cache = Path(laptop["XDG_CACHE_HOME"]) / "pyckpt" / "remote"
+    (cached,) = (path for path in cache.glob("*/store/blobs/*/*") if path.is_file())
+    cached.chmod(0o600)
+    with open(cached, "r+b") as stream:  # a bit flipped in place: same size, same name
+        stream.seek(1000)
+        byte = stream.read(1)
+        stream.seek(1000)
+        stream.write(bytes([byte[0] ^ 1]))
+    replay = run([*CDIP, "run", "scale", "--mode", "run"], laptop, tmp_path)
+    assert replay.returncode == 1 and "ZeroDivisionError" in replay.stdout + replay.stderr, (
+        replay.stdout + replay.stderr)
+    assert requests(s3_server, blob_gets) > cold  # dropped and fetched again, once
+    refetched = requests(s3_server, blob_gets)
+    again = run([*CDIP, "run", "scale", "--mode", "run"], laptop, tmp_path)
+    assert again.returncode == 1 and "ZeroDivisionError" in again.stdout + again.stderr
+    assert requests(s3_server, blob_gets) == refetched  # the new copy is sound: kept
