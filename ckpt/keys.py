@@ -9,6 +9,7 @@ import os
 import re
 import stat
 import sys
+from typing import NoReturn
 
 from .errors import CkptError
 
@@ -16,6 +17,27 @@ KEY_SIZE = 32
 # PYCKPT_KEY: the key as 64 hex digits (`cdip key`), or as base64 (`base64 < keyfile`)
 KEY_VARIABLE = "PYCKPT_KEY"
 _BASE64_KEY = re.compile(r"[A-Za-z0-9+/]{43}=?")
+
+
+class Key(bytes):
+    """The key's bytes, which never pickle and never show.
+
+    The decorator saves the locals of every frame below a failing function, ckpt's own
+    included when the user's code called into ckpt (`ckpt.load` of a damaged checkpoint):
+    those hold the key, which would then travel with the checkpoint (`cdip export`, a
+    store in S3) and be shown by `cdip info`. As a value that cannot be pickled, it is
+    saved as a placeholder that names it, as any unpicklable local is.
+    """
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<ckpt key: never stored or shown>"
+
+    __str__ = __repr__
+
+    def __reduce_ex__(self, protocol: object) -> NoReturn:
+        raise TypeError("the ckpt key is never stored")
 
 
 def key_path() -> str:
@@ -51,9 +73,8 @@ def load_key(create: bool = True) -> bytes:
         CkptError: PYCKPT_KEY is not a key; the key file is missing (and `create`
             is false), unsafe or unreadable.
     """
-    text = os.environ.get(KEY_VARIABLE)
-    if text is not None:
-        return key_from_text(text)
+    if KEY_VARIABLE in os.environ:  # no local holds it (see Key)
+        return key_from_text(os.environ[KEY_VARIABLE])
     path = key_path()
     try:
         return _cached_key(path)
@@ -109,11 +130,13 @@ def _read_key(path: str) -> bytes:
     finally:
         os.close(fd)
     if len(key) != KEY_SIZE:
+        size = len(key)
+        del key  # a file of the key and a newline holds it still (see Key)
         raise CkptError(
-            f"the checkpoint key {path} is damaged ({len(key)} bytes, expected {KEY_SIZE})",
+            f"the checkpoint key {path} is damaged ({size} bytes, expected {KEY_SIZE})",
             hint="delete it to start afresh; checkpoints signed with it will no longer load",
         )
-    return key
+    return Key(key)
 
 
 def _check_key_file(path: str, info: os.stat_result) -> None:
@@ -168,9 +191,11 @@ def key_from_text(text: str) -> bytes:
     except ValueError:
         pass
     if len(key) == KEY_SIZE:
-        return key
+        return Key(key)
+    length = len(stripped)
+    del text, stripped, key  # a key with a typo is still most of the key (see Key)
     raise CkptError(
-        f"{KEY_VARIABLE} is set but holds no checkpoint key ({len(stripped)} characters; "
+        f"{KEY_VARIABLE} is set but holds no checkpoint key ({length} characters; "
         f"expected {2 * KEY_SIZE} hex digits, or the base64 of a {KEY_SIZE}-byte key file)",
         hint="set it to the output of `cdip key`, or unset it to use PYCKPT_KEY_FILE or "
              "your own key")
@@ -184,6 +209,5 @@ def check_key_variable() -> None:
     Raises:
         CkptError: PYCKPT_KEY is set and is not a key.
     """
-    text = os.environ.get(KEY_VARIABLE)
-    if text is not None:
-        key_from_text(text)
+    if KEY_VARIABLE in os.environ:  # no local holds it (see Key)
+        key_from_text(os.environ[KEY_VARIABLE])

@@ -28,3 +28,48 @@ def test_a_fifo_as_the_key_file_never_hangs_the_program_or_cdip(tmp_path):
                             env={**os.environ, **env}, stdin=subprocess.DEVNULL)
     assert result.returncode == 2, result.stderr
     assert result.stderr == f"cdip: error: the checkpoint key {fifo} is not a regular file\n"
+
+
+LEAKS = """
+import glob, os, sys
+import ckpt
+
+@ckpt.ckpt(active=False)
+def victim(x):
+    raise ValueError(x)
+
+@ckpt.ckpt(active=False)
+def step():
+    return ckpt.load("victim")  # fails inside ckpt: its frames hold the key
+
+try:
+    victim(1)
+except ValueError:
+    pass
+for part in glob.glob(os.path.join(os.environ["PYCKPT_DIR"], "victim-*")):
+    os.truncate(part, os.path.getsize(part) // 2)
+step()
+"""
+
+
+def test_the_key_never_reaches_a_checkpoint_from_the_locals_of_ckpts_frames(tmp_path, store):
+    # A decorated function whose call into ckpt fails (here a damaged checkpoint) saves the
+    # locals of every frame below it: ckpt's own frames hold the key, which must not be
+    # stored, nor exported or uploaded with the checkpoint, nor shown by `cdip info`.
+    script = tmp_path / "leaks.py"
+    script.write_text(LEAKS)
+    result = run_python(str(script), cwd=tmp_path)
+    assert "CorruptCheckpointError" in result.stderr, result.stderr
+    key = next((tmp_path / "home").rglob("key")).read_bytes()
+    assert len(key) == 32
+    files = [path for path in store.rglob("*") if path.is_file()]
+    assert any(path.name.startswith("step-") and path.suffix == ".error" for path in files)
+    for path in files:
+        data = path.read_bytes()
+        assert key not in data and key.hex().encode() not in data, f"the key is in {path}"
+    shown = subprocess.run([CDIP, "info", "step", "--json"], capture_output=True, text=True,
+                           timeout=WAIT)
+    assert shown.returncode == 0, shown.stderr
+    assert key.hex() not in shown.stdout
+    # the frames' locals are there, what holds the key as a placeholder that says why
+    assert '"unpicklable": "TypeError: the ckpt key is never stored"' in shown.stdout

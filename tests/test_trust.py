@@ -123,7 +123,7 @@ def test_the_key_is_created_private_once(store):
 def _create_key(_: int) -> bytes:
     from ckpt.keys import load_key as load
 
-    return load()
+    return bytes(load())  # the key itself refuses to pickle (ckpt.keys.Key)
 
 
 def test_concurrent_first_creation_gives_one_key(tmp_path, monkeypatch):
