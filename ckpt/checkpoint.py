@@ -311,7 +311,10 @@ def load(name_or_id: str | None = None, *,
             `device` is not available.
     """
     store = Store(find_store_path(os.fspath(directory) if directory is not None else None))
-    return read_checkpoint(store.find(name_or_id), device=device)
+    entry = store.find(name_or_id)
+    if not entry.problem:  # a URL's is copied, its blobs cached (one that is not is refused)
+        _, entry = store.local(entry)
+    return read_checkpoint(entry, device=device)
 
 
 def checkpoints(*, directory: str | os.PathLike[str] | None = None) -> list[Entry]:

@@ -206,6 +206,11 @@ def test_without_fsspec_a_url_is_one_line_for_cdip_and_a_warning_for_the_program
     assert listing.returncode == 2, listing.stderr
     assert listing.stderr.startswith(f"cdip: error: a store at a URL ({remote}) needs fsspec")
     assert "pip install 'ckpt[remote]'" in listing.stderr and "Traceback" not in listing.stderr
+    code = ("import ckpt, sys\ntry:\n    ckpt.load(directory=sys.argv[1])\n"
+            "except ckpt.CkptError as exc:\n    print(exc)")
+    loaded = run([sys.executable, "-c", code, remote], env, tmp_path)
+    assert loaded.stdout.startswith(f"a store at a URL ({remote}) needs fsspec"), (
+        loaded.stdout + loaded.stderr)
     work = tmp_path / "job"
     work.mkdir()
     shutil.copy(SAMPLE, work / "remote_step.py")
@@ -299,3 +304,16 @@ def test_a_blob_damaged_in_the_cache_is_fetched_again(remote, s3_server, tmp_pat
     again = run([*CDIP, "run", "scale", "--mode", "run"], laptop, tmp_path)
     assert again.returncode == 1 and "ZeroDivisionError" in again.stdout + again.stderr
     assert requests(s3_server, blob_gets) == refetched  # the new copy is sound: kept
+
+
+def test_the_python_api_loads_and_lists_from_a_url(remote, s3_server, tmp_path):
+    worker_fails(tmp_path)
+    code = ("import ckpt, sys\n"
+            "(entry,) = ckpt.checkpoints(directory=sys.argv[1])\n"
+            "print(entry.name, entry.trigger)\n"
+            "checkpoint = ckpt.load('scale', directory=sys.argv[1])\n"
+            "print(checkpoint.arguments['batch'].sum(), checkpoint.arguments['factor'])\n")
+    laptop = {**machine(tmp_path, "laptop"), "PYCKPT_DIR": ""}  # the URL given as `directory`
+    loaded = run([sys.executable, "-c", code, remote], laptop, tmp_path)
+    assert loaded.returncode == 0, loaded.stderr
+    assert loaded.stdout == f"scale error\n{float(sum(range(1 << 19)))} 0.0\n", loaded.stdout
