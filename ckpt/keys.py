@@ -9,9 +9,12 @@ import os
 import re
 import stat
 import sys
-from typing import NoReturn
 
 from .errors import CkptError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs every replay's start-up ~5 ms
+    from typing import NoReturn
 
 KEY_SIZE = 32
 # PYCKPT_KEY: the key as 64 hex digits (`cdip key`), or as base64 (`base64 < keyfile`)
