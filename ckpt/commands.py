@@ -148,6 +148,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         entries = [entry for entry in store.entries() if not entry.problem]
     if not entries:
         raise CkptError(f"no checkpoints to export in {store.path}")
+    # a URL's are copied into its local copy first (blobs cached), and packed from there
+    entries = [entry if entry.problem else store.local(entry)[1] for entry in entries]
     carried = export.export(entries, args.output, tuple(args.redact))
     print(f"exported {len(carried)} checkpoint(s) to {display.printable(args.output)}, "
           "with these values (name: type):")
@@ -160,7 +162,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_import(args: argparse.Namespace) -> int:
     """Adopt the checkpoints of a bundle into this store, signed with your key."""
-    from . import bundle, display
+    from . import bundle, display, mirror
 
     store = _store(args)
     printable = display.printable
@@ -180,7 +182,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         print("Loading a checkpoint runs code from it: import only bundles you trust.")
         return bool(args.yes) or _confirm(f"import them into {printable(store.path)}?")
 
-    adopted = bundle.import_bundle(args.bundle, store, show_and_confirm)
+    adopted = mirror.import_bundle(args.bundle, store, show_and_confirm)  # a URL's too
     if not adopted:
         print("nothing imported")
         return EXIT_USAGE

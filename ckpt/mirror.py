@@ -25,9 +25,10 @@ from .fileformat import KEY_ID_SIZE, MAGIC, MAX_SUMMARY, PEEK_SIZE, TAG_SIZE
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator
+    from collections.abc import Callable, Iterable, Iterator
     from typing import IO
 
+    from .bundle import Adopted, Bundle
     from .store import Entry, Store
     from .verified import Records
 
@@ -220,6 +221,53 @@ def pull(source: Store, names: list[str], target: Store) -> list[tuple[Entry, in
     return copied
 
 
+def import_bundle(path: str, store: Store, confirm: Callable[[Bundle], bool]) -> list[Adopted]:
+    """`cdip import` into any store: a URL's are adopted locally first, then published.
+
+    Adopted (checked, re-signed under this user's key) into a private staging
+    store beside the local copy, all or none; then each checkpoint goes up as a
+    writer's would: its blobs (those not there), its error part, its call part
+    last, so no reader lists it partial.
+
+    Raises:
+        CkptError: the bundle is bad, or an id it keeps is in the store already.
+    """
+    import shutil
+    import tempfile
+
+    from . import bundle
+    from .errors import CkptError
+    from .store import Store
+
+    if not store.remote:
+        return bundle.import_bundle(path, store, confirm)
+    store.mirror._private()
+    staging = tempfile.mkdtemp(prefix="import-", dir=store.mirror.path)
+    try:
+        local = Store(staging)
+        adopted = bundle.import_bundle(path, local, confirm)
+        there = {name.rpartition("~")[2].partition(".")[0] for name in store.listdir()}
+        for item in adopted:
+            if item.new in there:
+                raise CkptError(f"checkpoint {item.new} is in {store.path} already; "
+                                "nothing was imported", hint="`cdip info` lists it")
+        for item in adopted:
+            _publish(local, local.find(item.new), store)
+        return adopted
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _publish(source: Store, entry: Entry, target: Store) -> None:
+    """Upload a local checkpoint into a store at a URL: blobs, then error part, call part last."""
+    for blob, _ in entry.blobs:
+        with source.backend.open(Blobs.key(blob)) as stream:
+            target.backend.put(Blobs.key(blob), stream, exclusive=True)
+    for path in reversed(entry.paths):
+        with source.backend.open(os.path.basename(path)) as stream:
+            target.backend.put(os.path.basename(path), stream)
+
+
 def trim(store: Store, keep: Iterable[str] = ()) -> None:
     """Bound the blob cache: remove the least recently used blobs until it fits.
 
@@ -269,4 +317,4 @@ def _summary_end(head: bytes) -> int:
     return _SUMMARY_START + 4 + min(length, MAX_SUMMARY) + TAG_SIZE
 
 
-__all__ = ["DIRECTORY", "Mirror", "copy_checkpoint", "pull", "trim"]
+__all__ = ["DIRECTORY", "Mirror", "copy_checkpoint", "import_bundle", "pull", "trim"]

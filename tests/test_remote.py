@@ -317,3 +317,29 @@ def test_the_python_api_loads_and_lists_from_a_url(remote, s3_server, tmp_path):
     loaded = run([sys.executable, "-c", code, remote], laptop, tmp_path)
     assert loaded.returncode == 0, loaded.stderr
     assert loaded.stdout == f"scale error\n{float(sum(range(1 << 19)))} 0.0\n", loaded.stdout
+
+
+def test_export_from_a_url_and_import_into_one(remote, s3_server, tmp_path):
+    worker_fails(tmp_path)
+    laptop = machine(tmp_path, "laptop")
+    bundle = tmp_path / "scale.ckpt"
+    exported = run([*CDIP, "export", "scale", "-o", str(bundle)], laptop, tmp_path)
+    assert exported.returncode == 0, exported.stdout + exported.stderr
+    assert exported.stdout.startswith(f"exported 1 checkpoint(s) to {bundle}"), exported.stdout
+    other = f"s3://{BUCKET}/{uuid.uuid4().hex}"
+    colleague = {**machine(tmp_path, "colleague"), "PYCKPT_DIR": other,
+                 "PYCKPT_KEY": "ee" * 32}
+    imported = run([*CDIP, "import", str(bundle), "--yes"], colleague, tmp_path)
+    assert imported.returncode == 0, imported.stdout + imported.stderr
+    assert re.search(r"^imported [0-9a-f]{12}  scale", imported.stdout, re.MULTILINE), (
+        imported.stdout)
+    listing = run([*CDIP, "info"], colleague, tmp_path)
+    assert "(1 checkpoint(s), 4.0 MiB)" in listing.stdout, listing.stdout + listing.stderr
+    replay = run([*CDIP, "run", "scale", "--mode", "run"], colleague, tmp_path)
+    assert replay.returncode == 1 and "ZeroDivisionError" in replay.stdout + replay.stderr, (
+        replay.stdout + replay.stderr)
+    twice = run([*CDIP, "import", str(bundle), "--yes"], colleague, tmp_path)
+    assert twice.returncode == 2 and "is in s3://" in twice.stderr, twice.stdout + twice.stderr
+    assert "Traceback" not in twice.stderr
+    listing = run([*CDIP, "info"], colleague, tmp_path)
+    assert "(1 checkpoint(s), 4.0 MiB)" in listing.stdout, listing.stdout + listing.stderr
