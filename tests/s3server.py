@@ -88,6 +88,30 @@ class S3Server:
         self._request("POST", "/moto-api/recorder/upload-recording", recording.read_bytes())
         self._request("POST", "/moto-api/recorder/replay-recording")
 
+    def replay_but_parts(self, recording: Path) -> None:
+        """Replay another server's recording, less the parts of multipart uploads.
+
+        moto names an upload with `os.urandom`, so the replayed one gets another
+        id and the recorded parts (sent to the old id) cannot follow it: the upload
+        is replayed, unfinished and empty, as a server killed mid-upload left it.
+        Concurrent requests can run into one line; a killed server's last is cut.
+        """
+        import json
+
+        text, decoder, kept, at = recording.read_text(), json.JSONDecoder(), [], 0
+        while True:
+            while at < len(text) and text[at].isspace():
+                at += 1
+            try:
+                request, at = decoder.raw_decode(text, at)
+            except ValueError:
+                break  # the end, or the request the kill cut short
+            if "uploadId=" not in request["url"]:
+                kept.append(json.dumps(request))
+        replayable = recording.with_name(recording.name + ".replayable")
+        replayable.write_text("\n".join(kept) + "\n")
+        self.replay(replayable)
+
     def _request(self, method: str, path: str, data: bytes | None = None) -> bytes:
         # octet-stream: sent as a form, the recording would be parsed and lost
         request = urllib.request.Request(self.url + path, data=data, method=method,

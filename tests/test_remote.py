@@ -12,6 +12,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -343,3 +344,61 @@ def test_export_from_a_url_and_import_into_one(remote, s3_server, tmp_path):
     assert "Traceback" not in twice.stderr
     listing = run([*CDIP, "info"], colleague, tmp_path)
     assert "(1 checkpoint(s), 4.0 MiB)" in listing.stdout, listing.stdout + listing.stderr
+
+
+_LARGE_STEP = """
+import numpy as np
+import ckpt
+
+@ckpt.ckpt(active=False)
+def step(batch, factor):
+    return float(batch.sum()) / factor
+
+step(np.ones(16 << 20), 0.0)  # 128 MiB: a blob of eight parts
+"""
+
+
+def test_the_server_killed_while_a_save_uploads_changes_nothing_for_the_program(
+        tmp_path, monkeypatch):
+    first = S3Server(tmp_path / "first", recording=tmp_path / "requests.jsonl").start()
+    try:
+        first.make_bucket()
+        env = {**first.env, **machine(tmp_path, "worker"), "PYCKPT_KEY": KEY,
+               "PYCKPT_DIR": f"s3://{BUCKET}/store", "AWS_MAX_ATTEMPTS": "1"}
+        program = subprocess.Popen([sys.executable, "-c", _LARGE_STEP], cwd=tmp_path,
+                                   env={**os.environ, **env}, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while "partNumber=" not in first.log.read_text(errors="replace"):  # a part is in
+            assert program.poll() is None and time.monotonic() < deadline, program.stderr
+            time.sleep(0.01)
+        first.kill()
+        _, stderr = program.communicate(timeout=120)
+    finally:
+        first.stop()
+    # the program's own failure, unchanged, after one warning from ckpt
+    assert program.returncode == 1, stderr
+    assert stderr.rstrip().endswith("ZeroDivisionError: float division by zero"), stderr
+    assert "CkptWarning: ckpt: could not save checkpoint 'step'" in stderr, stderr
+    assert "cannot reach the storage service" in stderr, stderr
+    # the server back with what it held (moto keeps it in memory: a new one replays the
+    # requests the first received): nothing partial is listed, and gc aborts the upload
+    second = S3Server(tmp_path / "second").start()
+    try:
+        second.replay_but_parts(first.recording)
+        laptop = {**second.env, **machine(tmp_path, "laptop"), "PYCKPT_KEY": KEY,
+                  "PYCKPT_DIR": f"s3://{BUCKET}/store"}
+        listing = run([*CDIP, "info"], laptop, tmp_path)
+        assert "(0 checkpoint(s), 0 B)" in listing.stdout, listing.stdout + listing.stderr
+        unfinished = ("print(len(fs.call_s3('list_multipart_uploads', Bucket=url)"
+                      ".get('Uploads', [])), fs.find(url))")
+        for name, value in second.env.items():  # for `bucket`'s subprocess
+            monkeypatch.setenv(name, value)
+        assert bucket(unfinished, BUCKET) == "1 []\n"  # the blob's upload, never completed
+        # (moto says every upload started in 2010: gc takes it as over a day old)
+        gc = run([*CDIP, "gc"], laptop, tmp_path)
+        assert gc.returncode == 0, gc.stderr
+        assert gc.stdout.startswith("removed 0 checkpoint(s) and 1 leftover file(s)"), gc.stdout
+        assert bucket(unfinished, BUCKET) == "0 []\n"
+    finally:
+        second.stop()
