@@ -368,42 +368,6 @@ def test_identity_imports_no_cluster_library(tmp_path):
     assert [row["worker"] for row in listed(env)] == [None]  # it saved, as no worker
 
 
-def test_ray_task_identity_from_an_imported_ray(launcher_free):
-    """Ray is not installed here: this checks our side of Ray's documented runtime context.
-
-    `identity()` asks a `ray` module only when one is imported already and initialised,
-    and only inside a task (a driver has no task id).
-    """
-    import types
-
-    class Context:
-        task = "c2668a65bda616c1ffffffffffffffffffffffff01000000"
-
-        def get_task_id(self):
-            return self.task
-
-        def get_worker_id(self):
-            return "1a2b3c4d5e6f" + "0" * 44
-
-        def get_node_id(self):
-            return "9f8e7d6c" + "1" * 48
-
-    context = Context()
-    ray = types.ModuleType("ray")
-    ray.is_initialized = lambda: True  # type: ignore[attr-defined]
-    ray.get_runtime_context = lambda: context  # type: ignore[attr-defined]
-    launcher_free.setitem(sys.modules, "ray", ray)
-    found = workers.identity()
-    assert found == Worker(ray_worker="1a2b3c4d5e6f" + "0" * 44, ray_node="9f8e7d6c" + "1" * 48)
-    assert workers.label(found) == "ray 1a2b3c4d"
-    assert workers.matches(found, None, "1a2b3c") and workers.matches(found, None, "9f8e7d6c")
-    assert not workers.matches(found, None, "1a2b")  # too short to pick a Ray id by
-    context.task = None  # the driver
-    assert workers.identity() is None
-    ray.is_initialized = lambda: False  # type: ignore[attr-defined]
-    assert workers.identity() is None
-
-
 # -- the header field ---------------------------------------------------------------
 
 
