@@ -272,11 +272,23 @@ class Supervisor:
 
 
 def runner_importable(python: str) -> bool:
-    """Whether `python` can start our replay child (ckpt installed there)."""
+    """Whether `python` can start our replay child (ckpt installed there).
+
+    Raises:
+        CkptError: `python` cannot be run at all (a directory, not a program).
+    """
     if is_this_interpreter(python):
         return True
     import subprocess
 
-    probe = subprocess.run([python, "-I", "-c", "import _ckpt_runner, ckpt"],
-                           capture_output=True, timeout=60, check=False)
+    from .display import printable
+    from .errors import CkptError
+
+    try:
+        probe = subprocess.run([python, "-I", "-c", "import _ckpt_runner, ckpt"],
+                               capture_output=True, timeout=60, check=False)
+    except OSError as exc:
+        raise CkptError(printable(f"the interpreter {python} cannot be run ({exc.strerror})"),
+                        hint=f"pass the path of a Python interpreter, such as {sys.executable}"
+                        ) from exc
     return probe.returncode == 0

@@ -73,3 +73,22 @@ def test_the_key_never_reaches_a_checkpoint_from_the_locals_of_ckpts_frames(tmp_
     assert key.hex() not in shown.stdout
     # the frames' locals are there, what holds the key as a placeholder that says why
     assert '"unpicklable": "TypeError: the ckpt key is never stored"' in shown.stdout
+
+
+def test_a_python_that_cannot_run_is_one_line_not_a_traceback(tmp_path):
+    # --python DIR passes an X_OK check; a file marked executable that is no program
+    # fails to start (ENOEXEC): each is bad input, exit 2, never our traceback
+    shutil.copy(SAMPLES / "pipeline.py", tmp_path / "pipeline.py")
+    assert run_python("pipeline.py", "2.0", cwd=tmp_path).returncode == 1
+    garbage = tmp_path / "python"
+    garbage.write_bytes(b"\x00\x01not a program")
+    garbage.chmod(0o700)
+    for python in (tmp_path, garbage):
+        result = subprocess.run([CDIP, "run", "summarise", "--mode", "run", "--python",
+                                 str(python)], capture_output=True, text=True, timeout=WAIT,
+                                cwd=tmp_path, stdin=subprocess.DEVNULL)
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.startswith(f"cdip: error: the interpreter {python} cannot be run ("
+                                        ), result.stderr
+        assert "Traceback" not in result.stderr
+        assert len(result.stderr.splitlines()) <= 2
