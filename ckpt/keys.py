@@ -42,6 +42,12 @@ class Key(bytes):
     def __reduce_ex__(self, protocol: object) -> NoReturn:
         raise TypeError("the ckpt key is never stored")
 
+    def __copy__(self) -> Key:  # copy.copy and deepcopy would otherwise ask __reduce_ex__
+        return self
+
+    def __deepcopy__(self, memo: object) -> Key:
+        return self
+
 
 def key_path() -> str:
     """Where the key lives: `$PYCKPT_KEY_FILE`, else the user's config directory."""
