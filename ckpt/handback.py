@@ -7,7 +7,7 @@ import os
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
     from typing import Any
 
 
@@ -38,9 +38,15 @@ class Handback:
         try:
             with open(path, encoding="utf-8") as file:
                 fields = json.load(file)
-            return cls(status=status, **fields)
-        except (OSError, ValueError, TypeError):
+        except (OSError, ValueError):
             return cls(status=status)
+        if not isinstance(fields, dict):
+            return cls(status=status)
+        # Written by the ckpt of the replay's interpreter, which may be another version:
+        # only the fields this one knows, of the types it expects, are taken.
+        kept = {name: fields[name] for name, valid in _FIELDS.items()
+                if name in fields and valid(fields[name])}
+        return cls(status=status, **kept)
 
     def write(self, path: str) -> None:
         """Write the report to the file `cdip` made for it (never one planted in its place)."""
@@ -50,3 +56,26 @@ class Handback:
         descriptor = os.open(path, os.O_WRONLY | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0))
         with open(descriptor, "w", encoding="utf-8") as file:
             json.dump(fields, file)
+
+
+def _texts(value: object) -> bool:
+    return isinstance(value, list) and all(isinstance(item, str) for item in value)
+
+
+def _breakpoints(value: object) -> bool:
+    return isinstance(value, list) and all(
+        isinstance(kept, dict) and isinstance(kept.get("file"), str)
+        and type(kept.get("line")) is int and isinstance(kept.get("cond"), (str, type(None)))
+        # pdb's do_break gives temporary as 0 or 1
+        and isinstance(kept.get("temporary"), int) and isinstance(kept.get("enabled"), int)
+        for kept in value)
+
+
+_FIELDS: dict[str, Callable[[object], bool]] = {
+    "passed": lambda value: value is None or isinstance(value, bool),
+    "line": lambda value: isinstance(value, str),
+    "files": _texts,
+    "project": lambda value: value is None or isinstance(value, str),
+    "restart": lambda value: isinstance(value, bool),
+    "breakpoints": _breakpoints,
+}

@@ -237,3 +237,20 @@ def test_an_edit_within_the_same_second_and_of_the_same_size_is_replayed(app):
     os.utime(helper, ns=(saved.st_atime_ns, saved.st_mtime_ns + 2))
     child.expect("round 2: pass: ratio returned 10.0")
     assert finish(child) == 0
+
+
+def test_a_handback_of_other_fields_or_types_is_read_for_what_it_holds(tmp_path):
+    # The replay's interpreter may have another ckpt, whose report has other fields or
+    # types: cdip takes what it knows and never fails on the rest (a traceback once).
+    from ckpt.handback import Handback
+
+    report = tmp_path / "handback.json"
+    report.write_text('{"passed": true, "line": 5, "files": ["/a.py", 7], "project": 1, '
+                      '"restart": true, "breakpoints": [{"file": "/a.py", "line": "3"}], '
+                      '"new_field": 1}')
+    back = Handback.read(str(report), 0)
+    assert (back.passed, back.restart, back.status) == (True, True, 0)
+    assert (back.line, back.files, back.project, back.breakpoints) == ("", [], None, [])
+    for text in ("[1, 2]", "null", '{"passed": tru'):
+        report.write_text(text)
+        assert Handback.read(str(report), 3).status == 3
