@@ -335,6 +335,13 @@ class BlobWriter:
         """Append bytes."""
         return self._stream.write(data)
 
+    def write_at(self, data: Buffer, offset: int) -> None:
+        """Write bytes at `offset` (not mixed with `write`): threads may write chunks at once."""
+        view = memoryview(data).cast("B")
+        while view.nbytes:
+            done = os.pwrite(self._stream.fileno(), view, offset)
+            view, offset = view[done:], offset + done
+
     def commit(self, blob_id: str, fsync: bool = False) -> None:
         """Name the blob `blob_id` (its content's id); one there already is replaced.
 

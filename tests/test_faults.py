@@ -77,10 +77,10 @@ def test_a_file_size_limit_is_one_warning_per_call_and_leaves_nothing(store):
 def test_sigkill_in_the_middle_of_a_large_write(store, tmp_path):
     code = (
         "import time, numpy, ckpt, ckpt.fileformat as ff\n"
-        # each 8 MiB chunk waits 20 ms: a window of over a second to kill it in, on any disk
-        "digests = ff._chunk_digests\n"
-        "ff._chunk_digests = lambda view, io, writing: digests(\n"
-        "    view, lambda chunk: (time.sleep(0.02), io(chunk)), writing)\n"
+        # each 8 MiB chunk waits 40 ms: over half a second to kill it in, on any disk
+        # (the chunks of a blob are written on up to four threads at once)
+        "chunk = ff._write_chunk\n"
+        "ff._write_chunk = lambda *args: (time.sleep(0.04), chunk(*args))[1]\n"
         "ckpt.ckpt(lambda a: None)(numpy.ones(60_000_000))\n"  # 480 MB
         "print('finished')\n"
     )
