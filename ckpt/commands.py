@@ -257,6 +257,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not supervise.runner_importable(python):
         raise CkptError(f"ckpt is not installed in {python}, the interpreter to replay with",
                         hint=f"install it there, or pass --python {sys.executable}")
+    if args.watch and args.frame is not None:
+        from .watch import check_frame
+
+        check_frame(entry, args.frame)
     print(display.printable(
         f"{args.prog}: replaying {entry.name} (id {entry.id}, saved on {entry.trigger} "
         f"{display.age(entry.created)}) with {python}{why}, mode {mode}"), file=sys.stderr)

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from watchfiles import Change
 
     from .handback import Handback
+    from .store import Entry
     from .supervise import Supervisor
 
 WATCHED_MODES = ("run", "until-error")
@@ -103,6 +104,27 @@ def _too_wide(directory: str) -> bool:
     """Whether `directory` is the home directory, one above it, or `/`."""
     home = os.path.join(os.path.expanduser("~"), "")
     return home.startswith(os.path.join(directory, ""))
+
+
+def check_frame(entry: Entry, frame: int) -> None:
+    """`--frame N` checked before the first round: no edit can add a frame that was not saved.
+
+    (The replay checks it too, but under --watch every round would fail alike, for ever.)
+    """
+    from .fileformat import read_headers
+    from .header import ErrorDetail
+    from .keys import load_key
+
+    if entry.problem:  # --trust: the replay's own check says it
+        return
+    count = 0
+    if entry.error_path is not None:
+        detail = read_headers(entry.error_path, load_key(create=False))[1]
+        count = len(ErrorDetail.from_json(detail).frames)
+    if not -count <= frame < count:
+        raise CkptError(f"--frame {frame}: checkpoint {entry.id} holds {count} saved "
+                        f"frame{'' if count == 1 else 's'}",
+                        hint="`cdip info NAME --json` lists them; -1 is the innermost")
 
 
 def watch(supervisor: Supervisor, options: dict[str, Any], until_pass: bool) -> int:

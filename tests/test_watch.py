@@ -149,6 +149,9 @@ def test_a_file_the_replay_does_not_read_starts_no_round(any_app):
 @pytest.mark.parametrize(("args", "message"), [
     (["--until-pass"], "--until-pass goes with --watch"),
     (["--watch", "--mode", "shell"], "--watch replays in --mode run or until-error, not shell"),
+    # checked before the first round: otherwise every round fails alike, waiting for ever
+    (["--watch", "--frame", "99"], "--frame 99: checkpoint "),
+    (["--watch", "--frame", "-99"], "holds 1 saved frame"),
 ])
 def test_what_watch_cannot_do_is_one_line_and_exit_2(tmp_path, args, message):
     shutil.copy(SAMPLES / "loop" / "ratio.py", tmp_path)
