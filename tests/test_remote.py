@@ -7,6 +7,7 @@ edited code, fetching its blobs once.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -402,3 +403,37 @@ def test_the_server_killed_while_a_save_uploads_changes_nothing_for_the_program(
         assert bucket(unfinished, BUCKET) == "0 []\n"
     finally:
         second.stop()
+
+
+def test_keep_and_the_byte_budget_hold_on_the_url(remote, s3_server, tmp_path):
+    # four calls, each with its own 2 MiB array (a blob); keep=3 per name, then a budget
+    # that holds two: the oldest go, and with them the blobs nobody else names
+    program = tmp_path / "steps.py"
+    program.write_text(
+        "import numpy, ckpt\n\n"
+        "@ckpt.ckpt(keep=3)\n"
+        "def step(batch):\n"
+        "    return float(batch[0])\n\n"
+        "for i in range(4):\n"
+        "    step(numpy.full(2 ** 18, float(i)))\n")
+    worker = machine(tmp_path, "worker")
+    saved = run([sys.executable, str(program)], worker, tmp_path)
+    assert saved.returncode == 0 and "CkptWarning" not in saved.stderr, saved.stderr
+
+    def kept() -> list[str]:
+        listing = run([*CDIP, "info", "--json"], machine(tmp_path, "laptop"), tmp_path)
+        assert listing.returncode == 0, listing.stderr
+        return [row["id"] for row in json.loads(listing.stdout)]
+
+    def blobs() -> int:
+        return int(bucket("print(len([p for p in fs.find(url) if '/blobs/' in p]))", remote))
+
+    assert len(kept()) == 3 and blobs() == 3  # the first call's checkpoint and blob went
+    newest = kept()[-1]
+    budget = run([sys.executable, "-c", "import numpy, ckpt\n"
+                  "ckpt.ckpt(keep=3)(lambda batch: 0)(numpy.zeros(2))\n"],
+                 {**worker, "PYCKPT_MAX_BYTES": str(5 * 2 ** 20)}, tmp_path)
+    assert budget.returncode == 0, budget.stderr
+    left = kept()
+    assert newest in left and len(left) <= 3  # the budget removed the oldest first
+    assert blobs() <= 2  # and freed their blobs (each 2 MiB) to fit 5 MiB
