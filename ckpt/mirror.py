@@ -49,7 +49,7 @@ class Mirror:
 
     def head(self, backend: Backend, name: str) -> str:
         """A local file holding at least the summary of part `name` (fetched if missing)."""
-        path = os.path.join(self.heads, name)
+        path = self._head_path(name)
         if not os.path.exists(path):
             self.fetch_heads(backend, [name])
         return path
@@ -59,7 +59,7 @@ class Mirror:
 
         A part that cannot be read now keeps no head: its reader gets the error.
         """
-        missing = [name for name in names if not os.path.exists(os.path.join(self.heads, name))]
+        missing = [name for name in names if not os.path.exists(self._head_path(name))]
         if not missing:
             return
         for name, data in backend.heads(missing, PEEK_SIZE).items():
@@ -74,15 +74,25 @@ class Mirror:
         temporary = os.path.join(self.heads, temporary_name())
         with open(temporary, "wb") as stream:
             stream.write(data)
-        os.replace(temporary, os.path.join(self.heads, name))
+        os.replace(temporary, self._head_path(name))
 
     def forget(self, names: Iterable[str]) -> None:
         """Drop the heads of parts deleted from the remote store."""
         for name in names:
             try:
-                os.unlink(os.path.join(self.heads, name))
+                os.unlink(self._head_path(name))
             except FileNotFoundError:
                 pass
+
+    def _head_path(self, name: str) -> str:
+        """Where part `name`'s head is kept: named by its hash, since the bucket names it.
+
+        An object name can be longer than a local file name may be (1,024 bytes on
+        S3, 255 here), or differ only in case on a case-insensitive disk: a part
+        planted under such a name must not break the listing or shadow another's head.
+        """
+        digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()
+        return os.path.join(self.heads, digest)
 
     def local_store(self, trust: bool = False) -> Store:
         """The local store the copied checkpoints are in (the blob cache is its `blobs/`)."""
@@ -92,8 +102,25 @@ class Mirror:
         return Store(self.store_path, trust=trust)
 
     def _private(self) -> None:
-        """Make the copy's folder, 0700: it holds the user's data as a store does."""
+        """Make the copy's folder, 0700: it holds the user's data as a store does.
+
+        A link or another user's folder there is refused, not followed: whoever put
+        it there would have us write (and `chmod`) wherever it points.
+
+        Raises:
+            CkptError: something other than a directory of this user's is there.
+        """
+        import stat
+
+        from .errors import CkptError
+
         os.makedirs(self.path, mode=0o700, exist_ok=True)
+        info = os.lstat(self.path)
+        if not stat.S_ISDIR(info.st_mode) or (
+                hasattr(os, "getuid") and info.st_uid != os.getuid()):
+            raise CkptError(f"not using the local copy {self.path}: it is a link, not a "
+                            "directory, or another user's",
+                            hint="remove it (ckpt makes it again, private)")
         os.chmod(self.path, 0o700)
 
 
