@@ -152,7 +152,7 @@ def _copy(source: Store, entry: Entry, target: Store) -> tuple[Entry, int]:
         if _cached(blobs, records, blob, length):
             continue
         with source.backend.open(Blobs.key(blob)) as stream:
-            fetched += blobs.put_stream(blob, _chunks(stream))
+            fetched += blobs.put_stream(blob, _chunks(stream, length, entry.id))
     for path in entry.paths:
         name = os.path.basename(path)
         if target.backend.stat(name) is not None:
@@ -323,11 +323,24 @@ def trim(store: Store, keep: Iterable[str] = ()) -> None:
         total -= size
 
 
-def _chunks(stream: IO[bytes]) -> Iterator[bytes]:
+def _chunks(stream: IO[bytes], length: int, checkpoint_id: str) -> Iterator[bytes]:
+    """A blob's bytes, `length` of them at most: a larger object is refused as it comes.
+
+    The bucket's object may have been swapped since it was listed; whatever its
+    size now, no more than the checkpoint's signed length is fetched or written.
+    """
+    from .errors import CorruptCheckpointError
+
+    left = length
     while True:
-        chunk = stream.read(8 << 20)
+        chunk = stream.read(min(8 << 20, left + 1))
         if not chunk:
             return
+        left -= len(chunk)
+        if left < 0:
+            raise CorruptCheckpointError(
+                f"checkpoint {checkpoint_id}: a stored buffer was altered or replaced (its size)",
+                reason="a stored buffer was altered or replaced (its size)")
         yield chunk
 
 

@@ -8,6 +8,7 @@ Against a real S3 API server (moto's, on loopback), through the real `cdip`.
 from __future__ import annotations
 
 import shutil
+import sys
 from pathlib import Path
 
 import s3server
@@ -59,3 +60,29 @@ def test_a_link_planted_as_the_local_copy_is_refused_not_followed(remote, tmp_pa
         assert "Traceback" not in refused.stderr
     assert list(victim.iterdir()) == []
     assert oct(victim.stat().st_mode & 0o777) == "0o755"  # not chmod-ed through the link
+
+
+def test_a_blob_swapped_for_a_larger_one_after_listing_is_refused_as_it_comes(remote, tmp_path):
+    worker_fails(tmp_path)
+    code = (
+        "import sys, s3fs\n"
+        "from ckpt.errors import CorruptCheckpointError\n"
+        "from ckpt.mirror import copy_checkpoint\n"
+        "from ckpt.store import Store\n"
+        "source = Store(sys.argv[1])\n"
+        "entry = source.find('scale')\n"  # listed and verified: the blob's size is right
+        "fs = s3fs.S3FileSystem(skip_instance_cache=True)\n"
+        "(blob,) = fs.find(sys.argv[1] + '/blobs')\n"
+        "fs.pipe_file(blob, bytes(fs.size(blob) + (32 << 20)))\n"  # then swapped: larger
+        "target = source.mirror.local_store()\n"
+        "try:\n"
+        "    copy_checkpoint(source, entry, target)\n"
+        "except CorruptCheckpointError as exc:\n"
+        "    print('refused:', exc.reason)\n"
+        "print(sorted(p.name for p in __import__('pathlib').Path(target.path).rglob('*')"
+        " if p.is_file()))\n")
+    copied = run([sys.executable, "-c", code, remote], machine(tmp_path, "laptop"), tmp_path)
+    assert copied.returncode == 0, copied.stderr
+    assert copied.stdout.startswith(
+        "refused: a stored buffer was altered or replaced (its size)\n"), copied.stdout
+    assert copied.stdout.endswith("\n[]\n"), copied.stdout  # no blob, no temporary left
