@@ -25,7 +25,6 @@ def test_a_planted_part_with_a_very_long_name_does_not_break_the_listing(remote,
     bucket(f"fs.pipe_file(url + '/{long_name}', b'CKPT' + bytes(100))", remote)
     laptop = machine(tmp_path, "laptop")
     listing = run([*CDIP, "info"], laptop, tmp_path)
-    print(listing.stdout, listing.stderr)
     assert listing.returncode == 0, listing.stderr
     assert "scale" in listing.stdout
     assert "Traceback" not in listing.stderr
@@ -36,10 +35,10 @@ def test_a_planted_part_named_with_escapes_is_not_shown_raw(remote, tmp_path):
     name = "evil\\x1b]0;pwned\\x07\\x1b[2J~00000000000000000001~abcdef012345.call"
     bucket(f"fs.pipe_file(url + '/{name}', b'CKPT' + bytes(100))", remote)
     laptop = machine(tmp_path, "laptop")
-    for args in (["info"], ["info", "abcdef012345"], ["gc", "--dry-run"]):
+    for args in (["info"], ["info", "abcdef012345"], ["gc"]):
         listing = run([*CDIP, *args], laptop, tmp_path)
-        print(args, listing.returncode, repr(listing.stdout), repr(listing.stderr))
         assert "\x1b" not in listing.stdout + listing.stderr
+        assert "Traceback" not in listing.stderr and listing.returncode in (0, 2)
 
 
 
