@@ -207,10 +207,11 @@ def _write_part(path: Path, part: Part, key: bytes) -> bytes:
 
 def _file_record(staging: Path, path: str) -> dict[str, Any]:
     staged = staging / os.path.basename(path)
-    return {"name": staged.name, "size": staged.stat().st_size, "sha256": _sha256(staged)}
+    return {"name": staged.name, "size": staged.stat().st_size, "sha256": file_sha256(staged)}
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """The SHA-256 of a file's bytes, in hex, read a chunk at a time."""
     digest = hashlib.sha256()
     with open(path, "rb") as stream:
         while chunk := stream.read(CHUNK):

@@ -37,7 +37,7 @@ _CHUNK = 1 << 20
 
 def command(store: Store, name: str, output: str | None, expect: str | None) -> int:
     """`cdip pin NAME [-o PATH] [--expect VALUE]`: write the test and its bundle; say where."""
-    from .export import export
+    from .export import export, file_sha256
 
     expected = _expected_code(expect) if expect is not None else None
     entry = store.find(name)
@@ -54,7 +54,7 @@ def command(store: Store, name: str, output: str | None, expect: str | None) -> 
     export([entry], bundle)
     try:
         with open(test, "x", encoding="utf-8") as stream:
-            stream.write(pinned_test_text(entry, os.path.basename(bundle), _sha256(bundle),
+            stream.write(pinned_test_text(entry, os.path.basename(bundle), file_sha256(bundle),
                                           expected, script))
     except OSError as exc:
         os.unlink(bundle)
@@ -145,14 +145,6 @@ def _test_path(output: str | None, name: str) -> str:
 def _identifier(name: str) -> str:
     """`name` as a Python identifier's tail: pipeline.step -> pipeline_step."""
     return re.sub(r"[^A-Za-z0-9_]+", "_", name).strip("_") or "checkpoint"
-
-
-def _sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        while chunk := stream.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def pinned_test_text(entry: Entry, bundle: str, sha256: str, expected: str | None,

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import inspect
 import os
-import sys
 from collections.abc import Generator
 from typing import Any
 
@@ -116,6 +115,7 @@ def save_failed_test(item: pytest.Function, exc: BaseException) -> dict[str, str
     a save that fails is a warning in pytest's summary.
     """
     from .guest import save_error_now, warn
+    from .stack import detached_test_case
     from .target import Target
 
     try:
@@ -123,32 +123,13 @@ def save_failed_test(item: pytest.Function, exc: BaseException) -> dict[str, str
         parameters = list(inspect.signature(function).parameters)
         args: tuple[Any, ...] = ()
         if item.instance is not None and parameters and parameters[0] == "self":
-            args = (_detached(item.instance),)
+            args = (detached_test_case(item.instance),)
         kwargs = {name: _argument(item, name) for name in parameters if name in item.funcargs}
         target = Target(function, name=item.nodeid, keep=None)
     except Exception as error:
         warn(f"ckpt: could not save checkpoint {item.nodeid!r}: {type(error).__name__}: {error}")
         return None
     return _described(save_error_now(target, None, args, kwargs, exc), item.nodeid)
-
-
-def _detached(instance: Any) -> Any:
-    """A unittest `TestCase` without the run in progress (it holds pytest's result object).
-
-    Outside a run, `subTest()` lets the first failure through: that is what a replay
-    of the method then stops at.
-    """
-    unittest = sys.modules.get("unittest")
-    if unittest is None or not isinstance(instance, unittest.TestCase):
-        return instance
-    import copy
-
-    clone = copy.copy(instance)
-    clone._outcome = None
-    clone._subtest = None
-    # pytest sets its own wrapper of the test method on the instance: the class's is meant
-    vars(clone).pop(getattr(instance, "_testMethodName", ""), None)
-    return clone
 
 
 def _argument(item: pytest.Function, name: str) -> Any:

@@ -147,7 +147,7 @@ def call_from_locals(function: Callable[..., Any],
         value = local[name] if name in local else _deleted(name)
         kind = parameter.kind
         if kind in (parameter.POSITIONAL_ONLY, parameter.POSITIONAL_OR_KEYWORD):
-            args.append(_detached(value) if not args else value)
+            args.append(detached_test_case(value) if not args else value)
         elif kind == parameter.VAR_POSITIONAL:
             args.extend(value if isinstance(value, tuple) else ())
         elif kind == parameter.KEYWORD_ONLY:
@@ -163,7 +163,7 @@ def _deleted(name: str) -> Any:
     return Unpicklable("<deleted>", name, "the function deleted it (del) before the error")
 
 
-def _detached(value: Any) -> Any:
+def detached_test_case(value: Any) -> Any:
     """A unittest `TestCase` (a test's `self`) without the run in progress.
 
     Its `_outcome` holds the runner's result and streams, which cannot be saved;

@@ -203,17 +203,24 @@ def note_written(blobs: Any, written: list[str], reused: list[str], key: bytes) 
         _note(blobs, os.path.dirname(root), written, reused, key)
 
 
+def _blob_stat(blobs: Any, blob: str) -> os.stat_result | None:
+    """The blob's file status, as opened (never through a link); None when it is gone."""
+    try:
+        fd = blobs.open(blob)
+    except (OSError, ValueError):
+        return None
+    try:
+        return os.fstat(fd)
+    finally:
+        os.close(fd)
+
+
 def _note(blobs: Any, store: str, written: list[str], reused: list[str], key: bytes) -> None:
     records = Records.of(store, key) if reused else None
     for blob in (*written, *reused):
-        try:
-            fd = blobs.open(blob)
-        except (OSError, ValueError):
+        info = _blob_stat(blobs, blob)
+        if info is None:
             continue
-        try:
-            info = os.fstat(fd)
-        finally:
-            os.close(fd)
         if blob in written or (records is not None and records.trusts(blob, info)):
             _written.setdefault((store, key), {})[blob] = (info.st_dev, info.st_ino, info.st_size)
 
@@ -242,13 +249,6 @@ def _record(store: str, key: bytes, written: dict[str, tuple[int, int, int]]) ->
 
     blobs = Blobs(store)
     for blob, file in written.items():
-        try:
-            fd = blobs.open(blob)
-        except (OSError, ValueError):
-            continue
-        try:
-            info = os.fstat(fd)
-        finally:
-            os.close(fd)
-        if (info.st_dev, info.st_ino, info.st_size) == file:
+        info = _blob_stat(blobs, blob)
+        if info is not None and (info.st_dev, info.st_ino, info.st_size) == file:
             records.record(blob, info)
