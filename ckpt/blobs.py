@@ -25,6 +25,7 @@ import time
 
 from .backend import Backend, LocalBackend
 from .errors import CkptError
+from .streamed import StreamedBuffer, host_view
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -132,7 +133,7 @@ class Blobs:
             return False
         return True
 
-    def put(self, blob_id: str, data: Buffer, fsync: bool = False) -> int:
+    def put(self, blob_id: str, data: Buffer | StreamedBuffer, fsync: bool = False) -> int:
         """Store `data` as `blob_id` unless a blob of that id and size is there.
 
         Written to a private temporary and renamed into place: a reader sees the
@@ -140,20 +141,29 @@ class Blobs:
         bytes are the same; the last rename wins). Returns the bytes written (0
         when it was there already).
         """
-        view = memoryview(data).cast("B")
+        if isinstance(data, StreamedBuffer):
+            nbytes = data.nbytes
+        else:
+            data = memoryview(data).cast("B")
+            nbytes = data.nbytes
         if self.remote:  # one HEAD, then the upload only if it is not there
-            published = self.backend.put(self.key(blob_id), view, exclusive=True)
-            return view.nbytes if published else 0
-        if self.claim(blob_id, view.nbytes):
+            # (a streamed buffer is brought to the host whole: the upload wants one view)
+            published = self.backend.put(self.key(blob_id), host_view(data), exclusive=True)
+            return nbytes if published else 0
+        if self.claim(blob_id, nbytes):
             return 0
         writer = self.create(blob_id[:FAMILY])
         try:
-            _write_chunks(writer, view)
+            if isinstance(data, StreamedBuffer):
+                for chunk in data.chunks(_WRITE_CHUNK, 1):
+                    writer.write(chunk)
+            else:
+                _write_chunks(writer, data)
         except BaseException:
             writer.abort()
             raise
         writer.commit(blob_id, fsync)
-        return view.nbytes
+        return nbytes
 
     def put_stream(self, blob_id: str, chunks: Iterable[bytes]) -> int:
         """Store the bytes of `chunks` as `blob_id` (as `put`, from a stream); unchecked.

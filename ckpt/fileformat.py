@@ -53,6 +53,7 @@ import time
 from collections.abc import Iterable
 
 from .errors import CorruptCheckpointError
+from .streamed import StreamedBuffer
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -259,17 +260,20 @@ class PartWriter:
 
     def write_record(self, inband: bytes, buffers: Iterable[Buffer]) -> None:
         """Write one pickled value and its out-of-band buffers, each aligned."""
+        from .streamed import host_view, length
+
         buffers = list(buffers)
-        views = [memoryview(buffer).cast("B") for buffer in buffers]
         blobs = [self._blobs.get(id(buffer), (0, "")) for buffer in buffers]
-        head = _RECORD_HEAD.pack(RECORD, len(views), len(inband))
-        head += b"".join(_BUFFER.pack(view.nbytes, index) for view, (index, _) in zip(views, blobs))
+        head = _RECORD_HEAD.pack(RECORD, len(buffers), len(inband))
+        head += b"".join(_BUFFER.pack(length(buffer), index)
+                         for buffer, (index, _) in zip(buffers, blobs))
         self._write(head)
         self._write(inband)
-        for view, (index, blob) in zip(views, blobs):
+        for buffer, (index, blob) in zip(buffers, blobs):
             if index:  # stored as a blob: its id stands for its bytes
                 self._mac.update(bytes.fromhex(blob))
                 continue
+            view = host_view(buffer)  # small, or no blob store: in the part
             self._write(_pad(self._offset))
             self._mac.update(_chunk_digests(view, self._stream.write, writing=True))
             self._offset += view.nbytes
@@ -352,14 +356,15 @@ class BlobPlan:
                  known: dict[int, tuple[Any, str]] | None = None, fsync: bool = False) -> None:
         self.refs: list[list[Any]] = []  # [id, length] of each blob, as the summary lists them
         self.index: dict[int, tuple[int, str]] = {}  # id(buffer) -> (1-based index, blob id)
-        self.views: dict[str, memoryview] = {}
+        self.views: dict[str, memoryview | StreamedBuffer] = {}  # each blob's bytes
         self.written = 0  # bytes of new blobs written as they were hashed
         self.fresh: list[str] = []  # the ids of those blobs
         known = {} if known is None else known
         positions: dict[str, int] = {}
         for record in records:
             for buffer in record.buffers:
-                view = memoryview(buffer).cast("B")
+                view = (buffer if isinstance(buffer, StreamedBuffer)
+                        else memoryview(buffer).cast("B"))
                 if view.nbytes < BLOB_MIN or id(buffer) in self.index:
                     continue
                 found = known.get(id(buffer))
@@ -378,7 +383,7 @@ class BlobPlan:
                 self.index[id(buffer)] = (positions[digest], digest)
 
 
-def _store(view: memoryview, blobs: Any, fsync: bool) -> tuple[str, int]:
+def _store(view: memoryview | StreamedBuffer, blobs: Any, fsync: bool) -> tuple[str, int]:
     """A buffer's blob id, and the bytes written: now if no blob of its family is there.
 
     The first chunk's digest names the family. None there: the buffer is new to
@@ -386,6 +391,8 @@ def _store(view: memoryview, blobs: Any, fsync: bool) -> tuple[str, int]:
     plain write). Else it is likely there already: it is only hashed, and
     `write_stream` puts it if it is missing after all.
     """
+    if isinstance(view, StreamedBuffer):
+        return _store_streamed(view, blobs, fsync)
     first = _sha256(view[:_CHUNK])
     family = _family(view.nbytes, first)
     whole = view.nbytes <= _CHUNK  # one chunk: its digest is all there is to hash
@@ -404,6 +411,29 @@ def _store(view: memoryview, blobs: Any, fsync: bool) -> tuple[str, int]:
         raise
     writer.commit(digest, fsync)
     return digest, view.nbytes
+
+
+def _store_streamed(source: StreamedBuffer, blobs: Any, fsync: bool) -> tuple[str, int]:
+    """`_store` for bytes that come in chunks (a GPU tensor's): never whole in host memory."""
+    from .streamed import write_digests
+
+    first = _sha256(next(source.chunks(_CHUNK, 1)))
+    family = _family(source.nbytes, first)
+    if blobs.family_exists(family):
+        return blob_id(source.nbytes, write_digests(source, _CHUNK, _hash_only)), 0
+    writer = blobs.create(family)
+    try:
+        digest = blob_id(source.nbytes, write_digests(
+            source, _CHUNK, lambda chunk, offset: _write_chunk(chunk, offset, writer.write_at)))
+    except BaseException:
+        writer.abort()
+        raise
+    writer.commit(digest, fsync)
+    return digest, source.nbytes
+
+
+def _hash_only(chunk: memoryview, offset: int) -> bytes:
+    return _sha256(chunk)
 
 
 def write_stream(stream: IO[bytes], key: bytes, summary: dict[str, Any],

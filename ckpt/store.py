@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
     from .backend import Backend
     from .mirror import Mirror
+    from .streamed import StreamedBuffer
 
     class RecordLike(Protocol):
         """A pickled value: its in-band bytes and its out-of-band buffers."""
@@ -188,7 +189,7 @@ class Store:
         # argument that is also a local is hashed once for the call and the error part.
         self._known: dict[int, tuple[Any, str]] = {}
         # The blobs each staged part holds, with their bytes, until it is published
-        self._claims: dict[str, dict[str, memoryview]] = {}
+        self._claims: dict[str, dict[str, memoryview | StreamedBuffer]] = {}
 
     @property
     def blobs(self) -> Blobs:

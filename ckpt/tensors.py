@@ -7,6 +7,8 @@ import pickle
 import sys
 import threading
 
+from .streamed import StreamedBuffer
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -40,16 +42,59 @@ def _host_bytes(storage: Any) -> pickle.PickleBuffer:
     """The storage's bytes, for the pickle's out-of-band buffer list.
 
     A CPU storage is not copied: the buffer is a view of its memory, written later
-    straight from there. Any other device's storage is copied to the host once.
+    straight from there. A large one on another device stays there: the writer
+    copies it out a chunk at a time (`DeviceBytes`); a small one is copied now.
     """
+    from .fileformat import BLOB_MIN
+
+    flat = _flat(storage)
+    if flat.device.type != "cpu" or _streams(flat):
+        if flat.nbytes >= BLOB_MIN:  # a blob: written by chunks (a smaller one is in the part)
+            return pickle.PickleBuffer(DeviceBytes(flat))
+        flat = flat.cpu()
+    array: Any = flat.numpy()  # numpy's array keeps the tensor, so the memory, alive
+    return pickle.PickleBuffer(array)
+
+
+def _flat(storage: Any) -> Any:
+    """A 1-d uint8 tensor over all of `storage`'s bytes (no copy)."""
     import torch
 
     flat = torch.empty(0, dtype=torch.uint8, device=storage.device)
-    flat.set_(storage, 0, (storage.nbytes(),), (1,))
-    if flat.device.type != "cpu":
-        flat = flat.cpu()  # the one device-to-host copy
-    array: Any = flat.numpy()  # numpy's array keeps the tensor, so the memory, alive
-    return pickle.PickleBuffer(array)
+    return flat.set_(storage, 0, (storage.nbytes(),), (1,))
+
+
+def _streams(flat: Any) -> bool:
+    """Whether a CPU storage goes the way of a GPU one (tests: the same code, no GPU)."""
+    return False
+
+
+class DeviceBytes(StreamedBuffer):
+    """A device storage's bytes, copied to the host a chunk at a time as they are written.
+
+    The copies go through a few reused host buffers, pinned for CUDA (a copy from
+    pinned memory runs at the bus's speed; from pageable memory the driver stages
+    it through a pinned buffer of its own): the host never holds the whole storage.
+    """
+
+    def __init__(self, flat: Any) -> None:
+        super().__init__()
+        self.flat = flat
+        self.nbytes = int(flat.nbytes)
+
+    def chunks(self, size: int, depth: int) -> Iterator[memoryview]:
+        """As `StreamedBuffer.chunks`: each a copy in one of `depth` reused host buffers."""
+        import torch
+
+        pinned = self.flat.device.type == "cuda"
+        staging = [torch.empty(min(size, self.nbytes), dtype=torch.uint8, pin_memory=pinned)
+                   for _ in range(min(depth, -(-self.nbytes // size)))]
+        for index, start in enumerate(range(0, self.nbytes, size)):
+            piece = self.flat[start : start + size]
+            host = staging[index % len(staging)][: piece.nbytes]
+            host.copy_(piece)  # waits for the copy (and for the work queued before it)
+            array: Any = host.numpy()
+            yield memoryview(array).cast("B")
 
 
 def _plain(tensor: Any) -> bool:
@@ -191,7 +236,7 @@ def loading_on(device: str | None) -> Iterator[list[str]]:
     """Rebuild tensors on `device` within this block (None: where they were, if here).
 
     Yields the notices to show afterwards: one line per device that a capture
-    used and this machine lacks, its tensors mapped to the CPU.
+    used and this machine lacks, its tensors (or arrays) mapped to the CPU.
 
     Args:
         device: a device `check_device` accepted, or None.
@@ -204,9 +249,7 @@ def loading_on(device: str | None) -> Iterator[list[str]]:
     finally:
         mapped = _loading.mapped
         _loading.device, _loading.mapped = saved
-        notices += [f"tensors captured on {what} are loaded on the CPU ({what} is not "
-                    "available here); choose with --device or ckpt.load(device=...)"
-                    for what in mapped]
+        notices += mapped.values()
 
 
 def check_device(device: str) -> str:
@@ -228,26 +271,40 @@ def check_device(device: str) -> str:
     return spelled
 
 
+def chosen_device() -> str | None:
+    """The device this load puts everything on (``--device``), or None."""
+    return getattr(_loading, "device", None)
+
+
 def target_device(recorded: str) -> str:
     """Where a storage captured on `recorded` is rebuilt in this load."""
-    chosen = getattr(_loading, "device", None)
+    chosen = chosen_device()
     if chosen is not None:
         return str(chosen)
     if recorded == "cpu" or _usable(recorded):
         return recorded
-    mapped = getattr(_loading, "mapped", None)
-    if mapped is None:  # outside any load that would tell: say it here, once per device
-        import warnings
-
-        from .errors import CkptWarning
-
-        if recorded not in _warned:
-            _warned.add(recorded)
-            warnings.warn(f"tensors captured on {recorded} are loaded on the CPU",
-                          CkptWarning, stacklevel=2)
-    else:
-        mapped[recorded] = True
+    tell_mapped(f"tensors captured on {recorded}", f"tensors captured on {recorded} are loaded "
+                f"on the CPU ({recorded} is not available here)")
     return "cpu"
+
+
+def tell_mapped(what: str, notice: str) -> None:
+    """Say once per load that `what` was not rebuilt where it was captured, and how instead.
+
+    Within a load the notice is shown after it (`loading_on`); outside any load
+    that would tell (a bare unpickle), it is a warning, once per process.
+    """
+    mapped = getattr(_loading, "mapped", None)
+    if mapped is not None:
+        mapped[what] = f"{notice}; choose with --device or ckpt.load(device=...)"
+        return
+    import warnings
+
+    from .errors import CkptWarning
+
+    if what not in _warned:
+        _warned.add(what)
+        warnings.warn(notice, CkptWarning, stacklevel=3)
 
 
 def _usable(device: str) -> bool:

@@ -14,7 +14,7 @@ import weakref
 # Both small and standard-library only, imported here rather than on the first save:
 # an import in the saving thread is a module lock that a fork in another thread can
 # leave held in the child (see guest._SAVING_NEEDS).
-from . import script_classes, tables, tensors
+from . import gpuarrays, script_classes, streamed, tables, tensors
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -220,7 +220,7 @@ class Pickled(collections.namedtuple("Pickled", "inband buffers description")):
 
     __slots__ = ()
     inband: bytes
-    buffers: list[memoryview]
+    buffers: list[memoryview | streamed.StreamedBuffer]
     description: dict[str, Any]
 
 
@@ -261,7 +261,8 @@ def _pickle(value: Any) -> Pickled:
     buffers: list[pickle.PickleBuffer] = []
     try:
         inband = _dumps(value, buffers.append)
-        views = [buffer.raw() for buffer in buffers]
+        # a GPU tensor's storage stays where it is until written (`ckpt.streamed`)
+        views = [streamed.behind(buffer.raw()) for buffer in buffers]
     except Exception as exc:  # any failure of a user's __reduce__ becomes a placeholder
         placeholder = Unpicklable(description["type"], description["repr"], _reason(exc))
         description["unpicklable"] = placeholder.error
@@ -318,6 +319,10 @@ def _pickler() -> type[pickle.Pickler]:
                         return reduced
                 elif module.startswith(tables.MODULES):  # frames' parts (`ckpt.tables`)
                     reduced = tables.reduce_table(obj)
+                    if reduced is not NotImplemented:
+                        return reduced
+                elif module.startswith(gpuarrays.MODULES):  # CuPy, JAX (`ckpt.gpuarrays`)
+                    reduced = gpuarrays.reduce_array(obj)
                     if reduced is not NotImplemented:
                         return reduced
                 return super().reducer_override(obj)

@@ -335,3 +335,144 @@ def test_a_failed_gpu_step_replays_on_the_cpu_with_its_locals(tmp_path, store):
     assert isinstance(weight, torch.nn.Parameter)
     # Equal, not one: each argument and local is its own value (shared only within one).
     assert torch.equal(weight, loaded.arguments["model"].weight)
+
+
+# -- a GPU storage is streamed to the store a chunk at a time ------------------------
+# CI has no GPU: `_streams` sends CPU storages down the same path (`DeviceBytes`); only
+# the device-to-host copy differs, and that is torch's `copy_`.
+
+
+def stream_cpu_storages(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Send every CPU storage the way of a GPU one; returns the host buffers chunks used."""
+    monkeypatch.setattr(ckpt.tensors, "_streams", lambda flat: True)
+    addresses: list[int] = []
+    original = ckpt.tensors.DeviceBytes.chunks
+
+    def chunks(self, size, depth):
+        import ctypes
+
+        for chunk in original(self, size, depth):
+            addresses.append(ctypes.addressof(ctypes.c_char.from_buffer(chunk)))
+            yield chunk
+
+    monkeypatch.setattr(ckpt.tensors.DeviceBytes, "chunks", chunks)
+    return addresses
+
+
+def blob_files(store: Path) -> list[Path]:
+    return sorted(path for path in (store / "blobs").rglob("*") if path.is_file())
+
+
+def test_a_device_storage_is_streamed_through_a_few_reused_host_buffers(store, monkeypatch):
+    addresses = stream_cpu_storages(monkeypatch)
+
+    @ckpt.ckpt(name="gpu-step", active=False)
+    def step(batch, weight):
+        out = batch @ weight  # noqa: F841 (a local the capture keeps)
+        raise ValueError("loss is nan")
+
+    batch = torch.randn(64, 1 << 16)  # 16 MiB: two chunks and a bit
+    weight = torch.randn(1 << 16, 3)
+    with pytest.raises(ValueError, match="loss is nan"):
+        step(batch, weight)
+    assert addresses, "the storage did not go through DeviceBytes"
+    assert len(set(addresses)) <= 6  # never the whole storage: the same few buffers reused
+    # stored once, though it is an argument and a local of the failing frame
+    assert [path.stat().st_size for path in blob_files(store)] == [batch.nbytes]
+    loaded = ckpt.load("gpu-step")
+    same(loaded.arguments["batch"], batch)
+    same(loaded.arguments["weight"], weight)
+    assert torch.equal(loaded.locals["out"], batch @ weight)
+
+
+def test_a_streamed_storage_gets_the_blob_id_a_host_one_gets(store, monkeypatch):
+    @ckpt.ckpt(name="same")
+    def keep(batch):
+        return batch.shape
+
+    batch = torch.arange(3 << 20, dtype=torch.float32)  # 12 MiB
+    keep(batch)  # from host memory
+    ids = [path.name for path in blob_files(store)]
+    stream_cpu_storages(monkeypatch)
+    keep(batch)  # streamed: hashed to the same id, so not written again
+    keep(batch.clone())  # another storage, the same bytes
+    assert [path.name for path in blob_files(store)] == ids
+    assert len(ckpt.checkpoints()) == 3
+
+
+def test_two_streamed_storages_of_one_family_are_both_kept(store, monkeypatch):
+    stream_cpu_storages(monkeypatch)
+
+    @ckpt.ckpt(name="family")
+    def keep(batch):
+        return batch.shape
+
+    first = torch.zeros(5 << 20, dtype=torch.uint8)  # the same length and first 8 MiB
+    second = first.clone()
+    second[-1] = 7
+    keep(first)
+    keep(second)  # its family is there: hashed as it streams, then put by a second stream
+    assert len(blob_files(store)) == 2
+    entries = ckpt.checkpoints()  # oldest first
+    assert [int(ckpt.load(entry.id).arguments["batch"][-1]) for entry in entries] == [0, 7]
+
+
+def test_views_of_a_streamed_storage_stay_views(store, monkeypatch):
+    stream_cpu_storages(monkeypatch)
+
+    @ckpt.ckpt(name="views")
+    def keep(pair):  # views are shared within one value (each argument is its own)
+        return pair["row"].sum()
+
+    base = torch.arange(1 << 20, dtype=torch.float32).view(1024, 1024)
+    keep({"base": base, "row": base[3]})
+    loaded = ckpt.load("views").arguments["pair"]
+    loaded["row"][0] = -1.0
+    assert loaded["base"][3, 0] == -1.0
+
+
+def test_a_device_failing_mid_copy_leaves_the_users_exception_and_no_blob(store, monkeypatch):
+    stream_cpu_storages(monkeypatch)
+    original = ckpt.tensors.DeviceBytes.chunks
+
+    def failing(self, size, depth):
+        for index, chunk in enumerate(original(self, size, depth)):
+            if index == 2:
+                raise RuntimeError("CUDA error: an illegal memory access was encountered")
+            yield chunk
+
+    monkeypatch.setattr(ckpt.tensors.DeviceBytes, "chunks", failing)
+
+    @ckpt.ckpt(name="broken", active=False)
+    def step(batch):
+        raise ValueError("loss is nan")
+
+    with pytest.raises(ValueError, match="loss is nan"), pytest.warns(ckpt.CkptWarning):
+        step(torch.ones(8 << 20))  # 32 MiB: four chunks
+    assert blob_files(store) == []  # nothing half-written left behind
+
+
+@pytest.mark.skipif(not HAS_CUDA, reason="needs a GPU (scripts/bench_gpu.py's machine runs it)")
+def test_a_cuda_step_is_streamed_and_loads_on_the_gpu_or_the_cpu(store):
+    torch.manual_seed(0)
+    model = torch.nn.Linear(1024, 1024).cuda()  # a 4 MiB weight: streamed
+    batch = torch.randn(4096, 1024, device="cuda")
+    columns = batch.t()[::2]  # a strided view of the same storage
+
+    @ckpt.ckpt(name="cuda-step")
+    def step(model, data):
+        return model(data["batch"]).sum()
+
+    step(model, {"batch": batch, "columns": columns})
+    on_gpu = ckpt.load("cuda-step")
+    data = on_gpu.arguments["data"]
+    same(data["batch"], batch)
+    same(data["columns"], columns)
+    pointers = {data[name].untyped_storage().data_ptr() for name in ("batch", "columns")}
+    assert len(pointers) == 1  # still views of one storage
+    weight = on_gpu.arguments["model"].weight
+    assert isinstance(weight, torch.nn.Parameter) and weight.device.type == "cuda"
+    same(weight, model.weight)
+    on_cpu = ckpt.load("cuda-step", device="cpu")
+    assert on_cpu.arguments["model"].weight.device.type == "cpu"
+    assert torch.equal(on_cpu.arguments["data"]["columns"], columns.cpu())

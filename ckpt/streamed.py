@@ -1,0 +1,97 @@
+"""Out-of-band buffers whose bytes are not in host memory: brought there a chunk at a time.
+
+A GPU tensor's storage is the case: copying it to the host whole before writing
+it would hold a second copy of every byte (torch.save does). Instead its pickle
+names a `StreamedBuffer`, and whoever writes the record (`ckpt.fileformat`) asks
+it for its bytes in chunks, each copied into one of a few reused host buffers
+(pinned for CUDA), written and hashed while the next one is copied.
+"""
+
+from __future__ import annotations
+
+import os
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+
+class StreamedBuffer(bytearray):
+    """`nbytes` bytes that exist elsewhere, handed out in chunks.
+
+    Empty itself: a bytearray only so that `pickle.PickleBuffer` takes it, which
+    puts its place among the pickle's out-of-band buffers; the writer then finds
+    this object behind the buffer (`memoryview.obj`) and asks it for the bytes.
+    Subclasses say how a chunk is copied out (`chunks`).
+    """
+
+    nbytes: int
+
+    def chunks(self, size: int, depth: int) -> Iterator[memoryview]:
+        """Yield the bytes in order, `size` at a time.
+
+        A chunk stays valid until `depth` more have been taken: up to that many
+        reused host buffers hold them.
+        """
+        raise NotImplementedError
+
+    def host(self) -> memoryview:
+        """All the bytes in host memory at once (for a buffer too small for a blob)."""
+        whole = bytearray(self.nbytes)
+        view = memoryview(whole)
+        offset = 0
+        for chunk in self.chunks(8 << 20, 1):
+            view[offset : offset + chunk.nbytes] = chunk
+            offset += chunk.nbytes
+        return view
+
+
+def length(buffer: object) -> int:
+    """The bytes an out-of-band buffer stands for."""
+    if isinstance(buffer, StreamedBuffer):
+        return buffer.nbytes
+    return memoryview(buffer).nbytes  # type: ignore[arg-type]
+
+
+def host_view(buffer: object) -> memoryview:
+    """An out-of-band buffer's bytes as one flat host view (a streamed one copied whole)."""
+    if isinstance(buffer, StreamedBuffer):
+        return buffer.host()
+    return memoryview(buffer).cast("B")  # type: ignore[arg-type]
+
+
+def behind(raw: memoryview) -> memoryview | StreamedBuffer:
+    """What a pickler's out-of-band buffer stands for: its view, or the streamed buffer."""
+    found = raw.obj
+    return found if isinstance(found, StreamedBuffer) else raw
+
+
+def write_digests(source: StreamedBuffer, chunk_size: int,
+                  write_chunk: Callable[[memoryview, int], bytes]) -> bytes:
+    """Pass each chunk of `source` to `write_chunk(chunk, offset)` on a pool; join its digests.
+
+    This thread copies chunks out (a device-to-host copy is the device's work, not
+    a core's) while up to four others each write and hash one: the copy of the
+    next chunk overlaps the writing of the last ones, and only `depth` chunks of
+    host memory are ever held.
+    """
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    workers = max(1, min(4, os.cpu_count() or 1))
+    depth = workers + 2  # the chunk being copied, those being written, one spare
+    digests: list[bytes] = []
+    with ThreadPoolExecutor(workers, thread_name_prefix="ckpt-stream") as pool:
+        pending: deque[object] = deque()
+        try:
+            for index, chunk in enumerate(source.chunks(chunk_size, depth)):
+                pending.append(pool.submit(write_chunk, chunk, index * chunk_size))
+                # the next chunk reuses the host buffer of the one `depth` back: done by then
+                while len(pending) >= depth - 1:
+                    digests.append(pending.popleft().result())  # type: ignore[attr-defined]
+            digests.extend(future.result() for future in pending)  # type: ignore[attr-defined]
+        except BaseException:
+            for future in pending:
+                future.cancel()  # type: ignore[attr-defined]
+            raise
+    return b"".join(digests)

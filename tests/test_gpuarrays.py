@@ -1,0 +1,71 @@
+"""CuPy and JAX arrays captured on a GPU load as numpy arrays where the library or GPU is missing.
+
+CI has neither library: what a laptop without them does is tested here for real; the
+capture side and the rebuild on a GPU are checked by scripts/bench_gpu.py on one.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import pickle
+
+import pytest
+
+from ckpt.gpuarrays import rebuild_array
+from ckpt.tensors import loading_on
+
+numpy = pytest.importorskip("numpy")
+
+
+def load_as_a_laptop_would(*reduced: object, device: str | None = None) -> tuple[object, list]:
+    """Unpickle what `reduce_array` wrote, inside a load (which collects the notices)."""
+    data = pickle.dumps(_Reduced(*reduced), protocol=5)
+    with loading_on(device) as notices:
+        value = pickle.loads(data)
+    return value, notices
+
+
+class _Reduced:
+    """Pickles as the call `reduce_array` returns for an array (rebuild_array and its args)."""
+
+    def __init__(self, *args: object) -> None:
+        self.args = args
+
+    def __reduce__(self):
+        return rebuild_array, self.args
+
+
+@pytest.mark.skipif(importlib.util.find_spec("cupy") is not None, reason="cupy is installed")
+def test_a_cupy_array_loads_as_the_numpy_array_it_was_copied_to():
+    host = numpy.arange(6, dtype=numpy.float32).reshape(2, 3)
+    value, notices = load_as_a_laptop_would("cupy", host, "cuda:1", None)
+    assert type(value) is numpy.ndarray
+    assert numpy.array_equal(value, host)
+    assert notices == ["CuPy arrays captured on cuda:1 are loaded as numpy arrays (cupy is not "
+                       "installed here); choose with --device or ckpt.load(device=...)"]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("jax") is not None, reason="jax is installed")
+def test_a_jax_array_loads_as_a_numpy_array_where_jax_is_missing():
+    host = numpy.arange(4, dtype=numpy.int32)
+    value, notices = load_as_a_laptop_would("jax", host, "gpu:0", {"weak_type": False})
+    assert type(value) is numpy.ndarray
+    assert numpy.array_equal(value, host)
+    assert notices == ["JAX arrays captured on gpu:0 are loaded as numpy arrays (jax is not "
+                       "installed here); choose with --device or ckpt.load(device=...)"]
+
+
+def test_choosing_the_cpu_loads_a_cupy_array_as_numpy_and_says_so():
+    host = numpy.ones(3)
+    value, notices = load_as_a_laptop_would("cupy", host, "cuda:0", None, device="cpu")
+    assert type(value) is numpy.ndarray
+    assert notices == ["CuPy arrays captured on cuda:0 are loaded as numpy arrays; choose with "
+                       "--device or ckpt.load(device=...)"]
+
+
+def test_many_arrays_of_one_device_make_one_notice():
+    data = pickle.dumps([_Reduced("cupy", numpy.zeros(2), "cuda:0", None) for _ in range(5)])
+    with loading_on(None) as notices:
+        values = pickle.loads(data)
+    assert len(values) == 5
+    assert len(notices) == 1
