@@ -98,10 +98,12 @@ def _jax(host: Any, wanted: str, recorded: str, extra: dict[str, Any]) -> Any:
         tensors.tell_mapped(f"JAX arrays captured on {recorded}",
                             f"JAX arrays captured on {recorded} are loaded on the CPU "
                             f"({wanted} is not available here)")
-    array = jax.device_put(host, device)
-    if extra:  # as JAX's own reducer restores it (a Python scalar's type promotes nothing)
-        array.aval = array.aval.update(**extra)
-    return array
+    if extra.get("weak_type") and host.ndim == 0:
+        # a Python scalar's weak type (it promotes nothing): JAX gives it to a scalar put
+        weak = jax.device_put(host.item(), device)
+        if weak.dtype == host.dtype:
+            return weak
+    return jax.device_put(host, device)
 
 
 def _why(exc: BaseException, package: str, recorded: str) -> str:

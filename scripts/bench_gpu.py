@@ -40,6 +40,9 @@ def host_rss():  # now, not the peak: what the process holds besides the GPU
     return psutil.Process().memory_info().rss
 
 torch.manual_seed(0)
+# CUDA's copy kernels and pinned pool loaded before the base, for both writers alike
+torch.empty(1 << 20, device="cuda").cpu()
+torch.empty(1 << 20, device="cuda").to("cpu", non_blocking=False).pin_memory()
 if case == "tensor" and phase == "save":
     data = torch.randn(nbytes // 4, device="cuda")
     sync()
@@ -102,7 +105,8 @@ def make():
 def step(model, batch, target, fail):
     out = model(batch)
     loss = torch.nn.functional.cross_entropy(out, target)
-    torch.cuda.synchronize()
+    if loss.is_cuda:
+        torch.cuda.synchronize()
     if fail:
         raise FloatingPointError("loss is nan")
     return loss
@@ -242,9 +246,10 @@ def main() -> int:
         lines = [line for line in (result.stdout + result.stderr).splitlines()
                  if ("fixed:" in line and not line.lstrip().startswith(("+", "-")))
                  or line.startswith(("note:", "Traceback", "cdip: error", "python -m ckpt: e"))]
-        replays[label] = {"exit": result.returncode, "seconds": elapsed, "lines": lines}
+        replays[label] = {"exit": result.returncode, "seconds": elapsed, "lines": lines,
+                          "stderr": result.stderr[-2000:] if result.returncode else ""}
         print(f"cdip run train_step ({label}): exit {result.returncode} in {elapsed:.2f} s; "
-              + " | ".join(lines))
+              + " | ".join(lines) + (f"\n{result.stderr[-1500:]}" if result.returncode else ""))
     figures["replays"] = replays
 
     # -- CuPy and JAX arrays ------------------------------------------------------------
