@@ -22,10 +22,11 @@ import os
 import re
 import stat
 import time
+from typing import cast
 
 from .backend import Backend, LocalBackend
 from .errors import CkptError
-from .streamed import StreamedBuffer, host_view
+from .streamed import ChunkReader, StreamedBuffer
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -147,8 +148,10 @@ class Blobs:
             data = memoryview(data).cast("B")
             nbytes = data.nbytes
         if self.remote:  # one HEAD, then the upload only if it is not there
-            # (a streamed buffer is brought to the host whole: the upload wants one view)
-            published = self.backend.put(self.key(blob_id), host_view(data), exclusive=True)
+            # a streamed buffer as a file: the upload copies it a chunk at a time
+            source = (cast("IO[bytes]", ChunkReader(data, _WRITE_CHUNK))
+                      if isinstance(data, StreamedBuffer) else data)
+            published = self.backend.put(self.key(blob_id), source, exclusive=True)
             return nbytes if published else 0
         if self.claim(blob_id, nbytes):
             return 0

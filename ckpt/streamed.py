@@ -9,11 +9,13 @@ it for its bytes in chunks, each copied into one of a few reused host buffers
 
 from __future__ import annotations
 
+import io
 import os
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
+    from typing import Any
 
 
 class StreamedBuffer(bytearray):
@@ -44,6 +46,32 @@ class StreamedBuffer(bytearray):
             view[offset : offset + chunk.nbytes] = chunk
             offset += chunk.nbytes
         return view
+
+
+class ChunkReader(io.RawIOBase):
+    """A streamed buffer as a readable file (for an upload that copies what it reads)."""
+
+    def __init__(self, source: StreamedBuffer, size: int) -> None:
+        super().__init__()
+        self._chunks = source.chunks(size, 1)  # each read whole before the next is taken
+        self._rest = memoryview(b"")
+
+    def readable(self) -> bool:
+        """Yes."""
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        """Copy the next bytes into `buffer`; 0 at the end."""
+        while not self._rest.nbytes:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                return 0
+            self._rest = chunk
+        target = memoryview(buffer).cast("B")
+        count = min(target.nbytes, self._rest.nbytes)
+        target[:count] = self._rest[:count]
+        self._rest = self._rest[count:]
+        return count
 
 
 def length(buffer: object) -> int:

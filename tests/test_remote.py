@@ -437,3 +437,41 @@ def test_keep_and_the_byte_budget_hold_on_the_url(remote, s3_server, tmp_path):
     left = kept()
     assert newest in left and len(left) <= 3  # the budget removed the oldest first
     assert blobs() <= 2  # and freed their blobs (each 2 MiB) to fit 5 MiB
+
+
+GPU_WORKER = """
+import sys, torch, ckpt, ckpt.tensors
+# CI has no GPU: CPU storages take the GPU's path (the same code but torch's copy)
+ckpt.tensors._streams = lambda flat: True
+sizes = []
+original = ckpt.tensors.DeviceBytes.chunks
+def chunks(self, size, depth):
+    for chunk in original(self, size, depth):
+        sizes.append(chunk.nbytes)
+        yield chunk
+ckpt.tensors.DeviceBytes.chunks = chunks
+
+@ckpt.ckpt(name="gpu_remote", active=False)
+def step(batch):
+    raise ValueError("loss is nan")
+
+try:
+    step(torch.arange(5 << 20, dtype=torch.float32))  # 20 MiB
+except ValueError:
+    print(max(sizes), len(sizes))
+"""
+
+
+def test_a_gpu_storage_saved_into_s3_is_streamed_and_replays(remote, s3_server, tmp_path):
+    saved = run([sys.executable, "-c", GPU_WORKER], machine(tmp_path, "worker"), tmp_path)
+    assert saved.returncode == 0, saved.stderr
+    assert "CkptWarning" not in saved.stderr, saved.stderr
+    largest, count = map(int, saved.stdout.split())
+    assert largest <= 8 << 20 and count >= 6  # hashed, then uploaded, a chunk at a time
+    prefix = remote.split("/", 3)[3]
+    assert requests(s3_server, rf"PUT /{BUCKET}/{prefix}/blobs/") >= 1
+    loaded = run([sys.executable, "-c", "import ckpt, torch; b = ckpt.load('gpu_remote')"
+                  ".arguments['batch']; print(torch.equal(b, torch.arange(5 << 20, "
+                  "dtype=torch.float32)))"], machine(tmp_path, "laptop"), tmp_path)
+    assert loaded.returncode == 0, loaded.stderr
+    assert loaded.stdout.strip() == "True"
