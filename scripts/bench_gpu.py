@@ -43,7 +43,14 @@ torch.manual_seed(0)
 # CUDA's copy kernels and pinned pool loaded before the base, for both writers alike
 torch.empty(1 << 20, device="cuda").cpu()
 torch.empty(1 << 20, device="cuda").to("cpu", non_blocking=False).pin_memory()
-if case == "tensor" and phase == "save":
+if case == "pinned":  # what the staging buffers alone cost: six 8 MiB pinned buffers, filled
+    source = torch.empty(8 * MiB, dtype=torch.uint8, device="cuda")
+    base = rss()
+    staging = [torch.empty(8 * MiB, dtype=torch.uint8, pin_memory=True) for _ in range(6)]
+    for host in staging:
+        host.copy_(source)
+    print(json.dumps({"seconds": 0, "extra_rss": rss() - base}))
+elif case == "tensor" and phase == "save":
     data = torch.randn(nbytes // 4, device="cuda")
     sync()
     base, started = rss(), time.perf_counter()
@@ -192,6 +199,10 @@ def main() -> int:
     def median(kind: str, phase: str, what: str) -> float:
         return sorted(run[phase][what] for run in runs[kind])[1]
 
+    pinned = child(CHILD, "pinned", "ckpt", "save", "0", str(work / "x"), env=env)
+    figures["pinned_staging_extra_rss"] = pinned["extra_rss"]
+    print(f"six 8 MiB pinned staging buffers, filled: host peak RSS "
+          f"+{pinned['extra_rss'] / 2**20:.0f} MiB")
     for phase in ("save", "load"):
         ours, theirs = median("ckpt", phase, "seconds"), median("torch", phase, "seconds")
         ratio = theirs / ours if phase == "save" else ours / theirs

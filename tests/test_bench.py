@@ -30,3 +30,17 @@ def test_an_unknown_benchmark_is_a_usage_error():
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert "unknown benchmark nope" in result.stderr
+
+
+@pytest.mark.bench
+def test_the_gpu_check_says_there_is_nothing_to_check_without_cuda():
+    pytest.importorskip("torch")
+    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench_gpu.py")],
+                            capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    import torch
+
+    if torch.cuda.is_available():  # a GPU machine runs the check itself
+        assert "CUDA tensor, capture throughput vs torch.save" in result.stdout
+    else:
+        assert result.stdout.startswith("no CUDA device here: nothing to check")
