@@ -253,8 +253,11 @@ def unpickle_checkpoint(verified: Verified, device: str | None = None) -> Checkp
 def usable_device(device: str | None) -> str | None:
     """`device` as torch spells it, once torch has made a tensor there; None stays None.
 
+    Without torch only ``cpu`` is known (where CuPy and JAX arrays can always go).
+
     Raises:
-        CkptError: torch is not installed, or does not know or cannot use `device` here.
+        CkptError: torch is not installed (for a device but the CPU), or does not know
+            or cannot use `device` here.
     """
     if device is None:
         return None
@@ -263,6 +266,8 @@ def usable_device(device: str | None) -> str | None:
     try:
         return check_device(device)
     except ValueError as exc:
+        if device == "cpu" and isinstance(exc.__cause__, ImportError):
+            return device  # no torch, so no tensor: CuPy and JAX arrays go to the CPU
         raise CkptError(f"device {device}: {exc}",
                         hint="use cpu, or a device this machine has (cuda, cuda:N)") from exc
 

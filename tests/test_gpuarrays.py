@@ -70,3 +70,18 @@ def test_many_arrays_of_one_device_make_one_notice():
         values = pickle.loads(data)
     assert len(values) == 5
     assert len(notices) == 1
+
+
+def test_without_torch_the_cpu_is_still_a_device_to_choose():
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['torch'] = None  # as if torch were not installed\n"
+            "from ckpt.checkpoint import usable_device\n"
+            "from ckpt.errors import CkptError\n"
+            "print(usable_device('cpu'))\n"
+            "try:\n    usable_device('cuda')\n"
+            "except CkptError as exc:\n    print(exc)\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=60, check=True)
+    assert result.stdout.splitlines() == ["cpu", "device cuda: torch is not installed"]
