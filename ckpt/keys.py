@@ -93,6 +93,13 @@ def load_key(create: bool = True) -> bytes:
                 f"no checkpoint key at {path}: nothing was ever saved as this user",
                 hint="checkpoints from elsewhere are adopted with `cdip import`",
             ) from None
+    folder = os.path.dirname(path) or "."
+    if os.environ.get("PYCKPT_KEY_FILE") and not os.path.isdir(folder):
+        # A key named explicitly in a folder that is not there is most likely a typo:
+        # a new key made there would sign what no other process can read.
+        raise CkptError(f"PYCKPT_KEY_FILE names {path}, but the folder {folder} does not exist",
+                        hint="create the folder (a key is made there on first use), or fix "
+                             "the path")
     return _create_key(path)
 
 

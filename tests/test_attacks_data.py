@@ -92,3 +92,27 @@ def test_a_python_that_cannot_run_is_one_line_not_a_traceback(tmp_path):
                                         ), result.stderr
         assert "Traceback" not in result.stderr
         assert len(result.stderr.splitlines()) <= 2
+
+
+def test_a_key_file_in_a_missing_folder_is_refused_not_silently_created(tmp_path):
+    # a typo in PYCKPT_KEY_FILE would otherwise make a new key that signs what no other
+    # process (using the right path) can read
+    key = tmp_path / "no-such-folder" / "key"
+    env = {"PYCKPT_KEY_FILE": str(key)}
+    shutil.copy(SAMPLES / "pipeline.py", tmp_path / "pipeline.py")
+    program = run_python("pipeline.py", "0.0", cwd=tmp_path, env=env)
+    assert program.returncode == 0, program.stderr  # its result unchanged, nothing saved
+    assert "mean: " in program.stdout
+    assert "the folder" in program.stderr and "does not exist" in program.stderr
+    assert not key.parent.exists()
+
+    result = subprocess.run([CDIP, "key"], capture_output=True, text=True, timeout=WAIT,
+                            env={**os.environ, **env}, stdin=subprocess.DEVNULL)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith(f"cdip: error: PYCKPT_KEY_FILE names {key}, but the folder ")
+    assert not key.parent.exists()
+    key.parent.mkdir()  # the folder made: the key is made in it on first use
+    made = subprocess.run([CDIP, "key"], capture_output=True, text=True, timeout=WAIT,
+                          env={**os.environ, **env}, stdin=subprocess.DEVNULL)
+    assert made.returncode == 0, made.stderr
+    assert key.is_file()
