@@ -53,6 +53,7 @@ PARTS = "checkpoints/"
 BLOBS = "blobs/"
 MAX_MANIFEST = 4 << 20
 MAX_CHECKPOINTS = 10_000
+MAX_BLOBS = 2 * MAX_CHECKPOINTS * 64  # buffers of 1 MiB or more, each listed once
 MAX_NAME = 4096
 # A checkpoint's time (ns since the epoch) must lie in 2000..2100: anything else is no
 # capture of ours, and would break the store's file names or every date shown.
@@ -258,6 +259,7 @@ def _tar_errors() -> Iterator[None]:
 def _members(tar: tarfile.TarFile, size: int) -> dict[str, tarfile.TarInfo]:
     """Every member, checked from its header alone: type, name, size, and all within budget."""
     members: dict[str, tarfile.TarInfo] = {}
+    counts = {"parts": 0, "blobs": 0}
     while True:
         with _tar_errors():
             member = tar.next()
@@ -275,8 +277,13 @@ def _members(tar: tarfile.TarFile, size: int) -> dict[str, tarfile.TarInfo]:
         if member.offset_data + member.size > size:
             raise _Damaged(f"{quoted(name)} is truncated")
         members[name] = member
-        if len(members) > 2 + 2 * MAX_CHECKPOINTS:
+        # parts and blobs counted apart: 10,000 checkpoints may bring blobs of their own
+        kind = "blobs" if name.startswith(BLOBS) else "parts"
+        counts[kind] += 1
+        if counts["parts"] > 2 + 2 * MAX_CHECKPOINTS:
             raise _Refused(f"it holds more than {MAX_CHECKPOINTS} checkpoints")
+        if counts["blobs"] > MAX_BLOBS:
+            raise _Refused(f"it holds more than {MAX_BLOBS} blobs")
     _check_sizes(members)
     return members
 
@@ -363,7 +370,7 @@ def _check_manifest(manifest: object) -> None:
         for file in files:
             _check_listed(_object(file, "a listed file"), seen)
     blobs = top.get("blobs", [])
-    if not isinstance(blobs, list) or len(blobs) > 2 * MAX_CHECKPOINTS * 64:
+    if not isinstance(blobs, list) or len(blobs) > MAX_BLOBS:
         raise _Refused("its manifest's blobs are not a list")
     for blob in blobs:
         blob = _object(blob, "a listed blob")

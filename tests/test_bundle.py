@@ -1124,3 +1124,15 @@ def test_an_import_that_fails_midway_leaves_no_blob(tmp_path, monkeypatch):
         importing(bundle_path, importer)
     assert store_files(importer) == []
     assert not (importer / "blobs").exists()
+
+
+def test_blobs_do_not_count_against_the_checkpoints_a_bundle_may_hold(tmp_path, monkeypatch):
+    capture_big((1.0, 2.0))  # two checkpoints (two parts each), two blobs
+    bundle_path = tmp_path / "big.ckpt"
+    export_all(bundle_path)
+    monkeypatch.setattr(bundle, "MAX_CHECKPOINTS", 2)  # as full as a bundle may be
+    assert len(importing(bundle_path, tmp_path / "importer")) == 2
+    monkeypatch.setattr(bundle, "MAX_BLOBS", 1)  # but blobs have a bound of their own
+    with pytest.raises(ckpt.CkptError, match="more than 1 blobs"):
+        importing(bundle_path, tmp_path / "refused")
+    assert not (tmp_path / "refused").exists() or store_files(tmp_path / "refused") == []
