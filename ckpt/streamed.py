@@ -24,18 +24,44 @@ class StreamedBuffer(bytearray):
     Empty itself: a bytearray only so that `pickle.PickleBuffer` takes it, which
     puts its place among the pickle's out-of-band buffers; the writer then finds
     this object behind the buffer (`memoryview.obj`) and asks it for the bytes.
-    Subclasses say how a chunk is copied out (`chunks`).
+    Subclasses say how a chunk is copied out (`copies`).
+
+    The bytes may change between two passes (another thread or CUDA stream writing
+    into the storage): once a pass has named them (`write_digests`: the blob id),
+    every later pass (the put of a blob found missing, an upload, a put-back) is
+    checked chunk by chunk against that pass's digests and raises rather than
+    store other bytes under the id.
     """
 
     nbytes: int
+    # The chunk size and the joined SHA-256 digests of the first complete pass: what
+    # the blob id stands for (None until then).
+    hashed: tuple[int, bytes] | None = None
 
-    def chunks(self, size: int, depth: int) -> Iterator[memoryview]:
-        """Yield the bytes in order, `size` at a time.
+    def copies(self, size: int, depth: int) -> Iterator[memoryview]:
+        """Yield the bytes in order, `size` at a time, each a copy in host memory.
 
         A chunk stays valid until `depth` more have been taken: up to that many
         reused host buffers hold them.
         """
         raise NotImplementedError
+
+    def chunks(self, size: int, depth: int) -> Iterator[memoryview]:
+        """Yield the bytes in order, as `copies` does; checked once they were hashed.
+
+        A checked pass copies the hashed pass's chunks (its size, not `size`) and
+        raises `CkptError` at the first that is not what the id stands for.
+        """
+        if self.hashed is None:
+            yield from self.copies(size, depth)
+            return
+        import hashlib
+
+        step, digests = self.hashed
+        for index, chunk in enumerate(self.copies(step, depth)):
+            if hashlib.sha256(chunk).digest() != digests[index * 32 : index * 32 + 32]:
+                raise _changed(self.nbytes)
+            yield chunk
 
     def host(self) -> memoryview:
         """All the bytes in host memory at once (for a buffer too small for a blob)."""
@@ -46,6 +72,14 @@ class StreamedBuffer(bytearray):
             view[offset : offset + chunk.nbytes] = chunk
             offset += chunk.nbytes
         return view
+
+
+def _changed(nbytes: int) -> Exception:
+    from .errors import CkptError
+
+    return CkptError(f"a device buffer of {nbytes} bytes changed while it was being saved",
+                     hint="another thread or CUDA stream wrote into it; synchronize it "
+                     "before the error is raised")
 
 
 class ChunkReader(io.RawIOBase):
@@ -101,7 +135,8 @@ def write_digests(source: StreamedBuffer, chunk_size: int,
     This thread copies chunks out (a device-to-host copy is the device's work, not
     a core's) while up to four others each write and hash one: the copy of the
     next chunk overlaps the writing of the last ones, and only `depth` chunks of
-    host memory are ever held.
+    host memory are ever held. `write_chunk` returns the chunk's SHA-256 digest;
+    the first complete pass's digests are kept (`StreamedBuffer.hashed`).
     """
     from collections import deque
     from concurrent.futures import ThreadPoolExecutor
@@ -111,9 +146,11 @@ def write_digests(source: StreamedBuffer, chunk_size: int,
     digests: list[bytes] = []
     with ThreadPoolExecutor(workers, thread_name_prefix="ckpt-stream") as pool:
         pending: deque[object] = deque()
+        offset = 0
         try:
-            for index, chunk in enumerate(source.chunks(chunk_size, depth)):
-                pending.append(pool.submit(write_chunk, chunk, index * chunk_size))
+            for chunk in source.chunks(chunk_size, depth):
+                pending.append(pool.submit(write_chunk, chunk, offset))
+                offset += chunk.nbytes
                 # the next chunk reuses the host buffer of the one `depth` back: done by then
                 while len(pending) >= depth - 1:
                     digests.append(pending.popleft().result())  # type: ignore[attr-defined]
@@ -122,4 +159,7 @@ def write_digests(source: StreamedBuffer, chunk_size: int,
             for future in pending:
                 future.cancel()  # type: ignore[attr-defined]
             raise
-    return b"".join(digests)
+    joined = b"".join(digests)
+    if source.hashed is None:  # what the id stands for: a later pass must match it
+        source.hashed = (chunk_size, joined)
+    return joined

@@ -25,12 +25,14 @@ class _Storage:
     this one object (found by `storage_ref`), so views stay views after a load.
     """
 
-    def __init__(self, storage: Any) -> None:
+    def __init__(self, storage: Any, out_of_band: bool) -> None:
         self.storage = storage
+        self.out_of_band = out_of_band
 
     def __reduce__(self) -> tuple[Any, ...]:
         storage = self.storage
-        return rebuild_storage, (_host_bytes(storage), device_name(storage), storage.nbytes())
+        return rebuild_storage, (_host_bytes(storage, self.out_of_band), device_name(storage),
+                                 storage.nbytes())
 
 
 def device_name(storage: Any) -> str:
@@ -38,18 +40,21 @@ def device_name(storage: Any) -> str:
     return str(storage.device)
 
 
-def _host_bytes(storage: Any) -> pickle.PickleBuffer:
+def _host_bytes(storage: Any, out_of_band: bool) -> pickle.PickleBuffer:
     """The storage's bytes, for the pickle's out-of-band buffer list.
 
     A CPU storage is not copied: the buffer is a view of its memory, written later
     straight from there. A large one on another device stays there: the writer
-    copies it out a chunk at a time (`DeviceBytes`); a small one is copied now.
+    copies it out a chunk at a time (`DeviceBytes`); a small one is copied now, as
+    is every one of a pickle that keeps its buffers in band (a function's copy, whose
+    globals may hold a model: a `DeviceBytes` there would be its empty bytearray).
     """
     from .fileformat import BLOB_MIN
 
     flat = _flat(storage)
     if flat.device.type != "cpu" or _streams(flat):
-        if flat.nbytes >= BLOB_MIN:  # a blob: written by chunks (a smaller one is in the part)
+        # a blob: written by chunks (a smaller one is in the part)
+        if out_of_band and flat.nbytes >= BLOB_MIN:
             return pickle.PickleBuffer(DeviceBytes(flat))
         flat = flat.cpu()
     array: Any = flat.numpy()  # numpy's array keeps the tensor, so the memory, alive
@@ -82,8 +87,8 @@ class DeviceBytes(StreamedBuffer):
         self.flat = flat
         self.nbytes = int(flat.nbytes)
 
-    def chunks(self, size: int, depth: int) -> Iterator[memoryview]:
-        """As `StreamedBuffer.chunks`: each a copy in one of `depth` reused host buffers."""
+    def copies(self, size: int, depth: int) -> Iterator[memoryview]:
+        """As `StreamedBuffer.copies`: each a copy in one of `depth` reused host buffers."""
         import torch
 
         pinned = self.flat.device.type == "cuda"
@@ -118,17 +123,20 @@ def _numpy() -> bool:
     return True
 
 
-def reduce_tensor(tensor: Any, storages: dict[tuple[Any, ...], _Storage]) -> Any:
+def reduce_tensor(tensor: Any, storages: dict[tuple[Any, ...], _Storage],
+                  out_of_band: bool = True) -> Any:
     """How a pickler writes `tensor`: a rebuild call over its storage, or NotImplemented.
 
     Args:
         tensor: any object whose type's module is torch's.
         storages: this pickle's storages so far, by device and address.
+        out_of_band: whether the pickler hands its buffers to a callback (else a
+            device's storage is copied to the host now: it goes in band).
     """
     if not _plain(tensor):
         return _reduce_composite(tensor)
     return rebuild_tensor, (
-        storage_ref(tensor.untyped_storage(), storages),
+        storage_ref(tensor.untyped_storage(), storages, out_of_band),
         str(tensor.dtype).removeprefix("torch."), tensor.storage_offset(),
         tuple(tensor.shape), tensor.stride(), tensor.requires_grad,
         type(tensor).__name__ == "Parameter", dict(tensor.__dict__) or None)
@@ -171,14 +179,15 @@ def rebuild_conjugate(plain: Any) -> Any:
     return plain.conj()
 
 
-def storage_ref(storage: Any, storages: dict[tuple[Any, ...], _Storage]) -> _Storage:
+def storage_ref(storage: Any, storages: dict[tuple[Any, ...], _Storage],
+                out_of_band: bool = True) -> _Storage:
     """The one `_Storage` of this pickle for the memory `storage` covers."""
     pointer = storage.data_ptr()
     # Empty storages may all have address 0: they share nothing, each is its own.
     key = (str(storage.device), pointer, storage.nbytes()) if pointer else (id(storage),)
     found = storages.get(key)
     if found is None:
-        found = storages[key] = _Storage(storage)
+        found = storages[key] = _Storage(storage, out_of_band)
     return found
 
 

@@ -310,11 +310,13 @@ def _pickler() -> type[pickle.Pickler]:
             def __init__(self, *args: Any, **kwargs: Any) -> None:
                 super().__init__(*args, **kwargs)
                 self._storages: dict[Any, Any] = {}  # one value's tensor storages
+                # in band (a function's copy): no tensor's bytes may stay on its device
+                self._out_of_band = kwargs.get("buffer_callback") is not None
 
             def reducer_override(self, obj: Any) -> Any:
                 module = type(obj).__module__
                 if module.startswith("torch"):
-                    reduced = tensors.reduce_tensor(obj, self._storages)
+                    reduced = tensors.reduce_tensor(obj, self._storages, self._out_of_band)
                     if reduced is not NotImplemented:
                         return reduced
                 elif module.startswith(tables.MODULES):  # frames' parts (`ckpt.tables`)
