@@ -1,14 +1,14 @@
 """The store's content-addressed buffers: every file operation on them, and nothing else.
 
 A large out-of-band buffer (a numpy array's or a tensor's bytes) is stored once
-per store, as a file named by its content (`fileformat.blob_id`), and the parts
+per store, as a file named by its content (`chunkhash.blob_id`), and the parts
 that hold it record its id and length in their signed headers. This module only
 moves bytes: it never decides what is referenced (`retention` does) nor trusts a
-name for its content (`fileformat` verifies every byte read through it). A
+name for its content (`blobread` verifies every byte read through it). A
 remote backend (fsspec) goes under exactly this interface.
 
 Layout: ``<store>/blobs/<family>/<id>``. An id is 80 hex digits: its first 16
-name its family (the buffer's length and first chunk: see `fileformat.blob_id`),
+name its family (the buffer's length and first chunk: see `chunkhash.blob_id`),
 so a writer learns from one lookup whether a blob like its buffer may be there
 (then it hashes first and writes only what is missing) or certainly is not
 (then it writes while it hashes, as fast as a plain write). Temporaries and blobs

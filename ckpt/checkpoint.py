@@ -8,8 +8,9 @@ import os
 import sys
 
 from .binding import Binding, bind, keywords, positional
+from .blobread import BlobLoader
 from .errors import CkptError, CorruptCheckpointError
-from .fileformat import BlobLoader, Part, read_part
+from .fileformat import Part, read_part
 from .header import CallDetail, ErrorDetail, Summary
 from .keys import load_key
 from .location import find_store_path

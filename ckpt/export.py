@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from .blobread import BlobLoader
 from .blobs import Blobs
 from .bundle import (
     BLOBS,
@@ -36,7 +37,7 @@ from .bundle import (
 )
 from .display import printable
 from .errors import CkptError, CorruptCheckpointError
-from .fileformat import BlobLoader, Part, Record, read_part, write_stream
+from .fileformat import Part, Record, read_part, write_stream
 from .keys import load_key
 from .store import Entry, discard
 from .values import Redacted, Redaction

@@ -24,14 +24,15 @@ part.)
 From format 4 a buffer of at least `BLOB_MIN` bytes is not in the part: it is a
 blob of the store (`ckpt.blobs`), written once however many parts, calls and
 names hold it. Its record field ``blob`` is its 1-based index in the summary's
-``blobs`` list of ``[id, length]``, and its id is `blob_id`: a SHA-256 over its
-length and the digests of its 8 MiB chunks (after a short prefix naming its
-length and first chunk alone, for the writer's lookup). The summary's tag covers the list,
-so listing, `cdip gc`, retention and export know which blobs a part holds from
-its header alone; reading a blob hashes its chunks again and must arrive at the
-signed id: a blob's name is never trusted for its content. (A load skips that only
-for a private blob file that a verification record under the key vouches for,
-unchanged since it was last hashed whole: see `ckpt.verified`.)
+``blobs`` list of ``[id, length]``, and its id is `chunkhash.blob_id`: a SHA-256
+over its length and the digests of its 8 MiB chunks (after a short prefix naming
+its length and first chunk alone, for the writer's lookup). The summary's tag
+covers the list, so listing, `cdip gc`, retention and export know which blobs a
+part holds from its header alone; reading a blob (`ckpt.blobread`) hashes its
+chunks again and must arrive at the signed id: a blob's name is never trusted for
+its content. (A load skips that only for a private blob file that a verification
+record under the key vouches for, unchanged since it was last hashed whole: see
+`ckpt.verified`.) Writing them is `ckpt.blobwrite`'s.
 
 The tag is an HMAC-SHA256 over every byte before it, except that (from format 2)
 each out-of-band buffer enters it as the SHA-256 digests of its 8 MiB chunks
@@ -49,20 +50,18 @@ import json
 import os
 import stat
 import struct
-import time
 from collections.abc import Iterable
 
+from .chunkhash import CHUNK, chunk_digests
 from .errors import CorruptCheckpointError
-from .streamed import StreamedBuffer
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import hmac
-    from collections.abc import Callable
-    from concurrent.futures import Future, ThreadPoolExecutor
     from typing import IO, Any, Union
 
-    from .verified import Records
+    from .blobread import BlobLoader
+    from .blobwrite import BlobPlan
 
     Buffer = Union[bytes, bytearray, memoryview]
 
@@ -90,107 +89,6 @@ _BUFFER = struct.Struct("<QI")  # format 4: a buffer's length, its blob's index 
 # Buffers at least this large are stored once per store, as blobs; smaller ones stay
 # in the part (a blob costs a file: for small buffers that is more than it saves).
 BLOB_MIN = 1 << 20
-_BLOB_LABEL = b"ckpt blob\x00"
-_FAMILY_LABEL = b"ckpt blob family\x00"
-
-_CHUNK = 8 << 20
-# A new blob is written and hashed this much at a time: a piece stays in the CPU's cache.
-_PIECE = 1 << 20
-# Up to this size a buffer is hashed in the calling thread: a pool costs more.
-_INLINE = 2 * _CHUNK
-
-
-def _chunks(view: memoryview) -> Iterable[memoryview]:
-    return (view[start : start + _CHUNK] for start in range(0, view.nbytes, _CHUNK))
-
-
-def _sha256(chunk: memoryview) -> bytes:
-    import hashlib  # here: OpenSSL takes ~4 ms to load, and listing never hashes
-
-    return hashlib.sha256(chunk).digest()
-
-
-def _hash_workers(writing: bool) -> int:
-    """Threads hashing chunks (at most 4 writing, 8 reading).
-
-    Writing into the page cache keeps a core busy, so it gets one of its own:
-    measured on two cores, a second hashing thread slowed a 1 GiB save by a
-    fifth. A blob read is mapped, not copied, so hashing is all a load does:
-    every core hashes (SHA-256 runs at 1.5-2 GB/s a core with SHA extensions).
-    """
-    cores = os.cpu_count() or 1
-    return max(1, min(4, cores - 1) if writing else min(8, cores))
-
-
-def _chunk_digests(view: memoryview, io: Callable[[memoryview], object], writing: bool) -> bytes:
-    """Pass each chunk of `view` to `io` in order (write it, or read into it); hash each.
-
-    Returns the chunks' SHA-256 digests, joined: what format 2 tags in place of
-    the bytes. hashlib and file I/O release the GIL, so large buffers are hashed
-    by a pool, one chunk per core, while the next chunk moves to or from disk.
-    """
-    if view.nbytes <= _INLINE:
-        io(view)
-        return b"".join(_sha256(chunk) for chunk in _chunks(view))
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(_hash_workers(writing), thread_name_prefix="ckpt-hash") as pool:
-        pending = []
-        for chunk in _chunks(view):
-            io(chunk)
-            pending.append(_submit(pool, chunk))
-        return b"".join(future.result() for future in pending)
-
-
-def _write_digests(view: memoryview, write_at: Callable[[memoryview, int], object]) -> bytes:
-    """Write `view` through `write_at(piece, offset)` and return its chunks' digests.
-
-    Every thread (one a core, up to 4, this one included) takes the next whole
-    chunk and writes then hashes it a piece at a time, so each piece is hashed
-    while it is still in the CPU's cache and writing and hashing share all cores.
-    (A writing thread beside a hashing one read memory twice and left a core idle
-    once written: a 1 GiB save took 0.71 s here against 0.48 s this way.)
-    """
-    from concurrent.futures import ThreadPoolExecutor
-    from itertools import count
-
-    digests = [b""] * -(-view.nbytes // _CHUNK)
-    claims = count()  # next() on it is atomic: each chunk goes to one thread
-    failed: list[bool] = []
-
-    def work() -> None:
-        try:
-            while not failed and (index := next(claims)) < len(digests):
-                start = index * _CHUNK
-                digests[index] = _write_chunk(view[start : start + _CHUNK], start, write_at)
-        except BaseException:
-            failed.append(True)  # the others stop at their next chunk
-            raise
-
-    helpers = min(4, os.cpu_count() or 1) - 1
-    with ThreadPoolExecutor(max(helpers, 1), thread_name_prefix="ckpt-hash") as pool:
-        started = []
-        try:
-            for _ in range(helpers):
-                started.append(pool.submit(work))
-        except RuntimeError:  # interpreter shutting down (an atexit save): this thread alone
-            pass
-        work()
-        for future in started:
-            future.result()
-    return b"".join(digests)
-
-
-def _write_chunk(chunk: memoryview, offset: int,
-                 write_at: Callable[[memoryview, int], object]) -> bytes:
-    import hashlib
-
-    digest = hashlib.sha256()
-    for start in range(0, chunk.nbytes, _PIECE):
-        piece = chunk[start : start + _PIECE]
-        write_at(piece, offset + start)
-        digest.update(piece)
-    return digest.digest()
 
 
 def key_id(key: bytes) -> bytes:
@@ -208,22 +106,6 @@ def _label_tag(key: bytes, label: bytes, data: Buffer) -> bytes:
 def _json_block(header: dict[str, Any]) -> bytes:
     blob = json.dumps(header, separators=(",", ":"), default=str).encode()
     return _U32.pack(len(blob)) + blob
-
-
-def _submit(pool: ThreadPoolExecutor, chunk: memoryview) -> Future[bytes]:
-    """Hash `chunk` on the pool, or here once the interpreter is shutting down.
-
-    A save from an atexit handler may start no thread: the pool refuses with
-    RuntimeError, and hashing inline is all that is left.
-    """
-    from concurrent.futures import Future
-
-    try:
-        return pool.submit(_sha256, chunk)
-    except RuntimeError:
-        done: Future[bytes] = Future()
-        done.set_result(_sha256(chunk))
-        return done
 
 
 def _pad(offset: int) -> bytes:
@@ -275,7 +157,7 @@ class PartWriter:
                 continue
             view = host_view(buffer)  # small, or no blob store: in the part
             self._write(_pad(self._offset))
-            self._mac.update(_chunk_digests(view, self._stream.write, writing=True))
+            self._mac.update(chunk_digests(view, self._stream.write, writing=True))
             self._offset += view.nbytes
 
     def finish(self) -> bytes:
@@ -312,143 +194,21 @@ class Part:
         self.summary, self.detail, self.records, self.tag = summary, detail, records, tag
 
 
-def blob_id(length: int, digests: bytes) -> str:
-    """The id a buffer is stored under (80 hex digits): its family, then its content.
-
-    The family (16 digits) is a SHA-256 over its length and its first chunk's
-    digest: a writer computes it from the first chunk alone. The rest is a
-    SHA-256 over its length and every chunk's digest, the whole content.
-    """
-    import hashlib
-
-    return _family(length, digests[:32]) + hashlib.sha256(
-        _BLOB_LABEL + _U64.pack(length) + digests).hexdigest()
-
-
-def _family(length: int, first_digest: bytes) -> str:
-    import hashlib
-
-    return hashlib.sha256(_FAMILY_LABEL + _U64.pack(length) + first_digest).hexdigest()[:16]
-
-
-def _no_io(chunk: memoryview) -> None:
-    """Hash only (the chunk moves nowhere)."""
-
-
-def buffer_id(view: memoryview) -> str:
-    """The blob id of a buffer's bytes (hashed on every core)."""
-    return blob_id(view.nbytes, _chunk_digests(view, _no_io, writing=False))
-
-
-class BlobPlan:
-    """The buffers of one part's records that go to the store's blobs, each named once.
-
-    Args:
-        records: the part's records.
-        blobs: the store's blobs (a `ckpt.blobs.Blobs`). A buffer whose family
-            has no blob yet is written to it here, as it is hashed.
-        known: blob ids already computed in this save, by ``id()`` of the buffer
-            object (the buffer kept alive with it, so its id stays its own): an
-            argument that is also a local is hashed once for both parts.
-    """
-
-    def __init__(self, records: Iterable[Any], blobs: Any,
-                 known: dict[int, tuple[Any, str]] | None = None, fsync: bool = False) -> None:
-        self.refs: list[list[Any]] = []  # [id, length] of each blob, as the summary lists them
-        self.index: dict[int, tuple[int, str]] = {}  # id(buffer) -> (1-based index, blob id)
-        self.views: dict[str, memoryview | StreamedBuffer] = {}  # each blob's bytes
-        self.written = 0  # bytes of new blobs written as they were hashed
-        self.fresh: list[str] = []  # the ids of those blobs
-        known = {} if known is None else known
-        positions: dict[str, int] = {}
-        for record in records:
-            for buffer in record.buffers:
-                view = (buffer if isinstance(buffer, StreamedBuffer)
-                        else memoryview(buffer).cast("B"))
-                if view.nbytes < BLOB_MIN or id(buffer) in self.index:
-                    continue
-                found = known.get(id(buffer))
-                if found is not None:
-                    digest = found[1]
-                else:
-                    digest, written = _store(view, blobs, fsync)
-                    self.written += written
-                    if written:
-                        self.fresh.append(digest)
-                known[id(buffer)] = (buffer, digest)
-                if digest not in positions:
-                    self.views[digest] = view
-                    self.refs.append([digest, view.nbytes])
-                    positions[digest] = len(self.refs)
-                self.index[id(buffer)] = (positions[digest], digest)
-
-
-def _store(view: memoryview | StreamedBuffer, blobs: Any, fsync: bool) -> tuple[str, int]:
-    """A buffer's blob id, and the bytes written: now if no blob of its family is there.
-
-    The first chunk's digest names the family. None there: the buffer is new to
-    the store, and is written while its chunks are hashed (one pass, as fast as a
-    plain write). Else it is likely there already: it is only hashed, and
-    `write_stream` puts it if it is missing after all.
-    """
-    if isinstance(view, StreamedBuffer):
-        return _store_streamed(view, blobs, fsync)
-    first = _sha256(view[:_CHUNK])
-    family = _family(view.nbytes, first)
-    whole = view.nbytes <= _CHUNK  # one chunk: its digest is all there is to hash
-    if blobs.family_exists(family):
-        return (blob_id(view.nbytes, first) if whole else buffer_id(view)), 0
-    writer = blobs.create(family)
-    try:
-        if whole:
-            writer.write(view)
-            digests = first
-        else:
-            digests = _write_digests(view, writer.write_at)
-        digest = blob_id(view.nbytes, digests)
-    except BaseException:
-        writer.abort()
-        raise
-    writer.commit(digest, fsync)
-    return digest, view.nbytes
-
-
-def _store_streamed(source: StreamedBuffer, blobs: Any, fsync: bool) -> tuple[str, int]:
-    """`_store` for bytes that come in chunks (a GPU tensor's): never whole in host memory."""
-    from .streamed import write_digests
-
-    first = _sha256(next(source.chunks(_CHUNK, 1)))
-    family = _family(source.nbytes, first)
-    if blobs.family_exists(family):
-        return blob_id(source.nbytes, write_digests(source, _CHUNK, _hash_only)), 0
-    writer = blobs.create(family)
-    try:
-        digest = blob_id(source.nbytes, write_digests(
-            source, _CHUNK, lambda chunk, offset: _write_chunk(chunk, offset, writer.write_at)))
-    except BaseException:
-        writer.abort()
-        raise
-    writer.commit(digest, fsync)
-    return digest, source.nbytes
-
-
-def _hash_only(chunk: memoryview, offset: int) -> bytes:
-    return _sha256(chunk)
-
-
 def write_stream(stream: IO[bytes], key: bytes, summary: dict[str, Any],
                  detail: dict[str, Any], records: Iterable[Any], blobs: Any = None,
                  known: dict[int, tuple[Any, str]] | None = None,
                  fsync: bool = False) -> tuple[bytes, int, BlobPlan | None]:
     """Write one part; large buffers to `blobs` (a `ckpt.blobs.Blobs`), if given.
 
-    A buffer new to the store is written as it is hashed (`_store`); the
+    A buffer new to the store is written as it is hashed (`ckpt.blobwrite`); the
     header, which names every blob, is written (and flushed) before any other
     blob is put or claimed, so a part being written holds its blobs for `cdip
     gc` (and `Store.publish` puts back any removed meanwhile). Returns the
     part's tag, the bytes written (blobs that were not there yet included) and
     the plan (None without `blobs`).
     """
+    from .blobwrite import BlobPlan
+
     records = list(records)
     summary = {name: value for name, value in summary.items() if name != "blobs"}
     plan = BlobPlan(records, blobs, known, fsync) if blobs is not None else None
@@ -685,15 +445,15 @@ class _Reader:
             self._fill_tagged(memoryview(buffer).cast("B"))
             return buffer
         # Chunk by chunk through one scratch buffer: the same chunks, so the same digests.
-        scratch = memoryview(bytearray(min(length, _CHUNK)))
-        for start in range(0, length, _CHUNK):
-            self._fill_tagged(scratch[: min(_CHUNK, length - start)])
+        scratch = memoryview(bytearray(min(length, CHUNK)))
+        for start in range(0, length, CHUNK):
+            self._fill_tagged(scratch[: min(CHUNK, length - start)])
         return None
 
     def _fill_tagged(self, view: memoryview) -> None:
         """Read into `view`, tagging it as its format says: chunk digests, or bytes (1)."""
         if self._mac is not None and self.version >= 2:
-            self._mac.update(_chunk_digests(view, self._fill, writing=False))
+            self._mac.update(chunk_digests(view, self._fill, writing=False))
             self._offset += view.nbytes
         else:
             self._fill(view)
@@ -822,6 +582,8 @@ def _read_stream(stream: IO[bytes], path: str, key: bytes | None, keep: bool,
             _check_header_tag(path, reader, key)
         reader.refs = blob_refs(_parse_json(path, summary))
         if reader._blobs is None:  # a load may skip what a verification record vouches for
+            from .blobread import BlobLoader
+
             reader._blobs = BlobLoader.of_store(os.path.dirname(path), key if keep else None)
         if keep:
             reader._blobs.prefetch(reader.refs, path)
@@ -834,219 +596,3 @@ def _read_stream(stream: IO[bytes], path: str, key: bytes | None, keep: bool,
     # JSON is parsed only from verified bytes: a crafted header could cost gigabytes
     return Part(_parse_json(path, summary), _parse_json(path, detail), records, tag)
 
-
-class BlobLoader:
-    """Reads the blobs of one load's parts, each checked against its id once.
-
-    A blob owned by this user and writable by no one else is memory-mapped
-    (copy-on-write: the values stay writable, the file untouched) and hashed on
-    every core in place: no copy at all. Its bytes cannot change under the
-    mapping except by this user (blobs are only ever replaced by a rename, which
-    leaves a mapped file as it was), who holds the key anyway. Any other blob
-    is read into new memory while its chunks are hashed. A second reference to
-    the same blob (an argument that is also a local) is mapped again from the
-    same open file, or copied from the first, without hashing it again.
-
-    With `records` (`ckpt.verified`), a blob it would map is not hashed at all
-    when a valid verification record vouches for its file as it is now; one it
-    hashes and finds right is recorded.
-    """
-
-    def __init__(self, blobs: Any, records: Records | None = None) -> None:
-        self._blobs = blobs
-        self._records = records
-        self._verified: dict[str, tuple[int | None, Buffer | None]] = {}
-        self._ready: dict[str, memoryview] = {}  # mapped and checked by `prefetch`, not yet used
-
-    @classmethod
-    def of_store(cls, store_path: str, key: bytes | None = None) -> BlobLoader:
-        """A loader of the blobs of the store at `store_path` (its records under `key`)."""
-        from .blobs import Blobs
-        from .verified import Records
-
-        return cls(Blobs(store_path), Records.of(store_path, key))
-
-    def load(self, blob: str, length: int, keep: bool, path: str) -> Buffer | None:
-        """The blob's bytes (None unless `keep`), once they hashed to `blob`."""
-        if blob in self._verified:  # read and checked for this load already
-            fd, first = self._verified[blob]
-            if not keep:
-                return None
-            ready = self._ready.pop(blob, None)
-            if ready is not None:
-                return ready
-            return _map(fd, length) if fd is not None else _copy(first, length)
-        opened = time.time_ns()
-        fd, info = self._open(blob, length, path)
-        try:
-            mapped = length > 0 and _mappable(info)
-            if mapped and keep and self._vouched(blob, info):
-                buffer: Buffer | None = _map(fd, length)
-            else:
-                buffer, digests = _read_blob(fd, length, keep, mapped)
-                _check_blob(blob, length, digests, path)
-                if mapped and self._records is not None:
-                    self._records.hashed(blob, fd, info, opened)
-        except BaseException:
-            os.close(fd)
-            raise
-        if mapped and keep:
-            self._verified[blob] = (fd, None)
-        else:
-            os.close(fd)
-            if keep:
-                self._verified[blob] = (None, buffer)
-        return buffer
-
-    def prefetch(self, refs: list[tuple[str, int]], path: str) -> None:
-        """Map and check the blobs of a part all at once: every chunk of every blob on one pool.
-
-        A blob larger than two chunks is hashed in parallel on its own; a model of
-        many smaller tensors would be hashed one by one on one core without this.
-        What cannot be mapped is left to `load`.
-        """
-        todo = [(blob, length) for blob, length in dict(refs).items()
-                if blob not in self._verified and length > 0]
-        if len(todo) < 2:
-            return
-        mapped: list[tuple[str, int, int, memoryview]] = []
-        unvouched: list[tuple[str, int, int, memoryview, os.stat_result]] = []
-        opened = time.time_ns()
-        try:
-            for blob, length in todo:
-                fd, info = self._open(blob, length, path)
-                if not _mappable(info):
-                    os.close(fd)
-                    continue
-                try:
-                    mapped.append((blob, length, fd, _map(fd, length)))
-                except BaseException:
-                    os.close(fd)
-                    raise
-                if not self._vouched(blob, info):
-                    unvouched.append((*mapped[-1], info))
-            digests = _digests_of_all([view for *_, view, _ in unvouched])
-            for (blob, length, _, _, _), digest in zip(unvouched, digests):
-                _check_blob(blob, length, digest, path)
-        except BaseException:
-            for _, _, fd, _ in mapped:
-                os.close(fd)
-            raise
-        if self._records is not None:
-            for blob, _, fd, _, info in unvouched:
-                self._records.hashed(blob, fd, info, opened)
-        for blob, _, fd, view in mapped:
-            self._verified[blob] = (fd, None)
-            self._ready[blob] = view
-
-    def _vouched(self, blob: str, info: os.stat_result) -> bool:
-        """Whether a verification record vouches for the blob's file as `info` shows it."""
-        return self._records is not None and self._records.trusts(blob, info)
-
-    def _open(self, blob: str, length: int, path: str) -> tuple[int, os.stat_result]:
-        try:
-            fd = self._blobs.open(blob)
-        except FileNotFoundError as exc:
-            raise _corrupt(path, f"its stored buffer {blob[:16]} is missing") from exc
-        except OSError as exc:
-            raise _corrupt(path, f"its stored buffer {blob[:16]} is unreadable "
-                           f"({exc.strerror})") from exc
-        info = os.fstat(fd)
-        if info.st_size != length:
-            os.close(fd)
-            raise _corrupt(path, f"its stored buffer {blob[:16]} was altered or replaced "
-                           f"(it has {info.st_size} bytes, not {length})")
-        return fd, info
-
-    def close(self) -> None:
-        """Close the files kept open for mapping again (mappings made stay valid)."""
-        for fd, _ in self._verified.values():
-            if fd is not None:
-                os.close(fd)
-        self._verified.clear()
-        self._ready.clear()
-
-    def __del__(self) -> None:
-        self.close()
-
-
-def _check_blob(blob: str, length: int, digests: bytes, path: str) -> None:
-    if blob_id(length, digests) != blob:
-        raise _corrupt(path, f"its stored buffer {blob[:16]} was altered or replaced "
-                       "(its bytes do not hash to the id its header signs)")
-
-
-def _digests_of_all(views: list[memoryview]) -> list[bytes]:
-    """The chunk digests of each view, every chunk of every view hashed on one pool."""
-    if not views:
-        return []
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(_hash_workers(False), thread_name_prefix="ckpt-hash") as pool:
-        pending = [[_submit(pool, chunk) for chunk in _chunks(view)] for view in views]
-        return [b"".join(future.result() for future in futures) for futures in pending]
-
-
-def _mappable(info: os.stat_result) -> bool:
-    """A blob's bytes may be used in place: ours, writable by no one else, one to spare.
-
-    See `_map` for the last.
-    """
-    owner = os.geteuid() if hasattr(os, "geteuid") else info.st_uid
-    return info.st_uid == owner and not info.st_mode & 0o022 and _mapped[0] < _MAX_MAPPED
-
-
-# Before Python 3.13 every mapping keeps a descriptor of its own open as long as the
-# value lives: a model of thousands of large tensors would run out of them. So at most
-# this many mapped values live at once; any more are read into memory.
-_MAX_MAPPED = 256
-_mapped = [0]
-
-
-def _map(fd: int, length: int) -> memoryview:
-    import mmap
-    import sys
-
-    if sys.version_info >= (3, 13):
-        return memoryview(mmap.mmap(fd, length, access=mmap.ACCESS_COPY, trackfd=False))
-    import weakref
-
-    mapping = mmap.mmap(fd, length, access=mmap.ACCESS_COPY)
-    _mapped[0] += 1
-    weakref.finalize(mapping, _unmapped)
-    return memoryview(mapping)
-
-
-def _unmapped() -> None:
-    _mapped[0] -= 1
-
-
-def _copy(first: Buffer | None, length: int) -> Buffer:
-    buffer = _allocate(length)
-    memoryview(buffer).cast("B")[:] = memoryview(first if first is not None else b"").cast("B")
-    return buffer
-
-
-def _read_blob(fd: int, length: int, keep: bool, mapped: bool) -> tuple[Buffer | None, bytes]:
-    """Bring a blob in (mapped, or read into new memory), hashing its chunks meanwhile."""
-    if mapped:
-        view = _map(fd, length)
-        digests = _chunk_digests(view, _no_io, writing=False)
-        return (view if keep else None), digests
-    stream = os.fdopen(os.dup(fd), "rb", buffering=0)
-    with stream:
-        def fill(chunk: memoryview) -> None:
-            filled = 0
-            while filled < chunk.nbytes:
-                count = stream.readinto(chunk[filled:])
-                if not count:
-                    raise OSError(errno.EIO, "the blob was truncated while it was read")
-                filled += count
-
-        if keep:
-            buffer = _allocate(length)
-            return buffer, _chunk_digests(memoryview(buffer).cast("B"), fill, writing=False)
-        scratch = memoryview(bytearray(min(length, _CHUNK)))
-        digests = b"".join(_chunk_digests(scratch[: min(_CHUNK, length - start)], fill,
-                                          writing=False) for start in range(0, length, _CHUNK))
-        return None, digests

@@ -185,8 +185,8 @@ def _cached(blobs: Blobs, records: Records | None, blob: str, length: int) -> bo
     until the user deletes the cache; a bad copy in the store itself is refused by
     the replay's own check.
     """
+    from .blobread import BlobLoader
     from .errors import CorruptCheckpointError
-    from .fileformat import BlobLoader
 
     path = blobs._path(blob)
     try:

@@ -20,8 +20,9 @@ from conftest import BIN, run_python
 
 import ckpt
 from ckpt.blobs import Blobs
+from ckpt.chunkhash import buffer_id
 from ckpt.errors import CorruptCheckpointError
-from ckpt.fileformat import BLOB_MIN, buffer_id
+from ckpt.fileformat import BLOB_MIN
 from ckpt.store import Store
 
 CDIP = str(BIN / "cdip")
@@ -203,8 +204,6 @@ def test_a_blob_planted_as_a_link_is_not_followed(store, tmp_path):
 def test_concurrent_writers_of_one_blob_both_succeed(store):
     blobs = Blobs(str(store))
     data = os.urandom(BLOB_MIN)
-    from ckpt.fileformat import buffer_id
-
     blob = buffer_id(memoryview(data))
     import threading
 
@@ -290,8 +289,6 @@ def test_gc_removes_unused_blobs_and_keeps_those_a_write_in_progress_holds(store
     distinct_calls(store, [1.0])
     blobs = Blobs(str(store))
     (held,) = blobs.ids()
-    from ckpt.fileformat import buffer_id
-
     stray = os.urandom(BLOB_MIN)
     stray_id = buffer_id(memoryview(stray))
     blobs.put(stray_id, stray)  # left by an interrupted save: nothing holds it
@@ -424,18 +421,18 @@ def test_loads_past_the_mapping_limit_are_read_instead_and_mappings_are_let_go(s
                                                                              monkeypatch):
     import gc
 
-    from ckpt import fileformat
+    from ckpt import blobread
 
     old, _, _, _ = saved_pair(store)
-    before = fileformat._mapped[0]
+    before = blobread._mapped[0]
     loaded = [ckpt.load(old).arguments["data"] for _ in range(3)]
-    monkeypatch.setattr(fileformat, "_MAX_MAPPED", 0)  # no descriptor to spare: read
+    monkeypatch.setattr(blobread, "_MAX_MAPPED", 0)  # no descriptor to spare: read
     loaded.append(ckpt.load(old).arguments["data"])
     for data in loaded:
         numpy.testing.assert_array_equal(data, numpy.full(SIZE // 8, 1.0))
     del loaded, data
     gc.collect()
-    assert fileformat._mapped[0] == before
+    assert blobread._mapped[0] == before
 
 
 def test_a_blob_a_dead_remover_set_aside_is_put_back_if_held_and_removed_if_not(store,
@@ -446,8 +443,6 @@ def test_a_blob_a_dead_remover_set_aside_is_put_back_if_held_and_removed_if_not(
     Store(store).remove(next(e for e in Store(store).entries()
                              if e.blobs[0][0] == unheld))
     assert sorted(blobs.ids()) == [held]
-    from ckpt.fileformat import buffer_id
-
     stray = os.urandom(BLOB_MIN)
     stray_id = buffer_id(memoryview(stray))
     blobs.put(stray_id, stray)

@@ -76,7 +76,7 @@ def test_a_file_size_limit_is_one_warning_per_call_and_leaves_nothing(store):
 
 def test_sigkill_in_the_middle_of_a_large_write(store, tmp_path):
     code = (
-        "import time, numpy, ckpt, ckpt.fileformat as ff\n"
+        "import time, numpy, ckpt, ckpt.blobwrite as ff\n"
         # each 8 MiB chunk waits 40 ms: over half a second to kill it in, on any disk
         # (the chunks of a blob are written on up to four threads at once)
         "chunk = ff._write_chunk\n"

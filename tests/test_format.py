@@ -196,11 +196,11 @@ def test_writer_streams_without_buffering_everything():
 @pytest.mark.parametrize(("cores", "writing", "reading"), [(None, 1, 1), (1, 1, 1), (2, 1, 2),
                                                            (3, 2, 3), (16, 4, 8)])
 def test_hashing_leaves_the_writer_a_core(monkeypatch, cores, writing, reading):
-    import ckpt.fileformat as fileformat
+    import ckpt.chunkhash as chunkhash
 
-    monkeypatch.setattr(fileformat.os, "cpu_count", lambda: cores)
-    assert fileformat._hash_workers(writing=True) == writing
-    assert fileformat._hash_workers(writing=False) == reading
+    monkeypatch.setattr(chunkhash.os, "cpu_count", lambda: cores)
+    assert chunkhash.hash_workers(writing=True) == writing
+    assert chunkhash.hash_workers(writing=False) == reading
 
 
 # --- format 4: buffers stored as blobs ------------------------------------------------

@@ -18,7 +18,7 @@ import pytest
 from conftest import BIN, run_python
 
 import ckpt
-from ckpt import fileformat, verified
+from ckpt import chunkhash, verified
 from ckpt.errors import CorruptCheckpointError
 from ckpt.fileformat import BLOB_MIN
 from ckpt.keys import load_key
@@ -50,13 +50,13 @@ def saved(tmp_path: Path, store: Path) -> Path:
 def hashed(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """How many chunks this process hashes from now on (counted, still hashed)."""
     count = [0]
-    real = fileformat._sha256
+    real = chunkhash.sha256
 
     def counting(chunk: memoryview) -> bytes:
         count[0] += 1
         return real(chunk)
 
-    monkeypatch.setattr(fileformat, "_sha256", counting)
+    monkeypatch.setattr(chunkhash, "sha256", counting)
     return count
 
 

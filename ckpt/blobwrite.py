@@ -1,0 +1,170 @@
+"""Writing a part's large buffers as the store's blobs: each hashed, named, and stored once.
+
+A buffer of at least `fileformat.BLOB_MIN` bytes goes to the store's blobs
+(`ckpt.blobs`) under its `chunkhash.blob_id`. One new to the store is written
+while its chunks are hashed, in one pass; one whose family is there already is
+only hashed, and put if it is missing after all (`fileformat.write_stream`).
+"""
+
+from __future__ import annotations
+
+import os
+
+from .chunkhash import CHUNK, blob_id, buffer_id, family, sha256
+from .fileformat import BLOB_MIN
+from .streamed import StreamedBuffer
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+    from typing import Any
+
+# A new blob is written and hashed this much at a time: a piece stays in the CPU's cache.
+_PIECE = 1 << 20
+
+
+class BlobPlan:
+    """The buffers of one part's records that go to the store's blobs, each named once.
+
+    Args:
+        records: the part's records.
+        blobs: the store's blobs (a `ckpt.blobs.Blobs`). A buffer whose family
+            has no blob yet is written to it here, as it is hashed.
+        known: blob ids already computed in this save, by ``id()`` of the buffer
+            object (the buffer kept alive with it, so its id stays its own): an
+            argument that is also a local is hashed once for both parts.
+    """
+
+    def __init__(self, records: Iterable[Any], blobs: Any,
+                 known: dict[int, tuple[Any, str]] | None = None, fsync: bool = False) -> None:
+        self.refs: list[list[Any]] = []  # [id, length] of each blob, as the summary lists them
+        self.index: dict[int, tuple[int, str]] = {}  # id(buffer) -> (1-based index, blob id)
+        self.views: dict[str, memoryview | StreamedBuffer] = {}  # each blob's bytes
+        self.written = 0  # bytes of new blobs written as they were hashed
+        self.fresh: list[str] = []  # the ids of those blobs
+        known = {} if known is None else known
+        positions: dict[str, int] = {}
+        for record in records:
+            for buffer in record.buffers:
+                view = (buffer if isinstance(buffer, StreamedBuffer)
+                        else memoryview(buffer).cast("B"))
+                if view.nbytes < BLOB_MIN or id(buffer) in self.index:
+                    continue
+                found = known.get(id(buffer))
+                if found is not None:
+                    digest = found[1]
+                else:
+                    digest, written = _store(view, blobs, fsync)
+                    self.written += written
+                    if written:
+                        self.fresh.append(digest)
+                known[id(buffer)] = (buffer, digest)
+                if digest not in positions:
+                    self.views[digest] = view
+                    self.refs.append([digest, view.nbytes])
+                    positions[digest] = len(self.refs)
+                self.index[id(buffer)] = (positions[digest], digest)
+
+
+def _store(view: memoryview | StreamedBuffer, blobs: Any, fsync: bool) -> tuple[str, int]:
+    """A buffer's blob id, and the bytes written: now if no blob of its family is there.
+
+    The first chunk's digest names the family. None there: the buffer is new to
+    the store, and is written while its chunks are hashed (one pass, as fast as a
+    plain write). Else it is likely there already: it is only hashed, and
+    `write_stream` puts it if it is missing after all.
+    """
+    if isinstance(view, StreamedBuffer):
+        return _store_streamed(view, blobs, fsync)
+    first = sha256(view[:CHUNK])
+    named = family(view.nbytes, first)
+    whole = view.nbytes <= CHUNK  # one chunk: its digest is all there is to hash
+    if blobs.family_exists(named):
+        return (blob_id(view.nbytes, first) if whole else buffer_id(view)), 0
+    writer = blobs.create(named)
+    try:
+        if whole:
+            writer.write(view)
+            digests = first
+        else:
+            digests = _write_digests(view, writer.write_at)
+        digest = blob_id(view.nbytes, digests)
+    except BaseException:
+        writer.abort()
+        raise
+    writer.commit(digest, fsync)
+    return digest, view.nbytes
+
+
+def _store_streamed(source: StreamedBuffer, blobs: Any, fsync: bool) -> tuple[str, int]:
+    """`_store` for bytes that come in chunks (a GPU tensor's): never whole in host memory."""
+    from .streamed import write_digests
+
+    first = sha256(next(source.chunks(CHUNK, 1)))
+    named = family(source.nbytes, first)
+    if blobs.family_exists(named):
+        return blob_id(source.nbytes, write_digests(source, CHUNK, _hash_only)), 0
+    writer = blobs.create(named)
+    try:
+        digest = blob_id(source.nbytes, write_digests(
+            source, CHUNK, lambda chunk, offset: _write_chunk(chunk, offset, writer.write_at)))
+    except BaseException:
+        writer.abort()
+        raise
+    writer.commit(digest, fsync)
+    return digest, source.nbytes
+
+
+def _hash_only(chunk: memoryview, offset: int) -> bytes:
+    return sha256(chunk)
+
+
+def _write_digests(view: memoryview, write_at: Callable[[memoryview, int], object]) -> bytes:
+    """Write `view` through `write_at(piece, offset)` and return its chunks' digests.
+
+    Every thread (one a core, up to 4, this one included) takes the next whole
+    chunk and writes then hashes it a piece at a time, so each piece is hashed
+    while it is still in the CPU's cache and writing and hashing share all cores.
+    (A writing thread beside a hashing one read memory twice and left a core idle
+    once written: a 1 GiB save took 0.71 s here against 0.48 s this way.)
+    """
+    from concurrent.futures import ThreadPoolExecutor
+    from itertools import count
+
+    digests = [b""] * -(-view.nbytes // CHUNK)
+    claims = count()  # next() on it is atomic: each chunk goes to one thread
+    failed: list[bool] = []
+
+    def work() -> None:
+        try:
+            while not failed and (index := next(claims)) < len(digests):
+                start = index * CHUNK
+                digests[index] = _write_chunk(view[start : start + CHUNK], start, write_at)
+        except BaseException:
+            failed.append(True)  # the others stop at their next chunk
+            raise
+
+    helpers = min(4, os.cpu_count() or 1) - 1
+    with ThreadPoolExecutor(max(helpers, 1), thread_name_prefix="ckpt-hash") as pool:
+        started = []
+        try:
+            for _ in range(helpers):
+                started.append(pool.submit(work))
+        except RuntimeError:  # interpreter shutting down (an atexit save): this thread alone
+            pass
+        work()
+        for future in started:
+            future.result()
+    return b"".join(digests)
+
+
+def _write_chunk(chunk: memoryview, offset: int,
+                 write_at: Callable[[memoryview, int], object]) -> bytes:
+    import hashlib
+
+    digest = hashlib.sha256()
+    for start in range(0, chunk.nbytes, _PIECE):
+        piece = chunk[start : start + _PIECE]
+        write_at(piece, offset + start)
+        digest.update(piece)
+    return digest.digest()
