@@ -56,11 +56,18 @@ def _strings(data: dict[str, Any], name: str) -> list[str]:
 
 def _json(record: tuple[Any, ...]) -> dict[str, Any]:
     """A record as JSON-ready data: nested records too; None fields left out."""
-    fields = record._asdict()  # type: ignore[attr-defined]
-    return {name: _plain(value) for name, value in fields.items() if value is not None}
+    fields = record._fields  # type: ignore[attr-defined]
+    return {name: _plain(value) for name, value in zip(fields, record) if value is not None}
+
+
+# Every save turns its headers into JSON: the common leaves are told by their exact type
+# first (`hasattr` on each of them raised and caught an AttributeError inside).
+_LEAVES = frozenset({str, int, float, bool, type(None), dict})
 
 
 def _plain(value: Any) -> Any:
+    if type(value) in _LEAVES:
+        return value
     if hasattr(value, "_asdict"):
         return _json(value)
     if isinstance(value, (list, tuple)):

@@ -18,11 +18,17 @@ from collections.abc import Collection
 
 from .backend import HOST, PID_NS, TEMP_PREFIX, discard
 from .errors import CkptError
-from .fileformat import held_blobs, read_summary
+from .fileformat import blob_refs, held_blobs, read_summary
 from .store import CALL_SUFFIX, ERROR_SUFFIX, Store
 
-# Call parts this process found to verify, by (path, inode, size, mtime): see `_verifies`.
-_verified: set[tuple[str, int, int, int]] = set()
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+# Call parts this process found to verify (or signed itself), by (path, inode, size, mtime),
+# with the blobs their verified summary names: see `_verifies`.
+# (None: its blob list is malformed, so `held_blobs` is asked when it goes.)
+_verified: dict[tuple[str, int, int, int], tuple[str, ...] | None] = {}
 
 
 def orphans(store: Store, min_age: float = 60.0) -> list[str]:
@@ -69,7 +75,7 @@ def prune(store: Store, key: str, keep: int, protect: Collection[str] = ()) -> l
     held: set[str] = set()
     for checkpoint_id in doomed:
         for _, filename in parts[checkpoint_id]:
-            held.update(held_blobs(store.readable(filename)))
+            held.update(_held(store, filename))
             store.backend.delete(filename)
     release_blobs(store, held)
     return doomed
@@ -118,17 +124,57 @@ def _verifies(store: Store, files: list[tuple[int, str]]) -> bool:
         return False
     try:
         path = store.readable(calls[0])
-        info = os.lstat(path)
-        identity = (path, info.st_ino, info.st_size, info.st_mtime_ns)
+        identity = _identity(path, os.lstat(path))
         if identity in _verified:
             return True
-        read_summary(path, store.reading_key())
+        summary = read_summary(path, store.reading_key())
     except (OSError, CkptError):
         return False
+    _remember(identity, _blob_ids(summary))
+    return True
+
+
+def _blob_ids(summary: dict[str, Any]) -> tuple[str, ...] | None:
+    try:
+        return tuple(blob for blob, _ in blob_refs(summary))
+    except CkptError:
+        return None
+
+
+def _identity(path: str, info: os.stat_result) -> tuple[str, int, int, int]:
+    return (path, info.st_ino, info.st_size, info.st_mtime_ns)
+
+
+def _remember(identity: tuple[str, int, int, int], blobs: tuple[str, ...] | None) -> None:
     if len(_verified) > 10_000:
         _verified.clear()
-    _verified.add(identity)
-    return True
+    _verified[identity] = blobs
+
+
+def signed_here(path: str, info: os.stat_result, blobs: tuple[str, ...]) -> None:
+    """A part this process just wrote and signed, now at `path` (`info`: its fstat).
+
+    It verifies by construction: the next save's prune need not read it back to
+    know (nor, once it goes, to know its blobs). A file put in its place later has
+    another inode or time, and is read again. Kept as `_verifies` keeps what it read.
+    """
+    _remember(_identity(path, info), blobs)
+
+
+def _held(store: Store, filename: str) -> tuple[str, ...] | list[str]:
+    """The blobs a part being deleted holds: from its verified summary when known here.
+
+    Saves reading its header once more (`held_blobs`) on every prune.
+    """
+    if not store.remote:
+        path = store.path_of(filename)
+        try:
+            known = _verified.get(_identity(path, os.lstat(path)))
+        except OSError:
+            known = None
+        if known is not None:
+            return known
+    return held_blobs(store.readable(filename))
 
 def _sized_parts(store: Store) -> list[tuple[int, str, str, int]]:
     parts = []

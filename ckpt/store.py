@@ -184,17 +184,24 @@ class Store:
         self._listed: dict[str, int] = {}  # a remote store's part sizes, as last listed
         self._blob_sizes: dict[str, int] | None = None  # its blobs', once per command
         self._key: bytes | None = None
+        self._blobs: Blobs | None = None
+        # what `path_of` puts before a file name: os.path.join's result, joined once
+        self._prefix = os.path.join(self.path, "")
         self._key_problem: str | None = None
         # Blob ids this store object computed, by id() of the buffer (kept alive): an
         # argument that is also a local is hashed once for the call and the error part.
         self._known: dict[int, tuple[Any, str]] = {}
         # The blobs each staged part holds, with their bytes, until it is published
         self._claims: dict[str, dict[str, memoryview | StreamedBuffer]] = {}
+        # Each staged part's fstat once written, and the blobs it names, until published
+        self._signed: dict[str, tuple[os.stat_result, tuple[str, ...]]] = {}
 
     @property
     def blobs(self) -> Blobs:
         """The store's content-addressed buffers."""
-        return Blobs(self.path, self._temporary_name, self.backend)
+        if self._blobs is None:  # made once: a save asks for it several times
+            self._blobs = Blobs(self.path, self._temporary_name, self.backend)
+        return self._blobs
 
     @property
     def mirror(self) -> Mirror:
@@ -247,7 +254,9 @@ class Store:
 
     def path_of(self, filename: str) -> str:
         """The path of a file of the store."""
-        return os.path.join(self.path, filename)
+        if filename.startswith(os.sep):
+            return filename  # as os.path.join would have it
+        return self._prefix + filename
 
     def filename(self, key: str, stamp: int, checkpoint_id: str, suffix: str) -> str:
         """The final path of one part of a checkpoint."""
@@ -503,14 +512,20 @@ class Store:
         from .keys import load_key
 
         fsync = os.environ.get("PYCKPT_FSYNC") == "1"
+        key = load_key()
+        if self._key is None and not self._trust:
+            self._key = key  # as `reading_key` would load it: the save's prune asks for it
         temporary, stream = self.open_temporary()
         try:
             with stream:
-                tag, size, plan = write_stream(stream, load_key(), summary, detail, records,
+                tag, size, plan = write_stream(stream, key, summary, detail, records,
                                                self.blobs, self._known, fsync)
+                stream.flush()
                 if fsync:
-                    stream.flush()
                     os.fsync(stream.fileno())
+                # what it is once written: `publish` tells retention it verifies (see
+                # `retention.signed_here`), so the next save's prune does not read it back
+                written = os.fstat(stream.fileno())
         except BaseException:
             held = held_blobs(temporary)
             discard(temporary)
@@ -521,6 +536,7 @@ class Store:
             raise
         if plan is not None and plan.views:
             self._claims[temporary] = plan.views
+        self._signed[temporary] = (written, tuple(plan.views) if plan is not None else ())
         return temporary, tag, size
 
     def publish(self, temporary: str, final: str) -> None:
@@ -534,8 +550,14 @@ class Store:
                 discard(temporary)
         except BaseException:
             self._claims.pop(temporary, None)
+            self._signed.pop(temporary, None)
             discard(temporary)
             raise
+        signed = self._signed.pop(temporary, None)
+        if signed is not None and isinstance(self.backend, LocalBackend):
+            from .retention import signed_here
+
+            signed_here(final, *signed)
         self.settle(temporary)
 
     def settle(self, temporary: str) -> None:
@@ -562,6 +584,7 @@ class Store:
     def forget(self, temporary: str) -> None:
         """A staged part will not be published: let go of its buffers."""
         self._claims.pop(temporary, None)
+        self._signed.pop(temporary, None)
 
     def remove(self, entry: Entry) -> None:
         """Delete a checkpoint; one removed meanwhile by someone else is fine."""

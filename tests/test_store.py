@@ -152,3 +152,34 @@ def test_no_temporary_files_remain(store):
     for i in range(3):
         f(i)
     assert not [p for p in os.listdir(store) if p.startswith(".tmp")]
+
+
+def test_keep_reads_back_none_of_the_checkpoints_this_process_signed(store, monkeypatch):
+    from ckpt import retention
+
+    reads = []
+    real = retention.read_summary
+    monkeypatch.setattr(retention, "read_summary", lambda *a: reads.append(a) or real(*a))
+    f = ckpt.ckpt(lambda x: x, name="mine", keep=2)
+    for i in range(5):
+        f(i)
+    assert [entry.args for entry in map(ckpt.load, [e.id for e in ckpt.checkpoints()])] == [
+        (3,), (4,)]
+    assert reads == []  # each was known to verify from its writing, not read again
+
+
+def test_a_checkpoint_signed_here_then_replaced_by_a_forgery_no_longer_counts(store):
+    f = ckpt.ckpt(lambda x: x, name="a", keep=2)
+    f(1)
+    f(2)
+    first, second = ckpt.checkpoints()
+    # the second's file replaced by a forgery of the same size (its summary altered)
+    data = bytearray(Path(second.call_path).read_bytes())
+    data[data.index(b'"call"') + 1] ^= 0x20
+    forged = store / "forged"
+    forged.write_bytes(bytes(data))
+    os.replace(forged, second.call_path)
+    f(3)  # keep=2: the forgery must not count, so the first stays with the third
+    assert os.path.exists(first.call_path) and os.path.exists(second.call_path)
+    assert [entry.id for entry in ckpt.checkpoints() if not entry.problem] == [
+        first.id, ckpt.checkpoints()[-1].id]
