@@ -288,3 +288,61 @@ def test_a_streamed_upload_that_goes_wrong_publishes_no_object(s3_env, monkeypat
     from ckpt.store import Store
 
     assert Store(url).blobs.sizes() == {}
+
+
+# -- on a real GPU (skipped without one; run there by hand) ---------------------------
+
+HAS_CUDA = torch.cuda.is_available()
+cuda_only = pytest.mark.skipif(not HAS_CUDA, reason="needs a GPU")
+
+
+@cuda_only
+def test_on_a_gpu_a_storage_written_between_its_hash_and_its_put_is_refused(store, monkeypatch):
+    first = torch.zeros(12 << 20, dtype=torch.uint8, device="cuda")
+    save(first)
+    second = first.clone()
+    second[-1] = 7
+    write_into_before_the_put(monkeypatch, second)  # a kernel writes into it
+    with pytest.warns(ckpt.CkptWarning, match="changed while it was being saved"):
+        save(second)
+    assert_every_blob_is_what_its_name_says(store)
+    assert len(ckpt.checkpoints()) == 1
+
+
+@cuda_only
+def test_on_a_gpu_a_tensor_a_functions_copy_holds_comes_back_whole(store):
+    weight = torch.arange(1 << 19, dtype=torch.float32, device="cuda")
+
+    @ckpt.ckpt(name="closure", active=False)
+    def scaled(x):
+        raise ValueError(float((weight * x).sum()))
+
+    with pytest.raises(ValueError):
+        scaled(2.0)
+    held = ckpt.load("closure").saved_function.__closure__[0].cell_contents
+    assert held.device.type == "cuda" and torch.equal(held, weight)
+
+
+@cuda_only
+def test_on_a_gpu_jax_and_cupy_arrays_come_back_on_their_device_or_the_cpu(store):
+    jax = pytest.importorskip("jax")
+    cupy = pytest.importorskip("cupy")
+    numpy = pytest.importorskip("numpy")
+    array = jax.device_put(jax.numpy.arange(1 << 20, dtype="float32"), jax.devices("gpu")[0])
+    matrix = cupy.arange(1 << 20, dtype=cupy.float32).reshape(1024, 1024).T  # not contiguous
+
+    @ckpt.ckpt(name="arrays", active=False)
+    def arrays(array, matrix):
+        raise ValueError("nan")
+
+    with pytest.raises(ValueError):
+        arrays(array, matrix)
+    loaded = ckpt.load("arrays").arguments
+    assert next(iter(loaded["array"].devices())).platform == "gpu"
+    assert numpy.array_equal(numpy.asarray(loaded["array"]), numpy.asarray(array))
+    assert isinstance(loaded["matrix"], cupy.ndarray)
+    assert cupy.array_equal(loaded["matrix"], matrix)
+    on_cpu = ckpt.load("arrays", device="cpu").arguments
+    assert next(iter(on_cpu["array"].devices())).platform == "cpu"
+    assert type(on_cpu["matrix"]) is numpy.ndarray
+    assert numpy.array_equal(on_cpu["matrix"], cupy.asnumpy(matrix))
