@@ -229,3 +229,17 @@ def _read_blob(fd: int, length: int, keep: bool, mapped: bool) -> tuple[Buffer |
         digests = b"".join(chunk_digests(scratch[: min(CHUNK, length - start)], fill,
                                          writing=False) for start in range(0, length, CHUNK))
         return None, digests
+
+
+def hashes_to_id(blobs: Any, blob: str, length: int) -> bool:
+    """Whether the blob's file holds `length` bytes that hash to `blob` now; never raises.
+
+    False as well when it is missing or cannot be read.
+    """
+    from .errors import CorruptCheckpointError
+
+    try:
+        BlobLoader(blobs).load(blob, length, keep=False, path=blob)
+    except (OSError, ValueError, CorruptCheckpointError):
+        return False
+    return True

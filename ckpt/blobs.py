@@ -155,6 +155,15 @@ class Blobs:
             return nbytes if published else 0
         if self.claim(blob_id, nbytes):
             return 0
+        return self.replace(blob_id, data, fsync)
+
+    def replace(self, blob_id: str, data: memoryview | StreamedBuffer, fsync: bool = False
+                ) -> int:
+        """Write `data` as `blob_id` whether or not one is there (local stores); the bytes written.
+
+        Written to a private temporary and renamed over any blob of that name: a
+        reader that has the old file open or mapped keeps the bytes it had.
+        """
         writer = self.create(blob_id[:FAMILY])
         try:
             if isinstance(data, StreamedBuffer):
@@ -166,7 +175,7 @@ class Blobs:
             writer.abort()
             raise
         writer.commit(blob_id, fsync)
-        return nbytes
+        return data.nbytes
 
     def put_stream(self, blob_id: str, chunks: Iterable[bytes]) -> int:
         """Store the bytes of `chunks` as `blob_id` (as `put`, from a stream); unchecked.

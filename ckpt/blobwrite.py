@@ -66,6 +66,56 @@ class BlobPlan:
                 self.index[id(buffer)] = (positions[digest], digest)
 
 
+def put_planned(plan: BlobPlan, blobs: Any, key: bytes, fsync: bool) -> int:
+    """Put each blob of `plan` that is not in `blobs` whole, claim the others; the bytes written.
+
+    Notes for `ckpt.verified` to record once the save settles the blobs written
+    (and hashed) and those reused that a record vouches for before this save
+    claims them (a claim sets a blob's times: its record would go stale).
+    """
+    from .verified import note_written
+
+    reused = [blob for blob, _ in plan.refs if blob not in plan.fresh]
+    note_written(blobs, [], reused, key)
+    written = 0
+    for blob, _ in plan.refs:
+        view = plan.views[blob]
+        put = 0
+        # A remote store keeps put-if-absent: checking a blob there would mean downloading it.
+        if blob in reused and not blobs.remote:
+            put = _renew_if_damaged(blobs, blob, view, key, fsync)
+        put += blobs.put(blob, view, fsync=fsync)
+        written += put
+        if put:
+            plan.fresh.append(blob)
+    note_written(blobs, plan.fresh, [], key)
+    return written
+
+
+def _renew_if_damaged(blobs: Any, blob: str, view: memoryview | StreamedBuffer, key: bytes,
+                      fsync: bool) -> int:
+    """Rewrite a local blob this save reuses if its bytes no longer hash to its id; bytes written.
+
+    Its name and size say nothing of its bytes: altered in place, a blob that
+    every later save of the same data reuses could never be loaded again. So one
+    that `note_written` did not note (no verification record vouched for it, and
+    this save neither wrote nor checked it) is hashed first: damaged, it is
+    replaced by `view`'s bytes (by a rename: a reader keeps what it had); whole,
+    it is noted, to be recorded once the save settles. A missing blob, or one of
+    another size, is left to `Blobs.put`.
+    """
+    from .blobread import hashes_to_id
+    from .verified import blob_stat, note_written, noted
+
+    info = blob_stat(blobs, blob)
+    if info is None or info.st_size != view.nbytes or noted(blobs, blob, key, info):
+        return 0
+    if hashes_to_id(blobs, blob, view.nbytes):
+        note_written(blobs, [blob], [], key)
+        return 0
+    return int(blobs.replace(blob, view, fsync))
+
+
 def _store(view: memoryview | StreamedBuffer, blobs: Any, fsync: bool) -> tuple[str, int]:
     """A buffer's blob id, and the bytes written: now if no blob of its family is there.
 

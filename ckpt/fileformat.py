@@ -203,11 +203,12 @@ def write_stream(stream: IO[bytes], key: bytes, summary: dict[str, Any],
     A buffer new to the store is written as it is hashed (`ckpt.blobwrite`); the
     header, which names every blob, is written (and flushed) before any other
     blob is put or claimed, so a part being written holds its blobs for `cdip
-    gc` (and `Store.publish` puts back any removed meanwhile). Returns the
-    part's tag, the bytes written (blobs that were not there yet included) and
-    the plan (None without `blobs`).
+    gc` (and `Store.publish` puts back any removed meanwhile); a reused local
+    blob that nothing vouches for is hashed then, and replaced if it is damaged
+    (`blobwrite.put_planned`). Returns the part's tag, the bytes written (blobs
+    that were not there yet included) and the plan (None without `blobs`).
     """
-    from .blobwrite import BlobPlan
+    from .blobwrite import BlobPlan, put_planned
 
     records = list(records)
     summary = {name: value for name, value in summary.items() if name != "blobs"}
@@ -218,18 +219,8 @@ def write_stream(stream: IO[bytes], key: bytes, summary: dict[str, Any],
     writer.write_header(summary, detail)
     written = plan.written if plan is not None else 0
     if plan is not None and plan.refs:
-        from .verified import note_written
-
         stream.flush()
-        # Remembered to record once the save settles: the blobs reused that a verification
-        # record vouches for before this save claims them, and those written (and hashed).
-        note_written(blobs, [], [blob for blob, _ in plan.refs if blob not in plan.fresh], key)
-        for blob, _ in plan.refs:
-            put = blobs.put(blob, plan.views[blob], fsync=fsync)
-            written += put
-            if put:
-                plan.fresh.append(blob)
-        note_written(blobs, plan.fresh, [], key)
+        written += put_planned(plan, blobs, key, fsync)
     for record in records:
         writer.write_record(record.inband, record.buffers)
     tag = writer.finish()

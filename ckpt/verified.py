@@ -203,7 +203,21 @@ def note_written(blobs: Any, written: list[str], reused: list[str], key: bytes) 
         _note(blobs, os.path.dirname(root), written, reused, key)
 
 
-def _blob_stat(blobs: Any, blob: str) -> os.stat_result | None:
+def noted(blobs: Any, blob: str, key: bytes, info: os.stat_result) -> bool:
+    """Whether the save under way noted the blob's file as `info` shows it, not yet recorded.
+
+    A blob it wrote, or found vouched for or hashed whole before claiming it: a
+    later part of the same save (an error's, after its call's) finds its record
+    stale (the first claim set its times) and need not hash it again.
+    """
+    root = getattr(blobs, "root", None)
+    if not isinstance(root, str):
+        return False
+    file = _written.get((os.path.dirname(root), key), {}).get(blob)
+    return file == (info.st_dev, info.st_ino, info.st_size)
+
+
+def blob_stat(blobs: Any, blob: str) -> os.stat_result | None:
     """The blob's file status, as opened (never through a link); None when it is gone."""
     try:
         fd = blobs.open(blob)
@@ -218,7 +232,7 @@ def _blob_stat(blobs: Any, blob: str) -> os.stat_result | None:
 def _note(blobs: Any, store: str, written: list[str], reused: list[str], key: bytes) -> None:
     records = Records.of(store, key) if reused else None
     for blob in (*written, *reused):
-        info = _blob_stat(blobs, blob)
+        info = blob_stat(blobs, blob)
         if info is None:
             continue
         if blob in written or (records is not None and records.trusts(blob, info)):
@@ -249,6 +263,6 @@ def _record(store: str, key: bytes, written: dict[str, tuple[int, int, int]]) ->
 
     blobs = Blobs(store)
     for blob, file in written.items():
-        info = _blob_stat(blobs, blob)
+        info = blob_stat(blobs, blob)
         if info is not None and (info.st_dev, info.st_ino, info.st_size) == file:
             records.record(blob, info)

@@ -18,10 +18,11 @@ import pytest
 from conftest import BIN, run_python
 
 import ckpt
-from ckpt import chunkhash, verified
+from ckpt import blobwrite, chunkhash, verified
 from ckpt.errors import CorruptCheckpointError
 from ckpt.fileformat import BLOB_MIN
 from ckpt.keys import load_key
+from ckpt.store import Store
 
 SIZE = 4 * BLOB_MIN
 MODULE = """
@@ -48,7 +49,10 @@ def saved(tmp_path: Path, store: Path) -> Path:
 
 @pytest.fixture
 def hashed(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """How many chunks this process hashes from now on (counted, still hashed)."""
+    """How many chunks this process hashes from now on (counted, still hashed).
+
+    Those of a load, and of a save but the chunks of a new blob (hashed as written).
+    """
     count = [0]
     real = chunkhash.sha256
 
@@ -57,6 +61,7 @@ def hashed(monkeypatch: pytest.MonkeyPatch) -> list[int]:
         return real(chunk)
 
     monkeypatch.setattr(chunkhash, "sha256", counting)
+    monkeypatch.setattr(blobwrite, "sha256", counting)
     return count
 
 
@@ -65,6 +70,17 @@ def load_hashing(hashed: list[int]) -> tuple[numpy.ndarray, int]:
     before = hashed[0]
     data = ckpt.load("big").arguments["data"]
     return data, hashed[0] - before
+
+
+def save_hashing(hashed: list[int]) -> int:
+    """Save the same data once more, in this process; the chunks it hashed."""
+    @ckpt.ckpt(name="big")
+    def big(data: numpy.ndarray) -> float:
+        return float(data[0])
+
+    before = hashed[0]
+    big(numpy.full(SIZE // 8, 1.0))
+    return hashed[0] - before
 
 
 def alter_in_place(blob: Path) -> None:
@@ -197,3 +213,42 @@ def test_a_capture_program_records_nothing_under_verify_always(tmp_path, store):
     (tmp_path / "bigmod.py").write_text(MODULE.format(count=SIZE // 8))
     run_python("bigmod.py", cwd=tmp_path, check=True, env={"PYCKPT_VERIFY": "always"})
     assert not (store / verified.FOLDER).exists()
+
+
+# --- a save reuses a blob of its data only once it knows the blob is whole -------------
+
+
+@pytest.mark.parametrize("record", ["removed", "stale"])
+def test_a_blob_damaged_in_place_is_replaced_by_the_next_save_of_its_data(saved, store, hashed,
+                                                                         record):
+    (first,) = Store(store).entries()
+    if record == "removed":
+        (store / verified.FOLDER / saved.name).unlink()
+    alter_in_place(saved)  # same size and name: only its ctime says so (its record is stale)
+    with pytest.raises(CorruptCheckpointError, match="do not hash to the id"):
+        ckpt.load(first.id)
+    assert save_hashing(hashed) == 2  # the buffer, then the blob it would reuse
+    entries = Store(store).entries()
+    assert len(entries) == 2
+    for entry in entries:  # the new checkpoint, and the first one: its blob is whole again
+        numpy.testing.assert_array_equal(ckpt.load(entry.id).arguments["data"],
+                                         numpy.full(SIZE // 8, 1.0))
+    assert saved.read_bytes() == numpy.full(SIZE // 8, 1.0).tobytes()
+
+
+def test_a_reused_blob_nothing_vouches_for_is_hashed_once_then_recorded(saved, store, hashed):
+    (store / verified.FOLDER / saved.name).unlink()  # as after a reboot
+    assert save_hashing(hashed) == 2  # the buffer, and the blob: whole, so kept and recorded
+    assert save_hashing(hashed) == 1  # the buffer alone: the blob's record vouches for it
+    assert load_hashing(hashed)[1] == 0
+
+
+def test_a_blob_a_record_vouches_for_is_not_read_by_a_save(saved, store, hashed):
+    # The blob is damaged, yet a genuine record vouches for it as it is now (as if the
+    # damage had come beneath the file system): only reading it could show the damage,
+    # and a save that trusts the record leaves it as it is.
+    alter_in_place(saved)
+    verified.Records(str(store), load_key()).record(saved.name, saved.stat())
+    damaged, inode = saved.read_bytes(), saved.stat().st_ino
+    assert save_hashing(hashed) == 1  # the buffer alone
+    assert (saved.read_bytes(), saved.stat().st_ino) == (damaged, inode)
