@@ -6,7 +6,9 @@ array that goes out of band like any other (into the store's blobs), plus the
 device it was on. A load rebuilds it there when it can; else, as for tensors,
 where the chosen device says, or on the CPU with one line saying so: a JAX array
 on JAX's CPU device, a CuPy array (or a JAX one where JAX is missing) as the numpy
-array it was copied to.
+array it was copied to. A JAX array of one of ml_dtypes' types (bfloat16, float8...)
+is saved as its bits and its dtype's name: a pickle of such an array would need
+ml_dtypes to load at all.
 """
 
 from __future__ import annotations
@@ -39,8 +41,12 @@ def reduce_array(value: Any) -> Any:
         import numpy
 
         device = devices[0]
-        return rebuild_array, ("jax", numpy.asarray(value), f"{device.platform}:{device.id}",
-                               {"weak_type": bool(value.aval.weak_type)})
+        host = numpy.asarray(value)
+        extra: dict[str, Any] = {"weak_type": bool(value.aval.weak_type)}
+        if host.dtype.isbuiltin == 2:  # bfloat16, float8...: ml_dtypes', which a pickle names
+            extra["dtype"] = host.dtype.name  # their bits, then: loadable without ml_dtypes
+            host = host.view(f"u{host.dtype.itemsize}")
+        return rebuild_array, ("jax", host, f"{device.platform}:{device.id}", extra)
     return NotImplemented
 
 
@@ -90,7 +96,8 @@ def _jax(host: Any, wanted: str, recorded: str, extra: dict[str, Any]) -> Any:
         tensors.tell_mapped(f"JAX arrays captured on {recorded}",
                             f"JAX arrays captured on {recorded} are loaded as numpy arrays"
                             f"{_why(exc, 'jax', recorded)}")
-        return host
+        return _typed(host, extra.get("dtype"))
+    host = _typed(host, extra.get("dtype"))  # (JAX brings ml_dtypes)
     try:
         device = jax.devices(platform)[int(index or 0)]
     except Exception:  # no such platform or card here
@@ -104,6 +111,31 @@ def _jax(host: Any, wanted: str, recorded: str, extra: dict[str, Any]) -> Any:
         if weak.dtype == host.dtype:
             return weak
     return jax.device_put(host, device)
+
+
+def _typed(bits: Any, dtype: str | None) -> Any:
+    """An array of ml_dtypes' `dtype` from its bits; without ml_dtypes, what numpy has nearest.
+
+    A bfloat16 is the upper half of a float32: widened exactly. Another (float8,
+    int4...) stays its bits, with a notice saying so.
+    """
+    if dtype is None:
+        return bits
+    import numpy
+
+    try:
+        import ml_dtypes  # type: ignore[import-not-found,unused-ignore]
+
+        return bits.view(numpy.dtype(getattr(ml_dtypes, dtype)))
+    except (ImportError, AttributeError):
+        pass
+    if dtype == "bfloat16":
+        tensors.tell_mapped("JAX bfloat16 arrays", "JAX bfloat16 arrays are loaded as float32 "
+                            "(the same values; ml_dtypes is not installed here)", choosable=False)
+        return (bits.astype(numpy.uint32) << 16).view(numpy.float32)
+    tensors.tell_mapped(f"JAX {dtype} arrays", f"JAX {dtype} arrays are loaded as their bits, "
+                        f"{bits.dtype} (ml_dtypes is not installed here)", choosable=False)
+    return bits
 
 
 def _why(exc: BaseException, package: str, recorded: str) -> str:

@@ -297,15 +297,17 @@ def target_device(recorded: str) -> str:
     return "cpu"
 
 
-def tell_mapped(what: str, notice: str) -> None:
+def tell_mapped(what: str, notice: str, choosable: bool = True) -> None:
     """Say once per load that `what` was not rebuilt where it was captured, and how instead.
 
-    Within a load the notice is shown after it (`loading_on`); outside any load
-    that would tell (a bare unpickle), it is a warning, once per process.
+    Within a load the notice is shown after it (`loading_on`), with how to choose
+    the device unless the notice is not about one; outside any load that would
+    tell (a bare unpickle), it is a warning, once per process.
     """
     mapped = getattr(_loading, "mapped", None)
     if mapped is not None:
-        mapped[what] = f"{notice}; choose with --device or ckpt.load(device=...)"
+        choose = "; choose with --device or ckpt.load(device=...)" if choosable else ""
+        mapped[what] = notice + choose
         return
     import warnings
 

@@ -346,3 +346,43 @@ def test_on_a_gpu_jax_and_cupy_arrays_come_back_on_their_device_or_the_cpu(store
     assert next(iter(on_cpu["array"].devices())).platform == "cpu"
     assert type(on_cpu["matrix"]) is numpy.ndarray
     assert numpy.array_equal(on_cpu["matrix"], cupy.asnumpy(matrix))
+
+
+LAPTOP = r"""
+import json, sys
+class NotHere:  # a laptop: neither JAX nor ml_dtypes nor CuPy
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] in ("jax", "jaxlib", "ml_dtypes", "cupy"):
+            raise ModuleNotFoundError(f"No module named {name!r}")
+sys.meta_path.insert(0, NotHere())
+import ckpt
+array = ckpt.load("bf16").arguments["array"]
+print(json.dumps([type(array).__name__, str(array.dtype), array.tolist()]))
+"""
+
+
+@cuda_only
+def test_on_a_gpu_a_bfloat16_jax_array_loads_where_jax_and_ml_dtypes_are_missing(store):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    jax = pytest.importorskip("jax")
+    numpy = pytest.importorskip("numpy")
+    values = jax.numpy.asarray([1.0, -2.5, 3.140625, 0.0], dtype=jax.numpy.bfloat16)
+    array = jax.device_put(values, jax.devices("gpu")[0])
+
+    @ckpt.ckpt(name="bf16", active=False)
+    def step(array):
+        raise ValueError("nan")
+
+    with pytest.raises(ValueError):
+        step(array)
+    loaded = ckpt.load("bf16").arguments["array"]
+    assert loaded.dtype == array.dtype and bool((loaded == array).all())
+    laptop = subprocess.run([sys.executable, "-c", LAPTOP], capture_output=True, text=True,
+                            env={**os.environ, "CUDA_VISIBLE_DEVICES": ""}, timeout=120)
+    assert laptop.returncode == 0, laptop.stderr
+    assert json.loads(laptop.stdout) == ["ndarray", "float32", [1.0, -2.5, 3.140625, 0.0]]
+    assert numpy.asarray(array).dtype.name == "bfloat16"  # what a plain pickle would need

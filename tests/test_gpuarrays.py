@@ -85,3 +85,27 @@ def test_without_torch_the_cpu_is_still_a_device_to_choose():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             timeout=60, check=True)
     assert result.stdout.splitlines() == ["cpu", "device cuda: torch is not installed"]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("ml_dtypes") is not None,
+                    reason="ml_dtypes is installed (JAX brings it)")
+def test_a_bfloat16_jax_array_loads_as_the_same_float32_values_where_ml_dtypes_is_missing():
+    values = numpy.array([1.0, -2.5, 3.140625, numpy.inf, 0.0], dtype=numpy.float32)
+    bits = (values.view(numpy.uint32) >> 16).astype(numpy.uint16)  # each exact in bfloat16
+    value, notices = load_as_a_laptop_would("jax", bits, "gpu:0",
+                                            {"weak_type": False, "dtype": "bfloat16"})
+    assert value.dtype == numpy.float32
+    assert numpy.array_equal(value, values)
+    assert notices[-1] == ("JAX bfloat16 arrays are loaded as float32 (the same values; "
+                           "ml_dtypes is not installed here)")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("ml_dtypes") is not None,
+                    reason="ml_dtypes is installed (JAX brings it)")
+def test_a_float8_jax_array_loads_as_its_bits_and_says_so_where_ml_dtypes_is_missing():
+    bits = numpy.arange(256, dtype=numpy.uint8)
+    value, notices = load_as_a_laptop_would("jax", bits, "gpu:0",
+                                            {"weak_type": False, "dtype": "float8_e4m3fn"})
+    assert numpy.array_equal(value, bits)
+    assert notices[-1] == ("JAX float8_e4m3fn arrays are loaded as their bits, uint8 "
+                           "(ml_dtypes is not installed here)")
