@@ -72,6 +72,8 @@ class Checkpoint:
         self.exception, self.metadata, self.location = exception, metadata, location
         self._function_pickle = function_pickle
         self._saved_function: Callable[..., Any] | None = None
+        self._device: str | None = None  # where the load put tensors: the copy's go there too
+        self._told: set[str] = set()  # the notices the load showed (each is said once)
 
     @property
     def saved_function(self) -> Callable[..., Any] | None:
@@ -82,7 +84,14 @@ class Checkpoint:
         can be imported by name never needs it.
         """
         if self._saved_function is None and self._function_pickle is not None:
-            self._saved_function = unpickle_value(self._function_pickle, [])
+            from .tensors import loading_on
+
+            # its closure or globals may hold tensors (a script's model): as the arguments'
+            with loading_on(self._device) as notices:
+                self._saved_function = unpickle_value(self._function_pickle, [])
+            for notice in notices:
+                if notice not in self._told:
+                    print(f"note: {notice}", file=sys.stderr)
         return self._saved_function
 
     def __repr__(self) -> str:
@@ -235,7 +244,8 @@ def unpickle_checkpoint(verified: Verified, device: str | None = None) -> Checkp
 
     entry, call, detail = verified.entry, verified.call, verified.call_detail
     names = [argument.name for argument in detail.arguments]
-    with loading_on(usable_device(device)) as notices:
+    chosen = usable_device(device)
+    with loading_on(chosen) as notices:
         checkpoint = Checkpoint(
             id=entry.id, name=entry.name, trigger=entry.trigger, created=entry.created,
             arguments=_load_values(call, 1, names, strict=True),
@@ -246,6 +256,7 @@ def unpickle_checkpoint(verified: Verified, device: str | None = None) -> Checkp
             metadata=dict(detail.metadata), location=detail.location._asdict(),
             function_pickle=call.records[0].inband if call.records else None,
         )
+    checkpoint._device, checkpoint._told = chosen, set(notices)
     for notice in notices:
         print(f"note: {notice}", file=sys.stderr)
     return checkpoint

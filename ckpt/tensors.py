@@ -94,6 +94,10 @@ class DeviceBytes(StreamedBuffer):
         pinned = self.flat.device.type == "cuda"
         staging = [torch.empty(min(size, self.nbytes), dtype=torch.uint8, pin_memory=pinned)
                    for _ in range(min(depth, -(-self.nbytes // size)))]
+        if pinned:
+            # A copy waits only for its own stream's work: a kernel the step queued on
+            # another stream could still be writing, and each pass would see other bytes.
+            torch.cuda.synchronize(self.flat.device)
         for index, start in enumerate(range(0, self.nbytes, size)):
             piece = self.flat[start : start + size]
             host = staging[index % len(staging)][: piece.nbytes]

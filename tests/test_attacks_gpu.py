@@ -8,7 +8,9 @@ against its name by an oracle written here from the format's definition.
 from __future__ import annotations
 
 import ctypes
+import errno
 import hashlib
+import os
 import signal
 import struct
 import threading
@@ -206,6 +208,25 @@ def test_a_device_failing_in_any_pass_leaves_the_users_error_and_no_blob(
     assert not any(thread.name.startswith("ckpt-stream") for thread in threading.enumerate())
 
 
+def test_a_disk_filling_up_mid_stream_leaves_the_users_error_and_no_blob(store, monkeypatch):
+    stream_cpu_storages(monkeypatch)
+    real = os.pwrite
+    written = [0]
+
+    def pwrite(fd: int, data: memoryview, offset: int) -> int:
+        written[0] += 1
+        if written[0] > 10:  # a few pieces in, from one of the writing threads
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(fd, data, offset)
+
+    monkeypatch.setattr(os, "pwrite", pwrite)
+    with pytest.warns(ckpt.CkptWarning, match="No space left on device"):
+        save(torch.ones(5 << 20))  # 20 MiB: three chunks, written a MiB at a time
+    assert written[0] > 10
+    assert blob_files(store) == []
+    assert ckpt.checkpoints() == []
+
+
 def test_ctrl_c_while_a_storage_streams_reaches_the_user_and_leaves_nothing(store, monkeypatch):
     stream_cpu_storages(monkeypatch)
     batch = torch.ones(5 << 20)
@@ -321,6 +342,8 @@ def test_on_a_gpu_a_tensor_a_functions_copy_holds_comes_back_whole(store):
         scaled(2.0)
     held = ckpt.load("closure").saved_function.__closure__[0].cell_contents
     assert held.device.type == "cuda" and torch.equal(held, weight)
+    chosen = ckpt.load("closure", device="cpu").saved_function.__closure__[0].cell_contents
+    assert chosen.device.type == "cpu" and torch.equal(chosen, weight.cpu())  # as `--device`
 
 
 @cuda_only
@@ -386,3 +409,16 @@ def test_on_a_gpu_a_bfloat16_jax_array_loads_where_jax_and_ml_dtypes_are_missing
     assert laptop.returncode == 0, laptop.stderr
     assert json.loads(laptop.stdout) == ["ndarray", "float32", [1.0, -2.5, 3.140625, 0.0]]
     assert numpy.asarray(array).dtype.name == "bfloat16"  # what a plain pickle would need
+
+
+@cuda_only
+def test_on_a_gpu_work_queued_on_another_stream_is_done_before_the_storage_is_copied(store):
+    batch = torch.zeros(12 << 20, dtype=torch.uint8, device="cuda")
+    torch.cuda.synchronize()
+    side = torch.cuda.Stream()
+    with torch.cuda.stream(side):  # the step's last kernels, still running as it raises
+        torch.cuda._sleep(500_000_000)
+        batch.fill_(1)
+    save(batch)  # the capture copies on this thread's stream: not the one above
+    loaded = ckpt.load("step").arguments["batch"]
+    assert bool((loaded == 1).all())  # what the step had written, whole, not a torn mix

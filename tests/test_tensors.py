@@ -192,6 +192,31 @@ def test_a_gpu_capture_loads_on_the_cpu_with_one_notice(store, monkeypatch, caps
     assert capsys.readouterr().err == ""  # chosen, not mapped: nothing to tell
 
 
+@pytest.mark.skipif(HAS_CUDA, reason="this machine has a GPU: nothing is mapped")
+def test_a_gpu_tensor_the_saved_copy_of_a_function_holds_is_mapped_as_the_arguments_are(
+        store, monkeypatch, capsys):
+    pretend_captured_on(monkeypatch, "cuda:0")
+    weight = torch.ones(3)
+
+    @ckpt.ckpt(name="closure")
+    def scaled(batch):  # a closure: replay calls its copy, whose cell holds `weight`
+        return batch * weight
+
+    scaled(torch.zeros(3))
+    capsys.readouterr()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # said as a load's note, not a warning
+        loaded = ckpt.load("closure")
+        held = loaded.saved_function.__closure__[0].cell_contents
+    assert held.device.type == "cpu" and torch.equal(held, weight)
+    notes = capsys.readouterr().err.splitlines()
+    assert notes == ["note: tensors captured on cuda:0 are loaded on the CPU (cuda:0 is not "
+                     "available here); choose with --device or ckpt.load(device=...)"]  # once
+    chosen = ckpt.load("closure", device="cpu").saved_function
+    assert chosen.__closure__[0].cell_contents.device.type == "cpu"
+    assert capsys.readouterr().err == ""  # chosen, not mapped: nothing to tell
+
+
 def test_the_storage_is_rebuilt_on_the_device_the_load_chose(monkeypatch):
     pretend_captured_on(monkeypatch, "cuda:3")
     pickled = pickle_value(torch.arange(4.0))
