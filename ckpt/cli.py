@@ -110,7 +110,8 @@ def _run(argv: Sequence[str] | None, standby: Standby | None) -> int:
     from .errors import EXIT_OK, EXIT_USAGE, CkptError
 
     prog = _program_name(argv)
-    parser = build_parser(prog)
+    first = (sys.argv[1:] if argv is None else list(argv))[:1]
+    parser = build_parser(prog, first[0] if first else None)  # only its parser, if a command
     args = parser.parse_args(argv)
     args.prog, args.standby = prog, standby
     if args.command is None:

@@ -19,10 +19,11 @@ if TYPE_CHECKING:
 # C0 and C1 controls, DEL, and the Unicode characters that reorder or hide text
 # (bidirectional overrides and isolates, line/paragraph separators): anything read
 # from a checkpoint, a bundle or a file name could otherwise drive the terminal.
-_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029"
-                     "\u202a-\u202e\u2066-\u2069]")
-_UNSAFE_BUT_NEWLINE = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f"
-                                 "\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+# Compiled on first use (~0.5 ms each): most text is printable and never needs them.
+_UNSAFE = ("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029"
+           "\u202a-\u202e\u2066-\u2069]")
+_UNSAFE_BUT_NEWLINE = ("[\x00-\x09\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f"
+                       "\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
 
 def _escape(match: re.Match[str]) -> str:
@@ -37,8 +38,11 @@ def printable(text: object, newlines: bool = False) -> str:
     raw, escape sequences in it would drive the user's terminal (fake rows,
     hidden text, a changed title). With `newlines`, line breaks are kept.
     """
-    pattern = _UNSAFE_BUT_NEWLINE if newlines else _UNSAFE
-    return pattern.sub(_escape, str(text))
+    text = str(text)
+    if text.isprintable():  # no control, format or separator character: nothing to escape
+        return text  # (listing asks ~4 times per checkpoint; the regex costs more)
+    pattern = re.compile(_UNSAFE_BUT_NEWLINE if newlines else _UNSAFE)  # re caches it
+    return pattern.sub(_escape, text)
 
 
 def human_size(size: int) -> str:
@@ -138,11 +142,10 @@ def entry_json(entry: Entry) -> dict[str, Any]:
 
 def table(rows: list[list[str]]) -> list[str]:
     """Left-aligned columns, two spaces apart; the last column is not padded."""
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return [
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip()
-        for row in rows
-    ]
+    widths = [max(map(len, column)) for column in zip(*rows)]
+    # one format for every row: 10,000 rows would otherwise join 80,000 padded cells
+    line = "  ".join(f"{{:<{width}}}" for width in widths)
+    return [line.format(*row).rstrip() for row in rows]
 
 
 def listing(entries: list[Entry], now: float | None = None) -> list[str]:

@@ -116,6 +116,24 @@ def test_help_lists_every_command(cli):
         assert command in result.stdout
 
 
+def test_each_command_parses_and_helps_alike_with_only_its_own_parser_built():
+    from ckpt.commands import _COMMANDS, build_parser
+
+    every = build_parser("cdip")
+    subparsers = next(a for a in every._actions if a.dest == "command").choices
+    for name in _COMMANDS:
+        alone = build_parser("cdip", name)
+        built = next(a for a in alone._actions if a.dest == "command").choices
+        assert list(built) == [name]  # the others were not built
+        assert built[name].format_help() == subparsers[name].format_help()
+        assert built[name].format_usage() == subparsers[name].format_usage()
+    assert vars(build_parser("cdip", "info").parse_args(["info", "x", "--json"])) == vars(
+        every.parse_args(["info", "x", "--json"]))
+    # not a command (help, an option, a typo): every parser, as before
+    for first in ("--help", "--dir", "inf", None):
+        assert build_parser("cdip", first).format_help() == every.format_help()
+
+
 def test_help_is_wrapped_to_the_terminal_width(cli):
     narrow, wide = (cli("run", "--help", env={"COLUMNS": str(columns)}).stdout.splitlines()
                     for columns in (50, 120))

@@ -183,3 +183,20 @@ def test_a_checkpoint_signed_here_then_replaced_by_a_forgery_no_longer_counts(st
     assert os.path.exists(first.call_path) and os.path.exists(second.call_path)
     assert [entry.id for entry in ckpt.checkpoints() if not entry.problem] == [
         first.id, ckpt.checkpoints()[-1].id]
+
+
+def test_part_sizes_are_measured_again_at_each_listing_and_links_weigh_nothing(store):
+    ckpt.ckpt(lambda x: x)(1)
+    (call,) = saved_files(store)
+    listed = Store(store)
+    listed.listdir()
+    before = listed.part_size(call.name)
+    assert before == call.stat().st_size
+    with open(call, "ab") as grown:
+        grown.write(b"x" * 100)
+    listed.listdir()  # a new listing measures again
+    assert listed.part_size(call.name) == before + 100
+    link = store / ("link" + call.name)
+    link.symlink_to(call)
+    assert listed.part_size(link.name) is None
+    assert listed.part_size("nothing~1~ab.call") is None
