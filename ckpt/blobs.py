@@ -22,7 +22,6 @@ import os
 import re
 import stat
 import time
-from typing import cast
 
 from .backend import Backend, LocalBackend
 from .errors import CkptError
@@ -148,6 +147,8 @@ class Blobs:
             data = memoryview(data).cast("B")
             nbytes = data.nbytes
         if self.remote:  # one HEAD, then the upload only if it is not there
+            from typing import cast  # here: listing imports this module, and never puts
+
             # a streamed buffer as a file: the upload copies it a chunk at a time
             source = (cast("IO[bytes]", ChunkReader(data, _WRITE_CHUNK))
                       if isinstance(data, StreamedBuffer) else data)
