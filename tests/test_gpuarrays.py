@@ -109,3 +109,26 @@ def test_a_float8_jax_array_loads_as_its_bits_and_says_so_where_ml_dtypes_is_mis
     assert numpy.array_equal(value, bits)
     assert notices[-1] == ("JAX float8_e4m3fn arrays are loaded as their bits, uint8 "
                            "(ml_dtypes is not installed here)")
+
+
+def test_each_device_is_told_once_per_load_and_again_in_the_next_load():
+    from ckpt.tensors import rebuild_storage
+
+    class _Storage:  # pickles as a tensor storage captured on a GPU no machine has
+        def __init__(self, device: str) -> None:
+            self.device = device
+
+        def __reduce__(self):
+            return rebuild_storage, (bytearray(4), self.device, 4)
+
+    values = [*(_Reduced("cupy", numpy.zeros(2), device, None)
+                for device in ("cuda:98", "cuda:99", "cuda:98")),
+              _Storage("cuda:99"), _Storage("cuda:99")]
+    pytest.importorskip("torch")
+    data = pickle.dumps(values)
+    for _ in range(2):
+        with loading_on(None) as notices:
+            pickle.loads(data)
+        assert sorted(notice.split(" are ")[0] for notice in notices) == [
+            "CuPy arrays captured on cuda:98", "CuPy arrays captured on cuda:99",
+            "tensors captured on cuda:99"]
