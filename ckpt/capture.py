@@ -23,7 +23,7 @@ from .header import (
     ValueInfo,
 )
 from .location import find_store_path
-from .store import CALL_SUFFIX, ERROR_SUFFIX, Store
+from .store import CALL_SUFFIX, ERROR_SUFFIX, Store, new_id
 from .target import Target, configured_max_bytes
 from .values import MESSAGE_LIMIT, Pickled, pickle_value, type_name, var_keyword_name
 
@@ -135,8 +135,6 @@ def _git_state(filename: str | None) -> dict[str, Any]:
 
 
 def _new_identity() -> tuple[str, int]:
-    from .store import new_id
-
     return new_id(), time.time_ns()
 
 

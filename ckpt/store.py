@@ -349,9 +349,11 @@ class Store:
               errors: dict[str, str]) -> list[Entry]:
         found = []
         ids = list(ids)
-        self.prefetch([  # every head wanted, fetched at once (remote)
-            name for checkpoint_id in ids for _, _, filename in calls[checkpoint_id]
-            for name in (filename, errors.get(filename[: -len(CALL_SUFFIX)])) if name is not None])
+        if self.remote:  # every head wanted, fetched at once (a local listing lists nothing)
+            self.prefetch([
+                name for checkpoint_id in ids for _, _, filename in calls[checkpoint_id]
+                for name in (filename, errors.get(filename[: -len(CALL_SUFFIX)]))
+                if name is not None])
         for checkpoint_id in ids:
             entry = self._read_candidates(checkpoint_id, calls[checkpoint_id], errors)
             if entry is not None:
