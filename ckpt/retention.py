@@ -109,7 +109,9 @@ def release_blobs(store: Store, candidates: Collection[str] | None = None) -> in
         candidates = list(blobs.ids())
     if not candidates and not os.path.isdir(blobs.root):
         return 0
-    wanted = referenced(store)
+    # Reading every part's header is asked for only with candidates to keep: a prune
+    # that frees no blob (every small save's) still lets `remove` settle leftovers.
+    wanted = referenced(store) if candidates else set()
     return blobs.remove([blob for blob in candidates if blob not in wanted],
                         lambda: referenced(store))
 

@@ -200,3 +200,27 @@ def test_part_sizes_are_measured_again_at_each_listing_and_links_weigh_nothing(s
     link.symlink_to(call)
     assert listed.part_size(link.name) is None
     assert listed.part_size("nothing~1~ab.call") is None
+
+
+def test_a_prune_that_frees_no_blob_reads_no_other_part_and_still_settles_leftovers(
+        store, monkeypatch):
+    import numpy
+
+    import ckpt.blobs
+    from ckpt import retention
+
+    ckpt.ckpt(lambda x: x, name="big")(numpy.full(1 << 18, 1.0))  # 2 MiB: a blob, held
+    (blob,) = ckpt.blobs.Blobs(str(store)).ids()
+    asked = []
+    real = retention.referenced
+    monkeypatch.setattr(retention, "referenced", lambda s: asked.append(s) or real(s))
+    small = ckpt.ckpt(lambda x: x, name="small", keep=1)
+    for i in range(3):
+        small(i)  # each prune deletes the one before, which held no blob
+    assert asked == []  # no header of the store read for it (it read them all, every save)
+    path = store / "blobs" / blob[:16] / blob
+    os.rename(path, path.with_name(f".gone-{blob}-0123"))  # a remover set it aside and died
+    monkeypatch.setattr(ckpt.blobs, "_ABANDONED", -1.0)  # a minute ago
+    small(3)
+    assert path.exists()  # that prune still put the held blob back
+    assert ckpt.load("big").args[0].sum() == 1 << 18
