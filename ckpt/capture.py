@@ -67,11 +67,21 @@ _KINDS = {
 }
 
 
+_POSITIONAL = frozenset({"positional_only", "positional_or_keyword"})
+
+
 def bind_arguments(
     target: Target, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> list[tuple[str, str, Any]]:
     """The call's arguments as (name, kind, value), defaults applied."""
     if target.signature is not None:
+        parameters = target.signature.parameters
+        if not kwargs and len(args) == len(parameters):
+            kinds = [_KINDS[parameter.kind] for parameter in parameters.values()]
+            if _POSITIONAL.issuperset(kinds):
+                # each parameter given by position, in order: what `bind` would answer,
+                # without its ~10 us per call (no default to apply, nothing to check)
+                return list(zip(parameters, kinds, args))
         try:
             bound = target.signature.bind(*args, **kwargs)
         except TypeError:

@@ -14,8 +14,9 @@ from .backend import TEMP_PREFIX as TEMP_PREFIX
 from .backend import discard as discard
 from .blobs import Blobs
 from .errors import CkptError, CorruptCheckpointError, NotFoundError
-from .fileformat import blob_refs, held_blobs, read_summary
+from .fileformat import blob_refs, held_blobs, read_summary, write_stream
 from .header import Summary
+from .keys import load_key
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -262,8 +263,6 @@ class Store:
         if self._trust:
             return None
         if self._key is None:
-            from .keys import load_key
-
             self._key = load_key(create=False)
         return self._key
 
@@ -539,9 +538,6 @@ class Store:
         blobs now (once per store: one that is there already is only claimed);
         the size returned counts the blobs this part added.
         """
-        from .fileformat import write_stream
-        from .keys import load_key
-
         fsync = os.environ.get("PYCKPT_FSYNC") == "1"
         key = load_key()
         if self._key is None and not self._trust:

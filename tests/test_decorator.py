@@ -370,3 +370,34 @@ def test_metadata_holds_timestamps_and_duration(store):
 
     detail = read_headers(str(entry.error_path), None)[1]
     assert 0.05 <= detail["duration"] < 5
+
+
+def test_arguments_given_by_position_bind_as_inspect_binds_them():
+    import inspect
+
+    from ckpt.capture import _KINDS, bind_arguments
+    from ckpt.target import Target
+
+    def everything(a, /, b, c=3, *args, d, e=5, **kwargs):
+        return a
+
+    def plain(a, b, c=3):
+        return a
+
+    def positional(a, b, /):
+        return a
+
+    calls = [(plain, (1, 2, 4), {}), (plain, (1, 2), {}), (plain, (1,), {"b": 2}),
+             (positional, (1, 2), {}), (everything, (1, 2, 3, 4), {"d": 0}),
+             (everything, (1, 2), {"d": 0, "z": 9}), (plain, (1, 2, 3, 4), {})]
+    for function, args, kwargs in calls:
+        try:
+            bound = inspect.signature(function).bind(*args, **kwargs)
+        except TypeError:  # the call fails alike: everything is saved as args and kwargs
+            expected = [("args", "var_positional", args), ("kwargs", "var_keyword", kwargs)]
+        else:
+            bound.apply_defaults()
+            parameters = inspect.signature(function).parameters
+            expected = [(name, _KINDS[parameters[name].kind], value)
+                        for name, value in bound.arguments.items()]
+        assert bind_arguments(Target(function, None, None, ()), args, kwargs) == expected
