@@ -25,7 +25,7 @@ import time
 
 from .backend import Backend, LocalBackend
 from .errors import CkptError
-from .streamed import ChunkReader, StreamedBuffer
+from .streamed import ChunkReader, StreamedBuffer, changed
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -40,7 +40,6 @@ FAMILY = 16  # hex digits of an id that name its family (its folder)
 _FAMILY = re.compile(r"[0-9a-f]{16}")
 # A blob set aside for removal: `.gone-<id>-<random>`, restored if it is still wanted.
 _GONE = re.compile(r"\.gone-([0-9a-f]{80})-[0-9a-f]+")
-_WRITE_CHUNK = 8 << 20
 _ABANDONED = 60.0  # seconds after which a blob set aside is its remover's leftover
 
 
@@ -149,9 +148,9 @@ class Blobs:
         if self.remote:  # one HEAD, then the upload only if it is not there
             from typing import cast  # here: listing imports this module, and never puts
 
-            # a streamed buffer as a file: the upload copies it a chunk at a time
-            source = (cast("IO[bytes]", ChunkReader(data, _WRITE_CHUNK))
-                      if isinstance(data, StreamedBuffer) else data)
+            # as a file: the upload copies it a chunk at a time, and stops (publishing
+            # nothing) if the bytes are not what the id says
+            source = cast("IO[bytes]", ChunkReader(_checked(data, blob_id)))
             published = self.backend.put(self.key(blob_id), source, exclusive=True)
             return nbytes if published else 0
         if self.claim(blob_id, nbytes):
@@ -167,11 +166,8 @@ class Blobs:
         """
         writer = self.create(blob_id[:FAMILY])
         try:
-            if isinstance(data, StreamedBuffer):
-                for chunk in data.chunks(_WRITE_CHUNK, 1):
-                    writer.write(chunk)
-            else:
-                _write_chunks(writer, data)
+            for chunk in _checked(data, blob_id):
+                writer.write(chunk)
         except BaseException:
             writer.abort()
             raise
@@ -394,9 +390,28 @@ class BlobWriter:
                 break
 
 
-def _write_chunks(stream: IO[bytes] | BlobWriter, view: memoryview) -> None:
-    for start in range(0, view.nbytes, _WRITE_CHUNK):
-        stream.write(view[start : start + _WRITE_CHUNK])
+def _checked(data: memoryview | StreamedBuffer, blob_id: str) -> Iterator[memoryview]:
+    """`data`'s bytes a chunk at a time, checked: raises after the last unless they are `blob_id`'s.
+
+    The bytes were hashed to name the blob, but they live in the user's memory (or on a
+    device): another thread may have written into them since. A writer aborts, and an
+    upload stops, rather than store other bytes under the id.
+    """
+    from .chunkhash import CHUNK, sha256
+    from .chunkhash import blob_id as content_id
+
+    if isinstance(data, StreamedBuffer):
+        chunks: Iterable[memoryview] = data.chunks(CHUNK, 1)
+    else:
+        chunks = (data[start : start + CHUNK] for start in range(0, data.nbytes, CHUNK))
+    digests = []
+    for chunk in chunks:
+        digests.append(sha256(chunk))
+        yield chunk
+    if content_id(data.nbytes, b"".join(digests)) != blob_id:
+        raise changed(data.nbytes)
+
+
 
 
 def _restore(moved: str, final: str) -> bool:

@@ -60,7 +60,7 @@ class StreamedBuffer(bytearray):
         step, digests = self.hashed
         for index, chunk in enumerate(self.copies(step, depth)):
             if hashlib.sha256(chunk).digest() != digests[index * 32 : index * 32 + 32]:
-                raise _changed(self.nbytes)
+                raise changed(self.nbytes)
             yield chunk
 
     def host(self) -> memoryview:
@@ -74,20 +74,28 @@ class StreamedBuffer(bytearray):
         return view
 
 
-def _changed(nbytes: int) -> Exception:
+def changed(nbytes: int) -> Exception:
+    """The error of a save whose buffer changed after its bytes were named (hashed)."""
     from .errors import CkptError
 
-    return CkptError(f"a device buffer of {nbytes} bytes changed while it was being saved",
+    return CkptError(f"a buffer of {nbytes} bytes changed while it was being saved",
                      hint="another thread or CUDA stream wrote into it; synchronize it "
                      "before the error is raised")
 
 
 class ChunkReader(io.RawIOBase):
-    """A streamed buffer as a readable file (for an upload that copies what it reads)."""
+    """Chunks as a readable file (for an upload that copies what it reads).
 
-    def __init__(self, source: StreamedBuffer, size: int) -> None:
+    Args:
+        source: a streamed buffer (read `size` at a time), or the chunks themselves,
+            each valid until the next is taken.
+    """
+
+    def __init__(self, source: StreamedBuffer | Iterator[memoryview], size: int = 8 << 20
+                 ) -> None:
         super().__init__()
-        self._chunks = source.chunks(size, 1)  # each read whole before the next is taken
+        # each chunk is read whole before the next is taken
+        self._chunks = source.chunks(size, 1) if isinstance(source, StreamedBuffer) else source
         self._rest = memoryview(b"")
 
     def readable(self) -> bool:
