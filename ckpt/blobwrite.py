@@ -150,8 +150,11 @@ def _store_streamed(source: StreamedBuffer, blobs: Any, fsync: bool) -> tuple[st
     """`_store` for bytes that come in chunks (a GPU tensor's): never whole in host memory."""
     from .streamed import write_digests
 
-    first = sha256(next(source.chunks(CHUNK, 1)))
+    head = next(source.chunks(CHUNK, 1))
+    first = sha256(head)
     named = family(source.nbytes, first)
+    if source.nbytes <= CHUNK:  # all of it in hand: one copy, no pool (a model's parameters)
+        return _store_head(source, head, first, named, blobs, fsync)
     if blobs.family_exists(named):
         return blob_id(source.nbytes, write_digests(source, CHUNK, _hash_only)), 0
     writer = blobs.create(named)
@@ -163,6 +166,23 @@ def _store_streamed(source: StreamedBuffer, blobs: Any, fsync: bool) -> tuple[st
         raise
     writer.commit(digest, fsync)
     return digest, source.nbytes
+
+
+def _store_head(source: StreamedBuffer, head: memoryview, digest: bytes, named: str,
+                blobs: Any, fsync: bool) -> tuple[str, int]:
+    """`_store_streamed` for a buffer of one chunk, copied already (`head`)."""
+    source.hashed = (CHUNK, digest)  # what its id stands for: a later pass is checked
+    content = blob_id(source.nbytes, digest)
+    if blobs.family_exists(named):
+        return content, 0
+    writer = blobs.create(named)
+    try:
+        writer.write(head)
+    except BaseException:
+        writer.abort()
+        raise
+    writer.commit(content, fsync)
+    return content, source.nbytes
 
 
 def _hash_only(chunk: memoryview, offset: int) -> bytes:

@@ -127,11 +127,13 @@ def _create_key(_: int) -> bytes:
 
 
 def test_concurrent_first_creation_gives_one_key(tmp_path, monkeypatch):
-    monkeypatch.setenv("PYCKPT_KEY_FILE", str(tmp_path / "keys" / "key"))
+    # the default place, its folders missing too (a PYCKPT_KEY_FILE's folder must exist)
+    monkeypatch.delenv("PYCKPT_KEY_FILE", raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
     with multiprocessing.get_context("spawn").Pool(6) as pool:
         keys = pool.map(_create_key, range(24))
     assert len(set(keys)) == 1
-    assert os.listdir(tmp_path / "keys") == ["key"]
+    assert os.listdir(tmp_path / "config" / "pyckpt") == ["key"]
 
 
 def test_key_file_env_points_elsewhere(tmp_path, monkeypatch):
