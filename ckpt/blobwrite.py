@@ -43,27 +43,63 @@ class BlobPlan:
         self.written = 0  # bytes of new blobs written as they were hashed
         self.fresh: list[str] = []  # the ids of those blobs
         known = {} if known is None else known
-        positions: dict[str, int] = {}
+        unique: dict[int, tuple[Any, memoryview | StreamedBuffer]] = {}  # by id(), in order
         for record in records:
             for buffer in record.buffers:
-                view = (buffer if isinstance(buffer, StreamedBuffer)
-                        else memoryview(buffer).cast("B"))
-                if view.nbytes < BLOB_MIN or id(buffer) in self.index:
-                    continue
-                found = known.get(id(buffer))
-                if found is not None:
-                    digest = found[1]
-                else:
-                    digest, written = _store(view, blobs, fsync)
-                    self.written += written
-                    if written:
-                        self.fresh.append(digest)
-                known[id(buffer)] = (buffer, digest)
-                if digest not in positions:
-                    self.views[digest] = view
-                    self.refs.append([digest, view.nbytes])
-                    positions[digest] = len(self.refs)
-                self.index[id(buffer)] = (positions[digest], digest)
+                if id(buffer) not in unique:
+                    view = (buffer if isinstance(buffer, StreamedBuffer)
+                            else memoryview(buffer).cast("B"))
+                    if view.nbytes >= BLOB_MIN:
+                        unique[id(buffer)] = (buffer, view)
+        stored = _store_all([(key, view) for key, (_, view) in unique.items()
+                             if key not in known], blobs, fsync)
+        positions: dict[str, int] = {}
+        for key, (buffer, view) in unique.items():
+            if key in known:
+                digest = known[key][1]
+            else:
+                digest, written = stored[key]
+                self.written += written
+                if written and digest not in self.fresh:
+                    self.fresh.append(digest)
+                known[key] = (buffer, digest)
+            if digest not in positions:
+                self.views[digest] = view
+                self.refs.append([digest, view.nbytes])
+                positions[digest] = len(self.refs)
+            self.index[key] = (positions[digest], digest)
+
+
+def _store_all(items: list[tuple[int, memoryview | StreamedBuffer]], blobs: Any,
+               fsync: bool) -> dict[int, tuple[str, int]]:
+    """`_store` each buffer, by key: those of one chunk side by side, one a core (up to 4).
+
+    A model's parameters are many buffers of a few MiB: stored one after another, one
+    core hashed and wrote them all (a model of 128 parameters of 2 MiB took 0.6 s,
+    torch.save 0.2 s). A larger buffer has a pool of its own for its chunks: those go
+    after, one at a time.
+    """
+    small = [(key, view) for key, view in items if view.nbytes <= CHUNK]
+    stored: dict[int, tuple[str, int]] = {}
+    workers = min(4, os.cpu_count() or 1, len(small))
+    if workers > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(workers, thread_name_prefix="ckpt-blob") as pool:
+            try:
+                futures = [(key, pool.submit(_store, view, blobs, fsync)) for key, view in small]
+            except RuntimeError:  # interpreter shutting down (an atexit save): one at a time
+                futures = []
+            # every one waited for, so none is still writing when a failure is raised
+            for key, future in futures:
+                if future.exception() is None:
+                    stored[key] = future.result()
+            for _, future in futures:
+                future.result()
+    for key, view in items:
+        if key not in stored:
+            stored[key] = _store(view, blobs, fsync)
+    return stored
 
 
 def put_planned(plan: BlobPlan, blobs: Any, key: bytes, fsync: bool) -> int:

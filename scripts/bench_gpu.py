@@ -50,6 +50,16 @@ if case == "pinned":  # what the staging buffers alone cost: six 8 MiB pinned bu
     for host in staging:
         host.copy_(source)
     print(json.dumps({"seconds": 0, "extra_rss": rss() - base}))
+elif case == "many" and phase == "save":  # a model of many parameters of a few MiB each
+    model = torch.nn.Sequential(*[torch.nn.Linear(1024, 512) for _ in range(128)]).cuda()
+    sync()
+    base, started = rss(), time.perf_counter()
+    if kind == "ckpt":
+        ckpt.ckpt(lambda model: None, name="many")(model)
+    else:
+        torch.save(model, target)
+    elapsed = time.perf_counter() - started
+    print(json.dumps({"seconds": elapsed, "extra_rss": rss() - base}))
 elif case == "tensor" and phase == "save":
     data = torch.randn(nbytes // 4, device="cuda")
     sync()
@@ -219,6 +229,14 @@ def main() -> int:
         print(f"{options.mib} MiB CUDA tensor, {name}: {ratio:.2f}x (ckpt {ours:.2f} s, torch "
               f"{theirs:.2f} s; host peak RSS +{median('ckpt', phase, 'extra_rss') / 2**20:.0f} "
               f"MiB vs +{median('torch', phase, 'extra_rss') / 2**20:.0f} MiB)")
+
+    many = {kind: sorted(child(CHILD, "many", kind, "save", "0", str(work / "many.pt"),
+                               env=dict(env, PYCKPT_DIR=str(work / f"many-{run}")))["seconds"]
+                         for run in range(3))[1] for kind in ("ckpt", "torch")}
+    figures["many"] = {"ckpt_s": many["ckpt"], "torch_s": many["torch"],
+                       "ratio": many["torch"] / many["ckpt"]}
+    print(f"a model of 128 parameters of 2 MiB on the GPU: capture {many['ckpt']:.2f} s vs "
+          f"torch.save {many['torch']:.2f} s ({many['torch'] / many['ckpt']:.2f}x throughput)")
 
     # -- a failing training step --------------------------------------------------------
     project = work / "project"

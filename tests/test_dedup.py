@@ -474,3 +474,43 @@ def test_many_blobs_of_one_value_are_checked_together_and_each_one_counts(store)
     victim.write_bytes(bytes(data))
     with pytest.raises(CorruptCheckpointError, match="do not hash to the id"):
         ckpt.load("model")
+
+
+def test_many_buffers_of_one_value_are_stored_side_by_side_each_once(store):
+    # a model's parameters: many buffers of a few MiB, stored by a pool of threads
+    arrays = [numpy.full(BLOB_MIN // 8, float(index)) for index in range(12)]
+    arrays.append(arrays[3].copy())  # the same bytes twice: one blob
+
+    @ckpt.ckpt(name="params")
+    def keep(params):
+        return len(params)
+
+    keep(arrays)
+    assert len(blob_files(store)) == 12
+    loaded = ckpt.load("params").arguments["params"]
+    for ours, theirs in zip(loaded, arrays):
+        numpy.testing.assert_array_equal(ours, theirs)
+
+
+def test_a_failure_storing_one_of_many_buffers_leaves_no_blob_being_written(store, monkeypatch):
+    import ckpt.blobwrite
+
+    real = ckpt.blobwrite._store
+
+    def failing(view, blobs, fsync):
+        if view.nbytes and bytes(view[:8]) == numpy.float64(5.0).tobytes():
+            raise OSError(28, "No space left on device")
+        return real(view, blobs, fsync)
+
+    monkeypatch.setattr(ckpt.blobwrite, "_store", failing)
+
+    @ckpt.ckpt(name="params", active=False)
+    def step(params):
+        raise ValueError("loss is nan")
+
+    arrays = [numpy.full(BLOB_MIN // 8, float(index)) for index in range(8)]
+    with pytest.raises(ValueError, match="loss is nan"), pytest.warns(ckpt.CkptWarning,
+                                                                      match="No space"):
+        step(arrays)
+    assert not [path for path in (store / "blobs").rglob(".tmp-*")]  # every writer finished
+    assert ckpt.checkpoints() == []
