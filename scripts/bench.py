@@ -383,6 +383,44 @@ def bench_torch(settings: Settings) -> None:
                      f"{rss / MiB:.1f} MiB", rss / nbytes,
                      f"{native} {native_rss / MiB:.1f} MiB",
                      "<= 0.05x" if phase == "save" else "")
+    bench_torch_model(settings)
+
+
+MODEL_CHILD = """
+import json, os, sys, time, torch
+kind, layers, target = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+import ckpt
+torch.manual_seed(0)
+model = torch.nn.Sequential(*[torch.nn.Linear(1024, 512) for _ in range(layers)])  # 2 MiB each
+keep = ckpt.ckpt(lambda model: None, name="modelbench")
+started = time.perf_counter()
+if kind == "ckpt":
+    keep(model)
+else:
+    torch.save(model, target)
+print(json.dumps({"seconds": time.perf_counter() - started}))
+"""
+
+
+def bench_torch_model(settings: Settings) -> None:
+    """A model of many 2 MiB parameters (CPU): capture vs torch.save, each in a child."""
+    layers, repeats = settings.size(128, 2), settings.size(5, 1)
+    times: dict[str, list[float]] = {"ckpt": [], "torch": []}
+    for run in range(repeats):
+        for kind in times:
+            os.sync()
+            store = settings.workdir / f"store-model-{run}"
+            target = settings.workdir / "model.pt"
+            result = subprocess.run([sys.executable, "-c", MODEL_CHILD, kind, str(layers),
+                                     str(target)], capture_output=True, text=True, check=True,
+                                    env=fresh_env(store, PYCKPT_FSYNC="0"))
+            times[kind].append(json.loads(result.stdout)["seconds"])
+            shutil.rmtree(store, ignore_errors=True)
+            target.unlink(missing_ok=True)
+    ours, theirs = statistics.median(times["ckpt"]), statistics.median(times["torch"])
+    settings.add("torch", f"model of {layers} x 2 MiB parameters: capture throughput vs "
+                 "torch.save", f"{ours:.2f} s", theirs / ours, f"torch.save {theirs:.2f} s",
+                 ">= 1.0x")
 
 
 # -- 3c. data frames and Arrow tables --------------------------------------------------
