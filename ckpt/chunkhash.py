@@ -16,6 +16,9 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
     from concurrent.futures import Future, ThreadPoolExecutor
+    from typing import Any, TypeVar
+
+    T = TypeVar("T")
 
 CHUNK = 8 << 20
 # Up to this size a buffer is hashed in the calling thread: a pool costs more.
@@ -81,18 +84,23 @@ def digests_of_all(views: list[memoryview]) -> list[bytes]:
 
 
 def submit_hash(pool: ThreadPoolExecutor, chunk: memoryview) -> Future[bytes]:
-    """Hash `chunk` on the pool, or here once the interpreter is shutting down.
+    """Hash `chunk` on the pool, or here once the interpreter is shutting down."""
+    return submit_or_run(pool, sha256, chunk)
+
+
+def submit_or_run(pool: ThreadPoolExecutor, work: Callable[..., T], *args: Any) -> Future[T]:
+    """`work(*args)` on the pool, or here once the interpreter is shutting down.
 
     A save from an atexit handler may start no thread: the pool refuses with
-    RuntimeError, and hashing inline is all that is left.
+    RuntimeError, and working inline is all that is left.
     """
     from concurrent.futures import Future
 
     try:
-        return pool.submit(sha256, chunk)
+        return pool.submit(work, *args)
     except RuntimeError:
-        done: Future[bytes] = Future()
-        done.set_result(sha256(chunk))
+        done: Future[T] = Future()
+        done.set_result(work(*args))
         return done
 
 

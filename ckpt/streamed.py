@@ -149,6 +149,8 @@ def write_digests(source: StreamedBuffer, chunk_size: int,
     from collections import deque
     from concurrent.futures import ThreadPoolExecutor
 
+    from .chunkhash import submit_or_run
+
     workers = max(1, min(4, os.cpu_count() or 1))
     depth = workers + 2  # the chunk being copied, those being written, one spare
     digests: list[bytes] = []
@@ -157,7 +159,8 @@ def write_digests(source: StreamedBuffer, chunk_size: int,
         offset = 0
         try:
             for chunk in source.chunks(chunk_size, depth):
-                pending.append(pool.submit(write_chunk, chunk, offset))
+                # inline once the interpreter is shutting down (an atexit save)
+                pending.append(submit_or_run(pool, write_chunk, chunk, offset))
                 offset += chunk.nbytes
                 # the next chunk reuses the host buffer of the one `depth` back: done by then
                 while len(pending) >= depth - 1:

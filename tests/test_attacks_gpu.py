@@ -290,6 +290,23 @@ def test_streaming_holds_a_few_host_buffers_and_never_reuses_one_still_being_wri
     assert len(addresses) <= 6  # of 64 chunks
 
 
+# -- interpreter shutdown: no thread may be started ----------------------------------
+
+
+@pytest.mark.parametrize("saved_before", [False, True], ids=["written", "hashed"])
+def test_a_storage_streamed_from_an_atexit_handler_is_saved(store, saved_before):
+    # the pool refuses new work once the interpreter shuts down: the chunks go inline
+    sample = Path(__file__).parent / "samples" / "guest" / "shutdown_tensor.py"
+    result = subprocess.run([sys.executable, str(sample), *(["saved-before"] * saved_before)],
+                            capture_output=True, text=True, timeout=120)
+    assert "ValueError: theirs from atexit" in result.stderr
+    assert "CkptWarning" not in result.stderr, result.stderr
+    saved = ckpt.checkpoints(directory=store)
+    assert len(saved) == 1 + saved_before
+    assert torch.equal(ckpt.load(saved[-1].id).arguments["batch"], torch.ones(5 << 20))
+    assert_every_blob_is_what_its_name_says(store)
+
+
 # -- a remote store: the upload is the pass that is checked --------------------------
 
 
