@@ -90,12 +90,13 @@ def _store_all(items: list[tuple[int, memoryview | StreamedBuffer]], blobs: Any,
                 futures = [(key, pool.submit(_store, view, blobs, fsync)) for key, view in small]
             except RuntimeError:  # interpreter shutting down (an atexit save): one at a time
                 futures = []
-            # every one waited for, so none is still writing when a failure is raised
-            for key, future in futures:
-                if future.exception() is None:
+            try:
+                for key, future in futures:
                     stored[key] = future.result()
-            for _, future in futures:
-                future.result()
+            except BaseException:  # Ctrl-C, a full disk: none of the rest is started
+                for _, future in futures:
+                    future.cancel()
+                raise  # once those being written are done (leaving the pool waits for them)
     for key, view in items:
         if key not in stored:
             stored[key] = _store(view, blobs, fsync)

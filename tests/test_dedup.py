@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import warnings
 from pathlib import Path
 
 import numpy
@@ -513,4 +514,39 @@ def test_a_failure_storing_one_of_many_buffers_leaves_no_blob_being_written(stor
                                                                       match="No space"):
         step(arrays)
     assert not [path for path in (store / "blobs").rglob(".tmp-*")]  # every writer finished
+    assert ckpt.checkpoints() == []
+
+
+@pytest.mark.parametrize("raised", [KeyboardInterrupt(), OSError(28, "No space left on device")],
+                         ids=["ctrl-c", "disk-full"])
+def test_a_failure_storing_one_of_many_buffers_stops_the_others_at_once(store, monkeypatch,
+                                                                         raised):
+    # Ctrl-C reaches the user without waiting for every other parameter to be written
+    import time
+
+    import ckpt.blobwrite
+
+    real, stored = ckpt.blobwrite._store, []
+
+    def failing(view, blobs, fsync):
+        if bytes(view[:8]) == numpy.float64(0.0).tobytes():
+            raise raised
+        time.sleep(0.02)  # a slow disk
+        stored.append(view.nbytes)
+        return real(view, blobs, fsync)
+
+    monkeypatch.setattr(ckpt.blobwrite, "_store", failing)
+
+    @ckpt.ckpt(name="params", active=False)
+    def step(params):
+        raise ValueError("loss is nan")
+
+    arrays = [numpy.full(BLOB_MIN // 8, float(index)) for index in range(40)]
+    expected = type(raised) if isinstance(raised, KeyboardInterrupt) else ValueError
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ckpt.CkptWarning)  # the full disk's
+        with pytest.raises(expected):
+            step(arrays)
+    assert len(stored) < 10  # those already being written when it failed, not all 39
+    assert not [path for path in (store / "blobs").rglob(".tmp-*")]
     assert ckpt.checkpoints() == []
