@@ -59,8 +59,9 @@ class BlobPlan:
                 digest = known[key][1]
             else:
                 digest, written = stored[key]
-                self.written += written
+                # two buffers of equal bytes written side by side: one blob, counted once
                 if written and digest not in self.fresh:
+                    self.written += written
                     self.fresh.append(digest)
                 known[key] = (buffer, digest)
             if digest not in positions:

@@ -550,3 +550,30 @@ def test_a_failure_storing_one_of_many_buffers_stops_the_others_at_once(store, m
     assert len(stored) < 10  # those already being written when it failed, not all 39
     assert not [path for path in (store / "blobs").rglob(".tmp-*")]
     assert ckpt.checkpoints() == []
+
+
+def test_two_buffers_of_equal_bytes_stored_side_by_side_count_once(store, monkeypatch):
+    # both new to the store and written at once: the part adds one blob, and says so
+    import threading
+
+    from ckpt.blobwrite import BlobPlan
+    from ckpt.fileformat import Record
+
+    both_looked = threading.Barrier(2)
+    looked = Blobs.family_exists
+
+    def family_exists(self, family):
+        found = looked(self, family)
+        try:
+            both_looked.wait(timeout=2)  # neither writes before the other looked
+        except threading.BrokenBarrierError:
+            pass  # one core: one after the other
+        return found
+
+    monkeypatch.setattr(Blobs, "family_exists", family_exists)
+    first = numpy.full(BLOB_MIN // 8, 7.0)
+    plan = BlobPlan([Record(b"", [memoryview(first), memoryview(first.copy())])],
+                    Blobs(str(store)))
+    assert len(plan.refs) == 1
+    assert len(blob_files(store)) == 1
+    assert plan.written == BLOB_MIN  # the bytes the store grew by
