@@ -9,6 +9,7 @@ only hashed, and put if it is missing after all (`fileformat.write_stream`).
 from __future__ import annotations
 
 import os
+import sys
 
 from .chunkhash import CHUNK, blob_id, buffer_id, family, sha256
 from .fileformat import BLOB_MIN
@@ -44,6 +45,10 @@ class BlobPlan:
         self.fresh: list[str] = []  # the ids of those blobs
         known = {} if known is None else known
         unique: dict[int, tuple[Any, memoryview | StreamedBuffer]] = {}  # by id(), in order
+        # id() of each buffer -> id() of the first over the same memory: a model and its
+        # optimizer are two pickles, so two buffers over each parameter; one is read
+        first: dict[int, int] = {}
+        seen: dict[tuple[str, int, int], int] = {}
         for record in records:
             for buffer in record.buffers:
                 if id(buffer) not in unique:
@@ -51,24 +56,44 @@ class BlobPlan:
                             else memoryview(buffer).cast("B"))
                     if view.nbytes >= BLOB_MIN:
                         unique[id(buffer)] = (buffer, view)
+                        where = _memory(view)
+                        first[id(buffer)] = (id(buffer) if where is None
+                                             else seen.setdefault(where, id(buffer)))
         stored = _store_all([(key, view) for key, (_, view) in unique.items()
-                             if key not in known], blobs, fsync)
+                             if key not in known and first[key] == key], blobs, fsync)
         positions: dict[str, int] = {}
         for key, (buffer, view) in unique.items():
-            if key in known:
-                digest = known[key][1]
-            else:
-                digest, written = stored[key]
-                # two buffers of equal bytes written side by side: one blob, counted once
-                if written and digest not in self.fresh:
-                    self.written += written
-                    self.fresh.append(digest)
+            if key not in known:
+                if first[key] != key:  # over the memory of one before it: that one's blob
+                    digest = known[first[key]][1]
+                else:
+                    digest, written = stored[key]
+                    # two buffers of equal bytes written side by side: one blob, counted once
+                    if written and digest not in self.fresh:
+                        self.written += written
+                        self.fresh.append(digest)
                 known[key] = (buffer, digest)
+            digest = known[key][1]
             if digest not in positions:
                 self.views[digest] = view
                 self.refs.append([digest, view.nbytes])
                 positions[digest] = len(self.refs)
             self.index[key] = (positions[digest], digest)
+
+
+def _memory(view: memoryview | StreamedBuffer) -> tuple[str, int, int] | None:
+    """The memory a buffer's bytes are in (device, address, length), when it is known.
+
+    A numpy array's whole memory (a CPU tensor's storage, an array's) or a device
+    storage's; anything else (bytes, a slice of an array) is not compared.
+    """
+    if isinstance(view, StreamedBuffer):
+        return view.where
+    numpy = sys.modules.get("numpy")
+    array: Any = view.obj
+    if numpy is None or type(array) is not numpy.ndarray or array.nbytes != view.nbytes:
+        return None
+    return ("cpu", int(array.__array_interface__["data"][0]), view.nbytes)
 
 
 def _store_all(items: list[tuple[int, memoryview | StreamedBuffer]], blobs: Any,

@@ -37,6 +37,9 @@ class StreamedBuffer(bytearray):
     # The chunk size and the joined SHA-256 digests of the first complete pass: what
     # the blob id stands for (None until then).
     hashed: tuple[int, bytes] | None = None
+    # The memory the bytes are in (device, address, length), when known: another
+    # buffer over the same memory holds the same bytes (see `blobwrite.BlobPlan`).
+    where: tuple[str, int, int] | None = None
 
     def copies(self, size: int, depth: int) -> Iterator[memoryview]:
         """Yield the bytes in order, `size` at a time, each a copy in host memory.

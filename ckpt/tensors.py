@@ -86,6 +86,7 @@ class DeviceBytes(StreamedBuffer):
         super().__init__()
         self.flat = flat
         self.nbytes = int(flat.nbytes)
+        self.where = (str(flat.device), int(flat.data_ptr()), self.nbytes)
 
     def copies(self, size: int, depth: int) -> Iterator[memoryview]:
         """As `StreamedBuffer.copies`: each a copy in one of `depth` reused host buffers."""

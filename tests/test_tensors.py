@@ -501,3 +501,38 @@ def test_a_cuda_step_is_streamed_and_loads_on_the_gpu_or_the_cpu(store):
     on_cpu = ckpt.load("cuda-step", device="cpu")
     assert on_cpu.arguments["model"].weight.device.type == "cpu"
     assert torch.equal(on_cpu.arguments["data"]["columns"], columns.cpu())
+
+
+@pytest.mark.parametrize("streamed", [False, True], ids=["host", "device"])
+def test_a_model_and_its_optimizer_read_and_store_each_parameter_once(store, monkeypatch,
+                                                                      streamed):
+    # two arguments over the same parameters (a training step's): each is its own
+    # pickle, so two buffers over one memory; hashed (copied off the GPU) once, not twice
+    import ckpt.blobwrite
+
+    if streamed:
+        stream_cpu_storages(monkeypatch)
+    real, stored = ckpt.blobwrite._store, []
+
+    def counted(view, blobs, fsync):
+        stored.append(view.nbytes)
+        return real(view, blobs, fsync)
+
+    monkeypatch.setattr(ckpt.blobwrite, "_store", counted)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(*[torch.nn.Linear(512, 512, bias=False) for _ in range(6)])
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+
+    @ckpt.ckpt(name="train", active=False)
+    def train_step(model, optimizer):
+        raise ValueError("loss is nan")
+
+    with pytest.raises(ValueError, match="loss is nan"):
+        train_step(model, optimizer)
+    assert len(stored) == 6  # one a parameter (1 MiB each)
+    assert len(blob_files(store)) == 6
+    loaded = ckpt.load("train").arguments
+    for ours, theirs in zip(loaded["model"].parameters(), model.parameters()):
+        same(ours, theirs)
+    for ours, theirs in zip(loaded["optimizer"].param_groups[0]["params"], model.parameters()):
+        same(ours, theirs)
