@@ -531,7 +531,7 @@ def test_a_failure_storing_one_of_many_buffers_stops_the_others_at_once(store, m
     def failing(view, blobs, fsync):
         if bytes(view[:8]) == numpy.float64(0.0).tobytes():
             raise raised
-        time.sleep(0.02)  # a slow disk
+        time.sleep(0.05)  # a slow disk
         stored.append(view.nbytes)
         return real(view, blobs, fsync)
 
