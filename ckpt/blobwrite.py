@@ -13,7 +13,7 @@ import sys
 
 from .chunkhash import CHUNK, blob_id, buffer_id, family, sha256
 from .fileformat import BLOB_MIN
-from .streamed import StreamedBuffer
+from .streamed import StreamedBuffer, changed
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -189,9 +189,11 @@ def _store(view: memoryview | StreamedBuffer, blobs: Any, fsync: bool) -> tuple[
     """
     if isinstance(view, StreamedBuffer):
         return _store_streamed(view, blobs, fsync)
+    whole = view.nbytes <= CHUNK  # one chunk: its digest is all there is to hash
+    if whole:  # hashed and written from one copy (see `_write_chunk`)
+        view = memoryview(bytearray(view))
     first = sha256(view[:CHUNK])
     named = family(view.nbytes, first)
-    whole = view.nbytes <= CHUNK  # one chunk: its digest is all there is to hash
     if blobs.family_exists(named):
         return (blob_id(view.nbytes, first) if whole else buffer_id(view)), 0
     writer = blobs.create(named)
@@ -201,6 +203,8 @@ def _store(view: memoryview | StreamedBuffer, blobs: Any, fsync: bool) -> tuple[
             digests = first
         else:
             digests = _write_digests(view, writer.write_at)
+            if digests[:32] != first:  # written into since its family was named
+                raise changed(view.nbytes)
         digest = blob_id(view.nbytes, digests)
     except BaseException:
         writer.abort()
@@ -223,7 +227,8 @@ def _store_streamed(source: StreamedBuffer, blobs: Any, fsync: bool) -> tuple[st
     writer = blobs.create(named)
     try:
         digest = blob_id(source.nbytes, write_digests(
-            source, CHUNK, lambda chunk, offset: _write_chunk(chunk, offset, writer.write_at)))
+            source, CHUNK,
+            lambda chunk, offset: _write_chunk(chunk, offset, writer.write_at, True)))
     except BaseException:
         writer.abort()
         raise
@@ -292,12 +297,24 @@ def _write_digests(view: memoryview, write_at: Callable[[memoryview, int], objec
 
 
 def _write_chunk(chunk: memoryview, offset: int,
-                 write_at: Callable[[memoryview, int], object]) -> bytes:
+                 write_at: Callable[[memoryview, int], object], private: bool = False) -> bytes:
+    """Write `chunk` at `offset` a piece at a time; its digest.
+
+    Unless the chunk is `private` (a copy already: a device's), each piece is
+    copied first, then written and hashed from the copy: the chunk is the user's
+    memory, and another thread writing into it between the write and the hash
+    would leave a file whose bytes are not its id's (the copy stays in the CPU's
+    cache).
+    """
     import hashlib
 
     digest = hashlib.sha256()
+    scratch = None if private else memoryview(bytearray(min(_PIECE, chunk.nbytes)))
     for start in range(0, chunk.nbytes, _PIECE):
         piece = chunk[start : start + _PIECE]
+        if scratch is not None:
+            scratch[: piece.nbytes] = piece
+            piece = scratch[: piece.nbytes]
         write_at(piece, offset + start)
         digest.update(piece)
     return digest.digest()

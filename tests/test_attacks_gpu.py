@@ -124,6 +124,42 @@ def write_into_before_the_put(monkeypatch: pytest.MonkeyPatch, tensor) -> None:
     monkeypatch.setattr(ckpt.blobs.Blobs, "put", put)
 
 
+def test_a_host_storage_written_into_as_a_new_blob_is_written_is_stored_as_it_was_hashed(
+        store, monkeypatch):
+    # another thread writes right after each piece reaches the file, before it is hashed
+    batch = torch.zeros(5 << 20)  # 20 MiB: three chunks, a MiB at a time
+    original = ckpt.blobs.BlobWriter.write_at
+
+    def write_at(self, data, offset):
+        original(self, data, offset)
+        batch[-1] += 1  # in the last piece: its file bytes and its hash would differ
+
+    monkeypatch.setattr(ckpt.blobs.BlobWriter, "write_at", write_at)
+    save(batch)
+    assert_every_blob_is_what_its_name_says(store)  # not a blob that no load can verify
+
+
+@pytest.mark.parametrize("size", [1 << 19, 5 << 20], ids=["one-chunk", "three-chunks"])
+def test_a_host_storage_written_into_between_its_hash_and_its_write_is_not_stored_so(
+        store, monkeypatch, size):
+    batch = torch.zeros(size)  # its first chunk hashed (to name its family) before its write
+    original = ckpt.blobs.Blobs.create
+
+    def create(self, family):
+        batch[0] = 9  # another thread writes into it between that hash and the write
+        return original(self, family)
+
+    monkeypatch.setattr(ckpt.blobs.Blobs, "create", create)
+    if size * 4 <= CHUNK:  # one chunk: hashed and written from one copy, as it was then
+        save(batch)
+        assert float(ckpt.load("step").arguments["batch"][0]) == 0.0
+    else:  # refused, not stored under the id of what it no longer is
+        with pytest.warns(ckpt.CkptWarning, match="changed while it was being saved"):
+            save(batch)
+        assert ckpt.checkpoints() == []
+    assert_every_blob_is_what_its_name_says(store)
+
+
 def test_a_streamed_storage_written_between_its_hash_and_its_put_is_not_stored_under_that_id(
         store, monkeypatch):
     stream_cpu_storages(monkeypatch)
