@@ -395,15 +395,17 @@ def _checked(data: memoryview | StreamedBuffer, blob_id: str) -> Iterator[memory
 
     The bytes were hashed to name the blob, but they live in the user's memory (or on a
     device): another thread may have written into them since. A writer aborts, and an
-    upload stops, rather than store other bytes under the id.
+    upload stops, rather than store other bytes under the id. Each chunk is a copy
+    (valid until the next is taken), checked and written alike: a write into the
+    user's memory after a chunk's check cannot reach the blob.
     """
     from .chunkhash import CHUNK, sha256
     from .chunkhash import blob_id as content_id
 
     if isinstance(data, StreamedBuffer):
-        chunks: Iterable[memoryview] = data.chunks(CHUNK, 1)
+        chunks: Iterable[memoryview] = data.chunks(CHUNK, 1)  # copies already
     else:
-        chunks = (data[start : start + CHUNK] for start in range(0, data.nbytes, CHUNK))
+        chunks = _copies(data, CHUNK)
     digests = []
     for chunk in chunks:
         digests.append(sha256(chunk))
@@ -412,6 +414,13 @@ def _checked(data: memoryview | StreamedBuffer, blob_id: str) -> Iterator[memory
         raise changed(data.nbytes)
 
 
+def _copies(data: memoryview, size: int) -> Iterator[memoryview]:
+    """`data` `size` bytes at a time, each copied into one reused buffer."""
+    scratch = memoryview(bytearray(min(size, data.nbytes)))
+    for start in range(0, data.nbytes, size):
+        chunk = scratch[: min(size, data.nbytes - start)]
+        chunk[:] = data[start : start + size]
+        yield chunk
 
 
 def _restore(moved: str, final: str) -> bool:

@@ -185,6 +185,22 @@ def test_a_host_storage_written_between_its_hash_and_its_put_is_not_stored_under
     assert len(ckpt.checkpoints()) == 1  # the first; the second said why it was not saved
 
 
+def test_a_host_storage_put_and_written_into_as_it_is_written_is_stored_as_it_was_checked(
+        store, monkeypatch):
+    _, second = family_there_but_not_the_blob(store)
+    original = ckpt.blobs.BlobWriter.write
+
+    def write(self, data):
+        if memoryview(data).nbytes < CHUNK:  # the last chunk, once checked
+            second[-1] = 5  # another thread, between the chunk's check and its write
+        return original(self, data)
+
+    monkeypatch.setattr(ckpt.blobs.BlobWriter, "write", write)
+    save(second)
+    assert_every_blob_is_what_its_name_says(store)
+    assert int(ckpt.load(ckpt.checkpoints()[-1].id).arguments["batch"][-1]) == 7  # as checked
+
+
 def test_a_pass_after_the_hashed_one_is_checked_against_it():
     flat = torch.arange(3 << 20, dtype=torch.int32).view(torch.uint8)  # 12 MiB, two chunks
     source = ckpt.tensors.DeviceBytes(flat)
