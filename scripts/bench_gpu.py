@@ -7,6 +7,13 @@ hidden (as on a laptop) and on the GPU. Prints one line per figure and, with
 CI never has one (the same code is tested there through CPU storages).
 
 Usage: python scripts/bench_gpu.py [--json FILE] [--mib N]
+
+On a lent GPU machine (its Python has torch, cupy and jax, not platformdirs, and no
+network): build the wheels here, `pip wheel --no-deps -w .whl .` and `pip download
+--no-deps --only-binary=:all: --python-version 3.12 -d .whl platformdirs`, carry `.whl`,
+and run `python3 -m pip install -q --no-index --no-deps .whl/*.whl && python3
+scripts/bench_gpu.py` there (about 3 minutes on an H100; the GPU-only tests then run with
+`python3 -m pytest tests/test_attacks_gpu.py tests/test_tensors.py -k "gpu or cuda"`).
 """
 
 from __future__ import annotations
