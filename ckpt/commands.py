@@ -260,7 +260,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.watch and args.frame is not None:
         from .watch import check_frame
 
-        check_frame(entry, args.frame)
+        check_frame(entry, args.frame, mode)
     print(display.printable(
         f"{args.prog}: replaying {entry.name} (id {entry.id}, saved on {entry.trigger} "
         f"{display.age(entry.created)}) with {python}{why}, mode {mode}"), file=sys.stderr)

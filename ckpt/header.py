@@ -346,6 +346,13 @@ class ExceptionInfo(collections.namedtuple("ExceptionInfo", "type message traceb
     traceback: str
 
 
+# Code objects that are no function one can call again (`cdip run --frame N`), and what
+# they are: the replay refuses them, and `--watch` before its first round.
+NOT_FUNCTIONS = {"<module>": "a module's top level", "<lambda>": "a lambda",
+                 "<genexpr>": "a generator expression", "<listcomp>": "a list comprehension",
+                 "<dictcomp>": "a dict comprehension", "<setcomp>": "a set comprehension"}
+
+
 class FrameInfo(collections.namedtuple(
         "FrameInfo", "function qualname file line locals module main source_hash file_hash "
         "parameters reassigned", defaults=(None, None, None, None, None, None))):

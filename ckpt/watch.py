@@ -106,25 +106,34 @@ def _too_wide(directory: str) -> bool:
     return home.startswith(os.path.join(directory, ""))
 
 
-def check_frame(entry: Entry, frame: int) -> None:
+def check_frame(entry: Entry, frame: int, mode: str) -> None:
     """`--frame N` checked before the first round: no edit can add a frame that was not saved.
 
-    (The replay checks it too, but under --watch every round would fail alike, for ever.)
+    Nor make a lambda (or a comprehension) a function to call again. (The replay checks
+    both too, but under --watch every round would fail alike, for ever.)
     """
     from .fileformat import read_headers
-    from .header import ErrorDetail
+    from .header import NOT_FUNCTIONS, ErrorDetail
     from .keys import load_key
 
     if entry.problem:  # --trust: the replay's own check says it
         return
-    count = 0
+    frames = []
     if entry.error_path is not None:
         detail = read_headers(entry.error_path, load_key(create=False))[1]
-        count = len(ErrorDetail.from_json(detail).frames)
+        frames = list(ErrorDetail.from_json(detail).frames)
+    count = len(frames)
     if not -count <= frame < count:
         raise CkptError(f"--frame {frame}: checkpoint {entry.id} holds {count} saved "
                         f"frame{'' if count == 1 else 's'}",
                         hint="`cdip info NAME --json` lists them; -1 is the innermost")
+    what = NOT_FUNCTIONS.get(frames[frame].function)
+    # a count from the innermost goes out to the function around it (the replay says so)
+    if what is not None and frame >= 0 and mode != "locals":
+        raise CkptError(f"--frame {frame}: frame {frame}, {frames[frame].qualname}, is {what}, "
+                        "which cannot be re-called",
+                        hint="choose the frame of the function around it (`cdip info NAME "
+                             "--json` lists them)")
 
 
 def watch(supervisor: Supervisor, options: dict[str, Any], until_pass: bool) -> int:

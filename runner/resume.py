@@ -17,7 +17,7 @@ from ckpt import drift
 from ckpt.binding import parameter_assignments, parameters
 from ckpt.checkpoint import Checkpoint, unwrap
 from ckpt.errors import CkptError
-from ckpt.header import FrameInfo
+from ckpt.header import NOT_FUNCTIONS, FrameInfo
 from ckpt.values import Unpicklable
 
 from .resolve import Scripts, import_target
@@ -31,10 +31,6 @@ if TYPE_CHECKING:
 
     from .options import Options
 
-# Code objects that are no function one can call again, and what they are.
-_NOT_FUNCTIONS = {"<module>": "a module's top level", "<lambda>": "a lambda",
-                  "<genexpr>": "a generator expression", "<listcomp>": "a list comprehension",
-                  "<dictcomp>": "a dict comprehension", "<setcomp>": "a set comprehension"}
 # Values of these types cannot be changed in place: what was saved is what was passed
 # (unless the name was assigned to).
 _IMMUTABLE = (int, float, complex, str, bytes, bool, type(None), range, frozenset, type)
@@ -131,7 +127,7 @@ def _callable_outward(frames: Frames, index: int, asked: int) -> int:
     found = _nearest_callable(frames, index)
     if found is None or found == index:
         return index
-    what = _NOT_FUNCTIONS[frames.infos[index].function]
+    what = NOT_FUNCTIONS[frames.infos[index].function]
     print(f"--frame {asked}: {frames.where(index)} is {what}, which cannot be re-called: "
           f"re-calling {frames.where(found)}, the nearest frame around it that can be",
           file=sys.stderr)
@@ -141,7 +137,7 @@ def _callable_outward(frames: Frames, index: int, asked: int) -> int:
 def _nearest_callable(frames: Frames, index: int) -> int | None:
     """The innermost frame from `index` outward that is a function, not a lambda or the like."""
     for found in range(index, -1, -1):
-        if frames.infos[found].function not in _NOT_FUNCTIONS:
+        if frames.infos[found].function not in NOT_FUNCTIONS:
             return found
     return None
 
@@ -239,7 +235,7 @@ def _resolve(frames: Frames, index: int, scripts: Scripts) -> Callable[..., Any]
     """
     info = frames.infos[index]
     qualname = info.qualname
-    what = _NOT_FUNCTIONS.get(info.function)
+    what = NOT_FUNCTIONS.get(info.function)
     if what is not None:
         nearest = _nearest_callable(frames, index)
         raise CkptError(f"{frames.where(index)} cannot be re-called: it is {what}, not a "

@@ -257,3 +257,18 @@ def test_a_handback_of_other_fields_or_types_is_read_for_what_it_holds(tmp_path)
     for text in ("[1, 2]", "null", '{"passed": tru'):
         report.write_text(text)
         assert Handback.read(str(report), 3).status == 3
+
+
+def test_watch_refuses_up_front_a_frame_that_is_a_lambda(tmp_path):
+    # the replay would refuse it too, but then every round alike, for ever
+    shutil.copy(SAMPLES / "resume" / "deep_call.py", tmp_path)
+    shutil.copy(SAMPLES / "resume" / "helpers.py", tmp_path)
+    assert run_python("deep_call.py", "lambda", "3", cwd=tmp_path).returncode == 1
+    result = subprocess.run([CDIP, "run", "with_lambda", "--watch", "--frame", "1"],
+                            capture_output=True, text=True, timeout=TIMEOUT, cwd=tmp_path,
+                            stdin=subprocess.DEVNULL)
+    assert result.returncode == 2
+    assert "cdip: error: --frame 1: frame 1, with_lambda.<locals>.<lambda>, is a lambda, " \
+           "which cannot be re-called" in result.stderr
+    assert "round 1" not in result.stdout + result.stderr  # no round was run
+    assert "Traceback" not in result.stderr
