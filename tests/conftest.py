@@ -82,3 +82,16 @@ def run_python(*args: str, cwd: Path | None = None, env: dict[str, str] | None =
     if check and result.returncode != 0:
         raise AssertionError(f"exit {result.returncode}\n{result.stdout}\n{result.stderr}")
     return result
+
+
+def gone(pid: int) -> bool:
+    """Whether process `pid` has ended: no such process, or only its exit status left.
+
+    Asked in one call: between "does it exist?" and "what is its status?" it may end.
+    """
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True

@@ -14,7 +14,7 @@ from pathlib import Path
 import pexpect
 import psutil
 import pytest
-from conftest import BIN, SAMPLES, run_python
+from conftest import BIN, SAMPLES, gone, run_python
 
 import ckpt
 
@@ -483,15 +483,18 @@ def test_the_runner_started_by_hand_says_what_it_is():
 
 def test_a_process_the_function_started_does_not_outlive_the_replay(tmp_path):
     _slow_checkpoint(tmp_path, spawn_helper=True)
-    before = {p.pid for p in psutil.process_iter() if p.name() == "sleep"}
+    before = sleeping()
     result = cdip("run", "wait", "--mode", "run", cwd=tmp_path)
     assert result.returncode == 1
     helpers = [line.split()[1] for line in result.stdout.splitlines() if line.startswith("helper")]
     assert len(helpers) == 1
-    assert not psutil.pid_exists(int(helpers[0])) or \
-        psutil.Process(int(helpers[0])).status() == psutil.STATUS_ZOMBIE
-    after = {p.pid for p in psutil.process_iter() if p.name() == "sleep"}
-    assert after <= before
+    assert gone(int(helpers[0]))
+    assert sleeping() <= before
+
+
+def sleeping() -> set[int]:
+    """The `sleep` processes now (one that ends while listed is not)."""
+    return {p.pid for p in psutil.process_iter(["name"]) if p.info["name"] == "sleep"}
 
 
 def test_until_error_reports_that_it_now_succeeds(pipeline, tmp_path):

@@ -7,9 +7,8 @@ import shutil
 from pathlib import Path
 
 import pexpect
-import psutil
 import pytest
-from conftest import BIN, SAMPLES, run_python
+from conftest import BIN, SAMPLES, gone, run_python
 
 CDIP = str(BIN / "cdip")
 TIMEOUT = 60  # generous: the machine running the tests may be busy
@@ -69,7 +68,7 @@ def test_restart_runs_the_edited_code_with_the_breakpoint_kept(app, debugger):
     child.expect(prompt)  # stopped at the first line again, as pdb's restart does
     after = replay_pid(child, prompt)
     assert after != before
-    assert not psutil.pid_exists(before) or psutil.Process(before).status() == "zombie"
+    assert gone(before)
     child.sendline("c")
     child.expect(AT_LINE_10[debugger])  # the breakpoint, kept
     child.expect(prompt)
