@@ -13,7 +13,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import BIN, SAMPLES
+from conftest import BIN, SAMPLES, gone
 
 import ckpt
 from ckpt.supervise import RUNNER
@@ -29,13 +29,6 @@ def _wait_for(predicate, timeout: float = 10) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("timed out")
         time.sleep(0.02)
-
-
-def _gone(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
 
 
 def _kill_if_alive(pids: list[int]) -> None:
@@ -78,7 +71,7 @@ def test_the_replay_dies_with_cdip_killed_by_sigkill(tmp_path):
     try:
         process.kill()  # no chance to clean up: the kernel must take the child too
         process.wait(timeout=10)
-        _wait_for(lambda: _gone(child.pid), timeout=3)
+        _wait_for(lambda: gone(child.pid), timeout=3)
     finally:
         _kill_if_alive([child.pid])
 
@@ -118,7 +111,7 @@ def test_a_descendant_that_forks_on_sigterm_is_still_killed(tmp_path):
         assert "helper started" in result.stdout, result.stderr
         pids = [int(line) for line in log.read_text().split()]
         assert len(pids) >= 2, "the helper should have forked when told to stop"
-        alive = [pid for pid in pids if not _gone(pid)]
+        alive = [pid for pid in pids if not gone(pid)]
         assert alive == [], f"{len(alive)} of {len(pids)} helpers outlived cdip"
         assert elapsed < 10
     finally:
