@@ -521,8 +521,9 @@ def _run_options(run: argparse.ArgumentParser) -> None:
                           "an import would (default: only its imports, definitions and "
                           "constants, not the pipeline it drives)")
     run.add_argument("--device", metavar="DEVICE",
-                     help="cpu, cuda or cuda:N: put the saved torch tensors (and modules) "
-                          "there (default: the device they were captured on, else the CPU)")
+                     help="cpu, cuda or cuda:N: put the saved torch tensors (and modules), "
+                          "CuPy and JAX arrays there (default: the device they were captured "
+                          "on, else the CPU; cpu makes CuPy arrays numpy arrays)")
     run.add_argument("--rank", type=int, metavar="N",
                      help="the newest checkpoint of NAME saved by rank N (torch.distributed "
                           "RANK, or Slurm's SLURM_PROCID)")
