@@ -39,6 +39,7 @@ class S3Upload(Upload):
 
     def __init__(self, fs: Any, path: str, exclusive: bool,
                  errors: Callable[[], contextlib.AbstractContextManager[None]]) -> None:
+        _quiet_dropped_bodies(fs.loop)
         self._fs = fs
         self._bucket, _, self._key = path.partition("/")
         self._match = {"IfNoneMatch": "*"} if exclusive else {}
@@ -138,3 +139,30 @@ class S3Upload(Upload):
             self._call("abort_multipart_upload", Bucket=self._bucket, Key=self._key,
                        UploadId=upload_id).result()
 
+
+def _quiet_dropped_bodies(loop: asyncio.AbstractEventLoop) -> None:
+    """Keep aiohttp's report of a request body cut off by a dropped connection off stderr.
+
+    When the server goes away mid-upload, the request fails (and the user is told, in
+    one line), but aiohttp's task writing its body fails too, and nobody retrieves its
+    exception: asyncio then prints "Task exception was never retrieved" with a
+    traceback into the user's program. Only that report is dropped, on fsspec's own
+    loop; every other goes to the handler there was.
+    """
+    if getattr(loop, "_ckpt_quiet", False):
+        return
+    previous = loop.get_exception_handler()
+
+    def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        task = context.get("future")
+        coroutine = task.get_coro() if isinstance(task, asyncio.Task) else None
+        if (isinstance(context.get("exception"), ConnectionError)
+                and getattr(coroutine, "__qualname__", "") == "ClientRequest.write_bytes"):
+            return
+        if previous is not None:
+            previous(loop, context)
+        else:
+            loop.default_exception_handler(context)
+
+    loop.set_exception_handler(handler)
+    loop._ckpt_quiet = True  # type: ignore[attr-defined]
