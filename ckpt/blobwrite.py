@@ -189,22 +189,18 @@ def _store(view: memoryview | StreamedBuffer, blobs: Any, fsync: bool) -> tuple[
     """
     if isinstance(view, StreamedBuffer):
         return _store_streamed(view, blobs, fsync)
-    whole = view.nbytes <= CHUNK  # one chunk: its digest is all there is to hash
-    if whole:  # hashed and written from one copy (see `_write_chunk`)
-        view = memoryview(bytearray(view))
+    if view.nbytes <= CHUNK:  # hashed and written from one copy (see `_write_chunk`)
+        copy = memoryview(bytearray(view))
+        return _store_whole(copy, sha256(copy), blobs, fsync)
     first = sha256(view[:CHUNK])
     named = family(view.nbytes, first)
     if blobs.family_exists(named):
-        return (blob_id(view.nbytes, first) if whole else buffer_id(view)), 0
+        return buffer_id(view), 0
     writer = blobs.create(named)
     try:
-        if whole:
-            writer.write(view)
-            digests = first
-        else:
-            digests = _write_digests(view, writer.write_at)
-            if digests[:32] != first:  # written into since its family was named
-                raise changed(view.nbytes)
+        digests = _write_digests(view, writer.write_at)
+        if digests[:32] != first:  # written into since its family was named
+            raise changed(view.nbytes)
         digest = blob_id(view.nbytes, digests)
     except BaseException:
         writer.abort()
@@ -219,9 +215,10 @@ def _store_streamed(source: StreamedBuffer, blobs: Any, fsync: bool) -> tuple[st
 
     head = next(source.chunks(CHUNK, 1))
     first = sha256(head)
-    named = family(source.nbytes, first)
     if source.nbytes <= CHUNK:  # all of it in hand: one copy, no pool (a model's parameters)
-        return _store_head(source, head, first, named, blobs, fsync)
+        source.hashed = (CHUNK, first)  # what its id stands for: a later pass is checked
+        return _store_whole(head, first, blobs, fsync)
+    named = family(source.nbytes, first)
     if blobs.family_exists(named):
         return blob_id(source.nbytes, write_digests(source, CHUNK, _hash_only)), 0
     writer = blobs.create(named)
@@ -236,21 +233,20 @@ def _store_streamed(source: StreamedBuffer, blobs: Any, fsync: bool) -> tuple[st
     return digest, source.nbytes
 
 
-def _store_head(source: StreamedBuffer, head: memoryview, digest: bytes, named: str,
-                blobs: Any, fsync: bool) -> tuple[str, int]:
-    """`_store_streamed` for a buffer of one chunk, copied already (`head`)."""
-    source.hashed = (CHUNK, digest)  # what its id stands for: a later pass is checked
-    content = blob_id(source.nbytes, digest)
+def _store_whole(copy: memoryview, digest: bytes, blobs: Any, fsync: bool) -> tuple[str, int]:
+    """`_store` for a buffer of one chunk, in hand as a private `copy` hashed to `digest`."""
+    content = blob_id(copy.nbytes, digest)
+    named = family(copy.nbytes, digest)
     if blobs.family_exists(named):
         return content, 0
     writer = blobs.create(named)
     try:
-        writer.write(head)
+        writer.write(copy)
     except BaseException:
         writer.abort()
         raise
     writer.commit(content, fsync)
-    return content, source.nbytes
+    return content, copy.nbytes
 
 
 def _hash_only(chunk: memoryview, offset: int) -> bytes:
